@@ -1,0 +1,155 @@
+"""The run configuration: one frozen dataclass, loaded strictly from YAML presets or files.
+
+Every key is checked: unknown keys, wrong types and out-of-range values raise ``ConfigError``
+naming the key, so a typo in a preset never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+DEFAULT_PRESET = "paper"
+
+
+def _option(default, help: str, *, minimum=None, exclusive=False, choices=None, maximum=None):
+    return field(
+        default=default,
+        metadata={
+            "help": help,
+            "minimum": minimum,
+            "exclusive": exclusive,
+            "maximum": maximum,
+            "choices": choices,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that decides an enhancement's numbers (plus where it runs)."""
+
+    iterations: int = _option(1000, "Adam steps on the full image", minimum=0)
+    learning_rate: float = _option(1e-3, "Adam learning rate", minimum=0.0, exclusive=True)
+    illumination_weight: float = _option(1.0, "weight of the illumination loss", minimum=0.0)
+    reflectance_weight: float = _option(1.0, "weight of the reflectance loss", minimum=0.0)
+    noise_weight: float = _option(5000.0, "weight of the noise loss", minimum=0.0)
+    reflectance_fidelity_weight: float = _option(
+        1.0, "weight of |I/L - R| inside the reflectance loss", minimum=0.0
+    )
+    gamma: float = _option(0.4, "illumination is raised to this power", minimum=0.0, exclusive=True)
+    blur_size: int = _option(5, "side of the Gaussian that smooths the image gradients", minimum=1)
+    blur_sigma: float = _option(3.0, "sigma of that Gaussian", minimum=0.0, exclusive=True)
+    seed: int = _option(0, "seed of the network's initial weights", minimum=0)
+    device: str = _option("auto", "auto, cpu, cuda or cuda:N")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **overrides: Any) -> "Config":
+        """A copy with ``overrides`` applied and validated (``None`` values are ignored)."""
+        values = self.to_dict()
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return from_dict(values, source="option")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _check_value(name: str, value: Any, source: str) -> Any:
+    spec = FIELDS[name]
+    meta = spec.metadata
+    expected = spec.type
+    where = f"{source}: key '{name}'"
+    # bool is an int subclass in Python; 'iterations: true' is a typo, not a number.
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected {expected}, got boolean {value!r}")
+    if expected == "int":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    elif expected == "float":
+        if not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    elif expected == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+    minimum, maximum = meta["minimum"], meta["maximum"]
+    if minimum is not None:
+        if meta["exclusive"] and value <= minimum:
+            raise ConfigError(f"{where}: must be greater than {minimum}, got {value!r}")
+        if not meta["exclusive"] and value < minimum:
+            raise ConfigError(f"{where}: must be at least {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{where}: must be at most {maximum}, got {value!r}")
+    if meta["choices"] is not None and value not in meta["choices"]:
+        choices = ", ".join(map(str, meta["choices"]))
+        raise ConfigError(f"{where}: must be one of {choices}, got {value!r}")
+    return value
+
+
+def from_dict(values: dict[str, Any], source: str = "config") -> Config:
+    """Build a validated ``Config``; keys missing from ``values`` keep their defaults."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys to values")
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        known = ", ".join(FIELDS)
+        raise ConfigError(f"{source}: unknown key '{unknown[0]}' (known keys: {known})")
+    checked = {name: _check_value(name, value, source) for name, value in values.items()}
+    return Config(**checked)
+
+
+def preset_dir() -> Path:
+    """Where the YAML presets live: inside the installed package, or ``configs/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parent / "configs"
+
+
+def preset_names() -> list[str]:
+    return sorted(path.stem for path in preset_dir().glob("*.yaml"))
+
+
+def _resolve(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{name_or_path}: config file not found")
+        return path
+    preset = preset_dir() / f"{name_or_path}.yaml"
+    if not preset.is_file():
+        names = ", ".join(preset_names())
+        raise ConfigError(f"{name_or_path}: no such preset or file (presets: {names})")
+    return preset
+
+
+def load_config(name_or_path: str | Path | None = None, **overrides: Any) -> Config:
+    """Load a preset by name (``"paper"``) or a YAML file, then apply ``overrides``.
+
+    ``None`` loads the default preset. Override values of ``None`` are ignored, so command-line
+    options that were not given leave the file's values alone.
+    """
+    path = _resolve(str(name_or_path or DEFAULT_PRESET))
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config: {error}") from None
+    except yaml.YAMLError as error:
+        first_line = str(error).splitlines()[0] if str(error) else "invalid YAML"
+        raise ConfigError(f"{path}: invalid YAML: {first_line}") from None
+    return from_dict(values or {}, source=str(path)).replace(**overrides)

@@ -1,0 +1,29 @@
+"""The package's own exceptions.
+
+The core raises these; only ``cli.py`` turns them into messages and exit codes, so the Python API
+never prints or exits on its own.
+"""
+
+
+class RRDNetError(Exception):
+    """Base class of every error the package raises on purpose."""
+
+
+class ConfigError(RRDNetError):
+    """An invalid configuration: unknown key, wrong type, out-of-range value, unreadable file."""
+
+
+class UsageError(RRDNetError):
+    """A request that cannot be carried out as asked (bad device, output equals input, ...)."""
+
+
+class InputError(RRDNetError):
+    """An input image that cannot be read or cannot be enhanced."""
+
+
+class OutputError(RRDNetError):
+    """An output that cannot be written."""
+
+
+class OptimisationError(RRDNetError):
+    """The optimisation diverged (a loss became NaN or infinite)."""
