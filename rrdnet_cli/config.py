@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from .errors import ConfigError
 DEFAULT_PRESET = "paper"
 
 
-def _option(default, help: str, *, minimum=None, exclusive=False, choices=None, maximum=None):
+def _option(default, help: str, *, minimum=None, exclusive=False, choices=None, maximum=None, pattern=None):
     return field(
         default=default,
         metadata={
@@ -28,6 +29,7 @@ def _option(default, help: str, *, minimum=None, exclusive=False, choices=None, 
             "exclusive": exclusive,
             "maximum": maximum,
             "choices": choices,
+            "pattern": pattern,
         },
     )
 
@@ -48,7 +50,7 @@ class Config:
     blur_size: int = _option(5, "side of the Gaussian that smooths the image gradients", minimum=1)
     blur_sigma: float = _option(3.0, "sigma of that Gaussian", minimum=0.0, exclusive=True)
     seed: int = _option(0, "seed of the network's initial weights", minimum=0)
-    device: str = _option("auto", "auto, cpu, cuda or cuda:N")
+    device: str = _option("auto", "auto, cpu, cuda or cuda:N", pattern=r"auto|cpu|cuda(:\d+)?")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -99,6 +101,8 @@ def _check_value(name: str, value: Any, source: str) -> Any:
     if meta["choices"] is not None and value not in meta["choices"]:
         choices = ", ".join(map(str, meta["choices"]))
         raise ConfigError(f"{where}: must be one of {choices}, got {value!r}")
+    if meta["pattern"] is not None and not re.fullmatch(meta["pattern"], value):
+        raise ConfigError(f"{where}: {spec.metadata['help']} expected, got {value!r}")
     return value
 
 

@@ -1,0 +1,35 @@
+"""Shared helpers: tiny seeded synthetic images, never ../shared."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+
+def dark_array(height: int = 40, width: int = 48, seed: int = 0) -> np.ndarray:
+    """A dim, textured RGB uint8 image: a gradient with blobs and noise, mean around 0.1."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    base = 0.05 + 0.1 * x[..., None] * np.array([1.0, 0.8, 0.6]) + 0.05 * (y[..., None] > 0.5)
+    noise = rng.normal(0, 0.01, (height, width, 3))
+    return np.clip((base + noise) * 255, 0, 255).astype(np.uint8)
+
+
+def dark_tensor(height: int = 40, width: int = 48, seed: int = 0) -> torch.Tensor:
+    array = dark_array(height, width, seed).astype(np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+
+
+def write_dark(path: Path, height: int = 40, width: int = 48, seed: int = 0, **save_options) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(dark_array(height, width, seed)).save(path, **save_options)
+    return path
+
+
+@pytest.fixture
+def tiny_config():
+    from rrdnet_cli import load_config
+
+    return load_config("paper", iterations=3, device="cpu")

@@ -1,0 +1,30 @@
+import torch
+
+from rrdnet_cli import RRDNet
+
+
+def test_output_shapes_and_ranges():
+    torch.manual_seed(0)
+    illumination, reflectance, noise = RRDNet()(torch.rand(1, 3, 12, 16))
+    assert illumination.shape == (1, 1, 12, 16)
+    assert reflectance.shape == noise.shape == (1, 3, 12, 16)
+    assert 0 < illumination.min() and illumination.max() < 1
+    assert 0 < reflectance.min() and reflectance.max() < 1
+    assert -1 < noise.min() and noise.max() < 1
+
+
+def test_state_dict_uses_reference_layout():
+    keys = set(RRDNet().state_dict())
+    for branch in ("illumination_net", "reflectance_net", "noise_net"):
+        for index in (0, 2, 4, 6, 8):
+            assert f"{branch}.{index}.weight" in keys and f"{branch}.{index}.bias" in keys
+    assert len(keys) == 30
+
+
+def test_receptive_field_is_eleven_pixels():
+    net = RRDNet().eval()
+    image = torch.zeros(1, 3, 31, 31, requires_grad=True)
+    net(image)[0][0, 0, 15, 15].backward()
+    touched = image.grad.abs().sum(dim=(0, 1)).nonzero()
+    assert touched[:, 0].max() - touched[:, 0].min() + 1 == RRDNet.receptive_field
+    assert touched[:, 1].max() - touched[:, 1].min() + 1 == RRDNet.receptive_field
