@@ -52,19 +52,19 @@ def test_default_preset_runs_on_small_image():
     assert float(enhancement.result.mean()) > float(image.mean())
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_same_seed_same_output(precision):
+@pytest.mark.parametrize("precision, strategy", [("fp32", "crops"), ("bf16", "crops"), ("fp32", "full")])
+def test_same_seed_same_output(precision, strategy):
     image = _image()
-    first = enhance(image, _fast(precision=precision))
-    second = enhance(image, _fast(precision=precision))
+    first = enhance(image, _fast(precision=precision, strategy=strategy))
+    second = enhance(image, _fast(precision=precision, strategy=strategy))
     assert torch.equal(first.result, second.result)
     np.testing.assert_array_equal(first.losses, second.losses)
 
 
 def test_seed_changes_crops():
     image = _image()
-    first = enhance(image, _fast(precision="fp32", seed=1))
-    second = enhance(image, _fast(precision="fp32", seed=2))
+    first = enhance(image, _fast(precision="fp32", strategy="crops", seed=1))
+    second = enhance(image, _fast(precision="fp32", strategy="crops", seed=2))
     assert not torch.equal(first.result, second.result)
 
 
