@@ -72,6 +72,11 @@ class Config:
         "fp32", "network arithmetic while optimising: fp32, bf16, or auto (bf16 where it is fast)",
         choices=("fp32", "bf16", "auto"),
     )
+    initial_illumination: str = _option(
+        "network", "illumination at step 0: the network's own (about 0.5), or the image's mean "
+        "channel maximum (its last bias set so; dark photos then need far fewer steps)",
+        choices=("network", "image"),
+    )
     tile_size: int = _option(
         0, "final full-resolution pass in tiles of this side (0: one pass)", minimum=0
     )

@@ -285,6 +285,21 @@ def recombine(
     return result, adjusted
 
 
+def start_illumination_at_image_level(net: RRDNet, image: torch.Tensor) -> None:
+    """Set the illumination branch's last bias so that L starts near the mean of ``max_c I``.
+
+    A fresh network outputs L ~ sigmoid(0) = 0.5 everywhere, while the loss pulls L towards the
+    channel maximum, which in a dark photo is ~0.03-0.1: most of the early steps are spent only
+    moving that one level (a 384x256 photo with mean 0.034 still had L ~ 0.32 after 300 steps).
+    Starting there (the weights are the seed's; only this bias changes) leaves the steps for the
+    spatial structure.
+    """
+    level = image.amax(dim=1).mean().clamp(0.01, 0.99)
+    last = net.illumination_net[-1]
+    with torch.no_grad():
+        last.bias.fill_(torch.logit(level).item())
+
+
 def enhance(
     image: torch.Tensor,
     config: Config,
@@ -302,6 +317,8 @@ def enhance(
     if net is None:
         torch.manual_seed(config.seed)
         net = RRDNet()
+        if config.initial_illumination == "image":
+            start_illumination_at_image_level(net, image)
     runtime.tune_allocator()
     # channels_last lets oneDNN run the 3x3 convolutions without layout reorders (1.3x a step).
     net = net.to(device=device, memory_format=torch.channels_last)

@@ -183,3 +183,20 @@ def test_new_fields_validate(key, value):
 def test_new_fields_accept_valid_values():
     config = from_dict({"strategy": "crops", "precision": "auto", "tile_size": 0, "optimisation_side": 16})
     assert config.strategy == "crops" and config.tile_size == 0
+
+
+def test_initial_illumination_starts_at_image_level():
+    from rrdnet_cli import RRDNet
+    from rrdnet_cli.pipeline import start_illumination_at_image_level
+
+    image = _image()
+    torch.manual_seed(0)
+    net = RRDNet()
+    start_illumination_at_image_level(net, image)
+    with torch.no_grad():
+        illumination = net(image)[0]
+    level = float(image.amax(dim=1).mean())
+    assert abs(float(illumination.mean()) - level) < 0.05
+    assert from_dict({"initial_illumination": "image"}).initial_illumination == "image"
+    with pytest.raises(ConfigError, match="initial_illumination"):
+        from_dict({"initial_illumination": "zero"})
