@@ -184,7 +184,7 @@ def optimise(
     image: torch.Tensor,
     config: Config,
     on_step: Optional[StepCallback] = None,
-) -> tuple[list[torch.Tensor], Callable[[], torch.Tensor], int]:
+) -> tuple[list[torch.Tensor], Optional[Callable[[], torch.Tensor]], int]:
     """Adam steps of ``net`` on ``image`` ``(1, 3, H, W)`` as ``config`` describes.
 
     Returns the per-step loss rows, a function giving the loss row after the last step on what the
@@ -236,7 +236,7 @@ def optimise(
             return loss_terms(batch, _run_network(net, batch, bf16), batch_priors, config, noise_scale)
 
     reuse_final_pass = sampler is None and target is image and not bf16
-    return history, (None if reuse_final_pass else last_row), steps  # type: ignore[return-value]
+    return history, (None if reuse_final_pass else last_row), steps
 
 
 def decompose(net: RRDNet, image: torch.Tensor, tile_size: int) -> Outputs:
