@@ -17,7 +17,7 @@ import yaml
 
 from .errors import ConfigError
 
-DEFAULT_PRESET = "paper"
+DEFAULT_PRESET = "default"
 
 
 def _option(default, help: str, *, minimum=None, exclusive=False, choices=None, maximum=None, pattern=None):
@@ -49,8 +49,39 @@ class Config:
     gamma: float = _option(0.4, "illumination is raised to this power", minimum=0.0, exclusive=True)
     blur_size: int = _option(5, "side of the Gaussian that smooths the image gradients", minimum=1)
     blur_sigma: float = _option(3.0, "sigma of that Gaussian", minimum=0.0, exclusive=True)
-    seed: int = _option(0, "seed of the network's initial weights", minimum=0)
+    seed: int = _option(0, "seed of the network's initial weights and of the crop positions", minimum=0)
     device: str = _option("auto", "auto, cpu, cuda or cuda:N", pattern=r"auto|cpu|cuda(:\d+)?")
+    # Speed settings. Their defaults reproduce the paper: every step on the whole image in fp32.
+    strategy: str = _option(
+        "full", "what each Adam step sees: the full optimisation image, or random crops of it",
+        choices=("full", "crops"),
+    )
+    optimisation_side: int = _option(
+        0, "optimise on a copy downscaled to this longer side (0: original size)", minimum=0
+    )
+    crop_size: int = _option(96, "side of each random crop (strategy crops)", minimum=16)
+    crops_per_step: int = _option(4, "random crops per Adam step (strategy crops)", minimum=1)
+    learning_rate_schedule: str = _option(
+        "constant", "constant, or cosine decay to zero over the iterations",
+        choices=("constant", "cosine"),
+    )
+    convergence_tolerance: float = _option(
+        0.0, "stop when a window's mean loss improves on the previous by less (0: never)",
+        minimum=0.0,
+    )
+    convergence_window: int = _option(25, "steps per window of the convergence test", minimum=1)
+    precision: str = _option(
+        "fp32", "network arithmetic while optimising: fp32, bf16, or auto (bf16 where it is fast)",
+        choices=("fp32", "bf16", "auto"),
+    )
+    initial_illumination: str = _option(
+        "network", "illumination at step 0: the network's own (about 0.5), or the image's mean "
+        "channel maximum (its last bias set so; dark photos then need far fewer steps)",
+        choices=("network", "image"),
+    )
+    tile_size: int = _option(
+        0, "final full-resolution pass in tiles of this side (0: one pass)", minimum=0
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,7 +146,28 @@ def from_dict(values: dict[str, Any], source: str = "config") -> Config:
         known = ", ".join(FIELDS)
         raise ConfigError(f"{source}: unknown key '{unknown[0]}' (known keys: {known})")
     checked = {name: _check_value(name, value, source) for name, value in values.items()}
-    return Config(**checked)
+    config = Config(**checked)
+    _check_combinations(config, source)
+    return config
+
+
+# Below this a tile or an optimisation image is mostly padding; 0 keeps its meaning "off".
+MIN_TILE_SIZE = 16
+MIN_OPTIMISATION_SIDE = 16
+
+
+def _check_combinations(config: Config, source: str) -> None:
+    """Constraints that a single field's metadata cannot express."""
+    if 0 < config.tile_size < MIN_TILE_SIZE:
+        raise ConfigError(
+            f"{source}: key 'tile_size': must be 0 (no tiling) or at least {MIN_TILE_SIZE}, "
+            f"got {config.tile_size}"
+        )
+    if 0 < config.optimisation_side < MIN_OPTIMISATION_SIDE:
+        raise ConfigError(
+            f"{source}: key 'optimisation_side': must be 0 (original size) or at least "
+            f"{MIN_OPTIMISATION_SIDE}, got {config.optimisation_side}"
+        )
 
 
 def preset_dir() -> Path:

@@ -1,9 +1,23 @@
+"""The engine: enhance() basics, errors, and the fast path (default preset, crops, loss
+rescaling, convergence stop, determinism)."""
+
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from rrdnet_cli import InputError, OptimisationError, UsageError, enhance
-from rrdnet_cli.pipeline import LOSS_COLUMNS, recombine, resolve_device
+from rrdnet_cli import ConfigError, InputError, OptimisationError, UsageError, enhance, load_config, losses
+from rrdnet_cli.config import Config, from_dict
+from rrdnet_cli.pipeline import (
+    LOSS_COLUMNS,
+    CropSampler,
+    _converged,
+    downscale,
+    loss_terms,
+    recombine,
+    resolve_device,
+)
 
 from conftest import dark_tensor
 
@@ -66,3 +80,194 @@ def test_cuda_request_without_cuda_is_an_error(monkeypatch):
         resolve_device("cuda")
     with pytest.raises(UsageError, match="expected auto, cpu"):
         resolve_device("gpu")
+
+
+def _image(height=48, width=64, seed=0):
+    # A dim, smooth picture with some texture, like an under-exposed photo.
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.linspace(0, 1, height).view(1, 1, height, 1)
+    columns = torch.linspace(0, 1, width).view(1, 1, 1, width)
+    base = 0.05 + 0.15 * rows * columns + 0.03 * torch.rand(1, 3, height, width, generator=generator)
+    return base.clamp(0, 1)
+
+
+def _fast(**overrides):
+    # The default preset, shortened so the suite stays quick.
+    values = dict(iterations=12, device="cpu", optimisation_side=32, crop_size=16, tile_size=24)
+    values.update(overrides)
+    return load_config("default", **values)
+
+
+def test_default_preset_is_the_default():
+    assert load_config(None) == load_config("default")
+
+
+def test_paper_preset_keeps_paper_settings():
+    paper = load_config("paper")
+    assert paper.strategy == "full" and paper.optimisation_side == 0 and paper.tile_size == 0
+    assert paper.precision == "fp32" and paper.convergence_tolerance == 0.0
+    assert paper.learning_rate_schedule == "constant" and paper.iterations == 1000
+
+
+def test_default_preset_runs_on_small_image():
+    image = _image()
+    enhancement = enhance(image, _fast())
+    for name in ("result", "reflectance", "noise"):
+        tensor = getattr(enhancement, name)
+        assert tensor.shape == (1, 3, 48, 64) and bool(torch.isfinite(tensor).all()), name
+    assert enhancement.illumination.shape == (1, 1, 48, 64)
+    assert float(enhancement.result.min()) >= 0 and float(enhancement.result.max()) <= 1
+    assert enhancement.losses.shape == (enhancement.steps + 1, 5)
+    assert np.isfinite(enhancement.losses).all()
+    # It brightens.
+    assert float(enhancement.result.mean()) > float(image.mean())
+
+
+@pytest.mark.parametrize("precision, strategy", [("fp32", "crops"), ("bf16", "crops"), ("fp32", "full")])
+def test_same_seed_same_output(precision, strategy):
+    image = _image()
+    first = enhance(image, _fast(precision=precision, strategy=strategy))
+    second = enhance(image, _fast(precision=precision, strategy=strategy))
+    assert torch.equal(first.result, second.result)
+    np.testing.assert_array_equal(first.losses, second.losses)
+
+
+def test_seed_changes_crops():
+    image = _image()
+    first = enhance(image, _fast(precision="fp32", strategy="crops", seed=1))
+    second = enhance(image, _fast(precision="fp32", strategy="crops", seed=2))
+    assert not torch.equal(first.result, second.result)
+
+
+def test_crop_sampler_cuts_image_and_priors_together():
+    image = _image(40, 50)
+    priors = losses.image_priors(image, 5, 3.0)
+    sampler = CropSampler(image, priors, size=16, count=3, seed=7)
+    batch, batch_priors = sampler.sample()
+    assert batch.shape == (3, 3, 16, 16) and sampler.pixels == 3 * 16 * 16
+    # Each crop of the priors comes from the same place as its crop of the image.
+    for index in range(3):
+        crop = batch[index:index + 1]
+        found = [
+            (row, column)
+            for row in range(40 - 15)
+            for column in range(50 - 15)
+            if torch.equal(image[..., row:row + 16, column:column + 16], crop)
+        ]
+        assert len(found) == 1
+        row, column = found[0]
+        torch.testing.assert_close(
+            batch_priors.max_channel[index:index + 1], priors.max_channel[..., row:row + 16, column:column + 16]
+        )
+    # Seeded: a second sampler with the same seed cuts the same crops.
+    again, _ = CropSampler(image, priors, size=16, count=3, seed=7).sample()
+    assert torch.equal(batch, again)
+
+
+def test_crops_larger_than_image_are_clipped():
+    image = _image(20, 30)
+    sampler = CropSampler(image, losses.image_priors(image, 5, 3.0), size=96, count=2, seed=0)
+    batch, _ = sampler.sample()
+    assert batch.shape == (2, 3, 20, 30)
+
+
+def test_noise_scale_only_touches_the_noise_term():
+    image = _image(24, 24)
+    priors = losses.image_priors(image, 5, 3.0)
+    generator = torch.Generator().manual_seed(0)
+    outputs = (
+        torch.rand(1, 1, 24, 24, generator=generator) * 0.5 + 0.25,
+        torch.rand(1, 3, 24, 24, generator=generator),
+        torch.rand(1, 3, 24, 24, generator=generator) * 0.02 - 0.01,
+    )
+    config = Config()
+    plain = loss_terms(image, outputs, priors, config)
+    scaled = loss_terms(image, outputs, priors, config, noise_scale=0.5)
+    torch.testing.assert_close(plain[:4], scaled[:4])
+    expected = plain[4] - 0.5 * config.noise_weight * plain[3]
+    torch.testing.assert_close(scaled[4], expected)
+
+
+def test_noise_scale_keeps_balance_on_a_repeated_image():
+    # An image made of k copies of a patch, with constant outputs (so no smoothness term): its
+    # L1 sums are k times the patch's, its L2 noise norm sqrt(k) times. With the noise weight
+    # scaled by sqrt(patch pixels / image pixels), the patch's total is exactly 1/k of the whole's.
+    patch = _image(16, 16)
+    whole = patch.repeat(1, 1, 2, 3)
+    k = 6
+
+    def constant_outputs(height, width):
+        return (
+            torch.full((1, 1, height, width), 0.3),
+            torch.full((1, 3, height, width), 0.4),
+            torch.full((1, 3, height, width), 0.01),
+        )
+
+    config = Config()
+    whole_terms = loss_terms(whole, constant_outputs(32, 48), losses.image_priors(whole, 5, 3.0), config)
+    patch_terms = loss_terms(
+        patch, constant_outputs(16, 16), losses.image_priors(patch, 5, 3.0), config,
+        noise_scale=math.sqrt(1 / k),
+    )
+    torch.testing.assert_close(k * patch_terms[4], whole_terms[4], rtol=1e-5, atol=0)
+
+
+def test_convergence_stop():
+    assert not _converged([10.0] * 8, window=4, tolerance=0.0)
+    assert _converged([10.0] * 8, window=4, tolerance=0.01)
+    assert not _converged([10.0] * 7, window=4, tolerance=0.01)
+    assert not _converged([10.0] * 4 + [5.0] * 4, window=4, tolerance=0.01)
+    enhancement = enhance(_image(), _fast(iterations=50, convergence_tolerance=10.0, convergence_window=3))
+    assert enhancement.steps == 6
+
+
+def test_downscale():
+    image = _image(40, 80)
+    assert downscale(image, 0) is image
+    assert downscale(image, 100) is image
+    smaller = downscale(image, 20)
+    assert smaller.shape == (1, 3, 10, 20)
+    assert float(smaller.min()) >= 0 and float(smaller.max()) <= 1
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("strategy", "tiles"),
+        ("precision", "fp16"),
+        ("learning_rate_schedule", "linear"),
+        ("tile_size", 8),
+        ("tile_size", -1),
+        ("optimisation_side", 4),
+        ("crop_size", 8),
+        ("crops_per_step", 0),
+        ("convergence_tolerance", -0.1),
+        ("convergence_window", 0),
+        ("crops_per_step", True),
+    ],
+)
+def test_new_fields_validate(key, value):
+    with pytest.raises(ConfigError, match=key):
+        from_dict({key: value})
+
+
+def test_new_fields_accept_valid_values():
+    config = from_dict({"strategy": "crops", "precision": "auto", "tile_size": 0, "optimisation_side": 16})
+    assert config.strategy == "crops" and config.tile_size == 0
+
+
+def test_initial_illumination_starts_at_image_level():
+    from rrdnet_cli import RRDNet
+    from rrdnet_cli.pipeline import start_illumination_at_image_level
+
+    image = _image()
+    torch.manual_seed(0)
+    net = RRDNet()
+    start_illumination_at_image_level(net, image)
+    with torch.no_grad():
+        illumination = net(image)[0]
+    level = float(image.amax(dim=1).mean())
+    assert abs(float(illumination.mean()) - level) < 0.05
+    assert from_dict({"initial_illumination": "image"}).initial_illumination == "image"
+    with pytest.raises(ConfigError, match="initial_illumination"):
+        from_dict({"initial_illumination": "zero"})

@@ -1,0 +1,90 @@
+"""Benchmark helpers: reading the shared images, cached paper references, image metrics.
+
+Used by ``speed_quality.py`` only; the package never imports this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+CACHE = Path(__file__).resolve().parent / "cache"
+
+
+def load_rgb(path: Path, max_side: int | None = None) -> np.ndarray:
+    """8-bit RGB ``(H, W, 3)``, downscaled (Lanczos) so its longer side is at most ``max_side``.
+
+    The downscaled picture is rounded back to 8 bits, so it is an ordinary photo in its own right.
+    """
+    with Image.open(path) as opened:
+        picture = opened.convert("RGB")
+        if max_side and max(picture.size) > max_side:
+            scale = max_side / max(picture.size)
+            size = (max(5, round(picture.width * scale)), max(5, round(picture.height * scale)))
+            picture = picture.resize(size, Image.LANCZOS)
+        return np.asarray(picture).copy()
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` float32 in [0, 1]."""
+    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div(255.0)
+
+
+def to_array(image: torch.Tensor) -> np.ndarray:
+    """``(1, 3, H, W)`` -> ``(H, W, 3)`` float32 (not quantised: fidelity is judged unrounded)."""
+    return image[0].permute(1, 2, 0).contiguous().numpy().astype(np.float32)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM over channels (Gaussian window 11, sigma 1.5, as Wang et al. 2004), via kornia."""
+    import kornia
+
+    ta = torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).double()
+    tb = torch.from_numpy(b).permute(2, 0, 1).unsqueeze(0).double()
+    return float(kornia.metrics.ssim(ta, tb, 11).mean())
+
+
+def mean_aligned(result: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """``result`` scaled so its mean matches ``truth``'s (brightening amount is a choice)."""
+    return np.clip(result * (truth.mean() / max(result.mean(), 1e-8)), 0.0, 1.0)
+
+
+def cache_path(kind: str, rgb: np.ndarray, settings: dict) -> Path:
+    digest = hashlib.sha256(rgb.tobytes() + json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return CACHE / f"{kind}-{rgb.shape[1]}x{rgb.shape[0]}-{digest}.npz"
+
+
+def paper_reference(rgb: np.ndarray, steps: int, seed: int = 0) -> tuple[np.ndarray, float, bool]:
+    """The ``paper`` preset's result for ``rgb`` (cached: it takes minutes).
+
+    Returns ``(result (H, W, 3), seconds it took when computed, whether it came from the cache)``.
+    """
+    import time
+
+    from rrdnet_cli import enhance, load_config
+
+    settings = {"preset": "paper", "iterations": steps, "seed": seed, "version": 1}
+    path = cache_path("paper", rgb, settings)
+    if path.is_file():
+        stored = np.load(path)
+        return stored["result"], float(stored["seconds"]), True
+    config = load_config("paper", iterations=steps, seed=seed, device="cpu")
+    start = time.perf_counter()
+    enhancement = enhance(to_tensor(rgb), config)
+    seconds = time.perf_counter() - start
+    result = to_array(enhancement.result)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, result=result, seconds=seconds)
+    return result, seconds, False

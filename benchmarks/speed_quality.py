@@ -1,0 +1,309 @@
+"""Speed and fidelity of the ``default`` preset against ``paper`` (issue 3).
+
+For each chosen image:
+  * fidelity, at a reduced size (``--max-side``, since a 1000-step paper run at full size takes
+    15-25 minutes here): PSNR/SSIM of ``default`` against ``paper`` (paper outputs are cached in
+    ``benchmarks/cache/``) and, for the synthetic pairs, of both against the ground truth;
+  * speed, at full size: ``default``'s time and peak RSS, and ``paper``'s projected time (its
+    measured seconds per step x its steps, measured in the same run), plus the seconds per step of
+    a reference-like loop (the published code's maths and habits: priors recomputed each step,
+    default allocator, contiguous layout) to show paper mode's per-step speed-up.
+Plus one synthetic 12-megapixel image (a benchmark photo upscaled): time and peak RSS.
+
+Every measured case runs in a fresh subprocess, so peak RSS is its own and process-wide settings
+(allocator tuning) do not leak between cases. Prints one JSON line; the full record goes to
+``benchmarks/results/speed_quality.json``.
+
+    python benchmarks/speed_quality.py --images 4 --max-side 384
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import common  # noqa: E402
+
+RESULTS = HERE / "results" / "speed_quality.json"
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM), in MiB."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ----------------------------------------------------------------------------------------------
+# Worker side: one case per process.
+
+
+def _input_rgb(spec: dict) -> np.ndarray:
+    rgb = common.load_rgb(Path(spec["image"]), spec.get("max_side"))
+    if spec.get("upscale_to"):
+        from PIL import Image
+
+        width, height = spec["upscale_to"]
+        rgb = np.asarray(Image.fromarray(rgb).resize((width, height), Image.BICUBIC)).copy()
+    return rgb
+
+
+def _worker_enhance(spec: dict) -> dict:
+    import torch
+
+    from rrdnet_cli import enhance, load_config
+
+    rgb = _input_rgb(spec)
+    image = common.to_tensor(rgb)
+    del rgb
+    config = load_config(spec["preset"], device="cpu", **spec.get("overrides", {}))
+    start = time.perf_counter()
+    enhancement = enhance(image, config)
+    seconds = time.perf_counter() - start
+    if spec.get("save"):
+        np.save(spec["save"], common.to_array(enhancement.result))
+    return {
+        "seconds": seconds,
+        "steps": enhancement.steps,
+        "peak_rss_mib": peak_rss_mib(),
+        "width": image.shape[-1],
+        "height": image.shape[-2],
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _worker_paper_steps(spec: dict) -> dict:
+    """Seconds per step of the paper preset (median of the steps after the first)."""
+    from rrdnet_cli import enhance, load_config
+
+    image = common.to_tensor(_input_rgb(spec))
+    stamps = []
+    config = load_config("paper", device="cpu", iterations=spec["steps"] + 1)
+    start = time.perf_counter()
+    enhance(image, config, on_step=lambda step, loss: stamps.append(time.perf_counter()))
+    total = time.perf_counter() - start
+    durations = np.diff(stamps)
+    per_step = float(np.median(durations))
+    # What a run costs besides its steps (priors, first step's warm-up, final pass).
+    overhead = total - per_step * len(stamps)
+    return {"seconds_per_step": per_step, "overhead_seconds": overhead, "peak_rss_mib": peak_rss_mib()}
+
+
+def _worker_reference_steps(spec: dict) -> dict:
+    """Seconds per step of a loop written the way the published code is.
+
+    Same maths as paper mode (the parity test pins that), but: default glibc allocator, the
+    image-only loss weights recomputed every step, contiguous (NCHW) tensors.
+    """
+    import torch
+
+    from rrdnet_cli import RRDNet, losses, load_config
+    from rrdnet_cli.pipeline import loss_terms
+
+    image = common.to_tensor(_input_rgb(spec))
+    config = load_config("paper", device="cpu")
+    torch.manual_seed(0)
+    net = RRDNet()
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    durations = []
+    for _ in range(spec["steps"] + 1):
+        start = time.perf_counter()
+        priors = losses.image_priors(image, config.blur_size, config.blur_sigma)
+        total = loss_terms(image, net(image), priors, config)[4]
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        durations.append(time.perf_counter() - start)
+    return {"seconds_per_step": float(np.median(durations[1:])), "peak_rss_mib": peak_rss_mib()}
+
+
+WORKERS = {
+    "enhance": _worker_enhance,
+    "paper_steps": _worker_paper_steps,
+    "reference_steps": _worker_reference_steps,
+}
+
+
+def run_case(spec: dict) -> dict:
+    """Run one case in a fresh interpreter and return its JSON answer."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+    completed = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"case {spec} failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------------------------
+# Driver side.
+
+
+def choose_images(data: Path, selection: str) -> list[Path]:
+    """``selection``: a count (synthetic pairs first, then real photos) or comma-separated paths."""
+    everything = sorted((data / "synthetic" / "low").glob("*.png"))
+    everything += sorted((data / "real" / "lol_low").glob("*.png"))
+    everything += sorted((data / "real" / "dicm").glob("*.jpg"))
+    if selection.isdigit():
+        return everything[: int(selection)]
+    return [data / name.strip() for name in selection.split(",") if name.strip()]
+
+
+def ground_truth(data: Path, image: Path) -> Path | None:
+    truth = data / "synthetic" / "high" / image.name
+    return truth if image.parent == data / "synthetic" / "low" and truth.is_file() else None
+
+
+def fidelity(image: Path, data: Path, args: argparse.Namespace, workdir: Path) -> dict:
+    rgb = common.load_rgb(image, args.max_side)
+    started = time.perf_counter()
+    paper, paper_seconds, cached = common.paper_reference(rgb, args.paper_steps)
+    if not cached:
+        print(f"  paper reference computed in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    save = workdir / "default.npy"
+    answer = run_case(
+        {"kind": "enhance", "preset": args.preset, "image": str(image), "max_side": args.max_side,
+         "save": str(save)}
+    )
+    ours = np.load(save)
+    record = {
+        "image": str(image.relative_to(data)),
+        "size": [rgb.shape[1], rgb.shape[0]],
+        "default_seconds": answer["seconds"],
+        "default_steps": answer["steps"],
+        "psnr_vs_paper": common.psnr(ours, paper),
+        "ssim_vs_paper": common.ssim(ours, paper),
+    }
+    truth_path = ground_truth(data, image)
+    if truth_path is not None:
+        truth = common.load_rgb(truth_path, args.max_side).astype(np.float32) / 255.0
+        for name, result in (("default", ours), ("paper", paper)):
+            aligned = common.mean_aligned(result, truth)
+            record[f"{name}_psnr_vs_gt"] = common.psnr(result, truth)
+            record[f"{name}_ssim_vs_gt"] = common.ssim(result, truth)
+            record[f"{name}_psnr_vs_gt_mean_aligned"] = common.psnr(aligned, truth)
+            record[f"{name}_ssim_vs_gt_mean_aligned"] = common.ssim(aligned, truth)
+    return record
+
+
+def speed(image: Path, data: Path, args: argparse.Namespace) -> dict:
+    default = run_case({"kind": "enhance", "preset": args.preset, "image": str(image)})
+    paper = run_case({"kind": "paper_steps", "image": str(image), "steps": args.timing_steps})
+    record = {
+        "image": str(image.relative_to(data)),
+        "size": [default["width"], default["height"]],
+        "default_seconds": default["seconds"],
+        "default_steps": default["steps"],
+        "default_peak_rss_mib": default["peak_rss_mib"],
+        "paper_seconds_per_step": paper["seconds_per_step"],
+        "paper_projected_seconds": paper["seconds_per_step"] * args.paper_steps + paper["overhead_seconds"],
+    }
+    if args.reference_baseline:
+        reference = run_case({"kind": "reference_steps", "image": str(image), "steps": args.timing_steps})
+        record["reference_like_seconds_per_step"] = reference["seconds_per_step"]
+        record["paper_step_speedup_vs_reference_like"] = reference["seconds_per_step"] / paper["seconds_per_step"]
+    record["speedup_vs_paper"] = record["paper_projected_seconds"] / default["seconds"]
+    return record
+
+
+def summarise(fidelity_records: list[dict], speed_records: list[dict], large: dict | None, args) -> dict:
+    summary: dict = {"preset": args.preset, "fidelity_max_side": args.max_side,
+                     "fidelity_images": len(fidelity_records), "speed_images": len(speed_records)}
+    if fidelity_records:
+        values = [r["psnr_vs_paper"] for r in fidelity_records]
+        summary["psnr_vs_paper_mean"] = statistics.fmean(values)
+        summary["psnr_vs_paper_worst"] = min(values)
+        summary["ssim_vs_paper_mean"] = statistics.fmean(r["ssim_vs_paper"] for r in fidelity_records)
+        paired = [r for r in fidelity_records if "default_psnr_vs_gt" in r]
+        for key in ("psnr_vs_gt", "psnr_vs_gt_mean_aligned", "ssim_vs_gt", "ssim_vs_gt_mean_aligned"):
+            if paired:
+                summary[f"default_{key}_mean"] = statistics.fmean(r[f"default_{key}"] for r in paired)
+                summary[f"paper_{key}_mean"] = statistics.fmean(r[f"paper_{key}"] for r in paired)
+    if speed_records:
+        summary["default_seconds_mean"] = statistics.fmean(r["default_seconds"] for r in speed_records)
+        summary["default_seconds_max"] = max(r["default_seconds"] for r in speed_records)
+        summary["speedup_vs_paper_mean"] = statistics.fmean(r["speedup_vs_paper"] for r in speed_records)
+        summary["speedup_vs_paper_min"] = min(r["speedup_vs_paper"] for r in speed_records)
+        summary["default_peak_rss_mib_max"] = max(r["default_peak_rss_mib"] for r in speed_records)
+        if args.reference_baseline:
+            summary["paper_step_speedup_vs_reference_like_mean"] = statistics.fmean(
+                r["paper_step_speedup_vs_reference_like"] for r in speed_records
+            )
+    if large:
+        summary["large_size"] = large["size"]
+        summary["large_seconds"] = large["seconds"]
+        summary["large_peak_rss_mib"] = large["peak_rss_mib"]
+    return {key: (round(value, 3) if isinstance(value, float) else value) for key, value in summary.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA, help="benchmark images folder")
+    parser.add_argument("--preset", default="default", help="preset (or YAML) measured against paper")
+    parser.add_argument("--images", default="4", help="fidelity images: a count or comma-separated paths under --data")
+    parser.add_argument("--speed-images", default="2", help="full-size timing images: a count or paths")
+    parser.add_argument("--max-side", type=int, default=384, help="longer side for the fidelity part")
+    parser.add_argument("--paper-steps", type=int, default=1000, help="steps of the paper preset")
+    parser.add_argument("--timing-steps", type=int, default=3, help="paper steps timed per image")
+    parser.add_argument("--no-reference-baseline", dest="reference_baseline", action="store_false",
+                        help="skip timing the reference-like loop")
+    parser.add_argument("--large", default="synthetic/low/kodim01.png",
+                        help="photo upscaled to --large-size for the large-image case ('' to skip)")
+    parser.add_argument("--large-size", default="4000x3000", help="WIDTHxHEIGHT of the large case")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the full record goes")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        spec = json.loads(args.worker)
+        print(json.dumps(WORKERS[spec["kind"]](spec)))
+        return 0
+
+    if not args.data.is_dir():
+        parser.error(f"{args.data}: no such folder (use --data)")
+    fidelity_records, speed_records, large = [], [], None
+    with tempfile.TemporaryDirectory() as scratch:
+        for image in choose_images(args.data, args.images) if args.images != "0" else []:
+            print(f"fidelity {image.name} ...", file=sys.stderr)
+            fidelity_records.append(fidelity(image, args.data, args, Path(scratch)))
+            print("  " + json.dumps(fidelity_records[-1]), file=sys.stderr)
+    for image in choose_images(args.data, args.speed_images) if args.speed_images != "0" else []:
+        print(f"speed {image.name} ...", file=sys.stderr)
+        speed_records.append(speed(image, args.data, args))
+        print("  " + json.dumps(speed_records[-1]), file=sys.stderr)
+    if args.large:
+        width, height = (int(side) for side in args.large_size.lower().split("x"))
+        print(f"large {width}x{height} ...", file=sys.stderr)
+        answer = run_case({"kind": "enhance", "preset": args.preset, "image": str(args.data / args.large),
+                           "upscale_to": [width, height]})
+        large = {"image": args.large, "size": [width, height], **answer}
+        print("  " + json.dumps(large), file=sys.stderr)
+    summary = summarise(fidelity_records, speed_records, large, args)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    record = {"summary": summary, "fidelity": fidelity_records, "speed": speed_records, "large": large,
+              "arguments": {key: str(value) for key, value in vars(args).items() if key != "worker"}}
+    args.results.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
