@@ -13,10 +13,12 @@ into place, so an interrupted run never leaves a partial file under the final na
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
 import struct
+import sys
 import tempfile
 import warnings
 import zlib
@@ -115,8 +117,7 @@ def decode_image(data: bytes, name: str) -> LoadedImage:
         raise InputError(f"{name}: file is empty")
     limit = Image.MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
-            # Decoders warn about what they repair (corrupt EXIF, ...); the messages are ours to give.
+        with warnings.catch_warnings(), _quiet_decoders():
             # Pillow only warns for images between one and two times its pixel limit: we refuse them
             # too, since enhancing one would need tens of gigabytes anyway.
             warnings.simplefilter("ignore")
@@ -143,6 +144,30 @@ def decode_image(data: bytes, name: str) -> LoadedImage:
         raise InputError(f"{name}: cannot decode image ({_describe(error)})") from None
 
 
+@contextlib.contextmanager
+def _quiet_decoders() -> Iterator[None]:
+    """Keep the decoders' own reports off the terminal: the user gets one line, ours.
+
+    They report what they repair or reject as log records (Pillow, tifffile), as text written to
+    ``sys.stderr`` (libpng inside imagecodecs) and from C straight to file descriptor 2 (libtiff).
+    """
+    saved = None
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+    except (OSError, AttributeError, ValueError):
+        pass  # no usable descriptor 2 (an embedding host): the Python-level silence below still holds
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _describe(error: Exception) -> str:
     text = str(error).splitlines()[0] if str(error) else ""
     return text or type(error).__name__
@@ -157,9 +182,11 @@ def _decode(opened: Image.Image, data: bytes, name: str) -> LoadedImage:
         array, maximum = _decode_tiff_16(data, name), 65535
     else:
         array, maximum, icc_profile = _decode_with_pillow(opened, icc_profile, name)
-    height, width = array.shape[:2]
-    if (width, height) != opened.size:
-        raise InputError(f"{name}: decoded {width}x{height} pixels but the header says {opened.size[0]}x{opened.size[1]}")
+    # The pixel-count check above trusted Pillow's reading of the header; the other decoders must
+    # agree with it. (Sides may be swapped: Pillow reports TIFF sizes already oriented.)
+    if array.shape[0] * array.shape[1] != opened.size[0] * opened.size[1]:
+        raise InputError(f"{name}: the decoded pixels do not match the size in the header")
+    # Read after decoding: Pillow orients some formats itself while loading and then drops the tag.
     exif = _read_exif(opened)
     orientation = exif.get(_ORIENTATION) if exif is not None else None
     if orientation in _UPRIGHT:
