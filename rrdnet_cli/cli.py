@@ -49,7 +49,8 @@ def _interrupt_on_sigterm(signum, frame):
 
 
 def _interrupted_message(error: BaseException) -> str:
-    summary = getattr(error, "summary", None)
+    # Click turns a KeyboardInterrupt into Abort, keeping the original as the cause.
+    summary = getattr(error, "summary", None) or getattr(error.__cause__, "summary", None)
     if summary is None:
         return "interrupted"
     return f"interrupted after {summary.done} done; rerun with --skip-existing to do only the rest"

@@ -59,5 +59,7 @@ def cli_command(*args) -> list[str]:
 
 def cli_environment() -> dict[str, str]:
     environment = dict(os.environ)
+    # Tiny images: one thread each keeps parallel test processes from fighting over the cores.
+    environment["OMP_NUM_THREADS"] = "1"
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), environment.get("PYTHONPATH")]))
     return environment
