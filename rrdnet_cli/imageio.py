@@ -141,7 +141,12 @@ def decode_image(data: bytes, name: str) -> LoadedImage:
     except Exception as error:
         # Decoders fed a damaged file raise all sorts of types (OSError, SyntaxError, struct.error,
         # IndexError, ...): for the user each one means the same thing.
-        raise InputError(f"{name}: cannot decode image ({_describe(error)})") from None
+        detail = _describe(error)
+        # Pillow words a cut-off file differently per format ("Truncated File Read", "image file
+        # is truncated (3 bytes not processed)"); it is the most common damage, so name it plainly.
+        if "truncat" in detail.lower():
+            detail = "the file is truncated"
+        raise InputError(f"{name}: cannot decode image ({detail})") from None
 
 
 @contextlib.contextmanager
@@ -262,7 +267,7 @@ def _decode_png_16(data: bytes) -> np.ndarray:
 
 def _decode_tiff_16(data: bytes, name: str) -> np.ndarray:
     with tifffile.TiffFile(io.BytesIO(data)) as tiff:
-        page = tiff.pages.first
+        page = tiff.pages[0]
         if page.bitspersample != 16 or page.sampleformat != tifffile.SAMPLEFORMAT.UINT:
             raise InputError(f"{name}: only 8- and 16-bit unsigned integer TIFF images are supported")
         photometric = page.photometric
@@ -327,9 +332,9 @@ def format_for(path: Path) -> str:
 def to_array(
     pixels: torch.Tensor, grayscale: bool = False, alpha: Optional[np.ndarray] = None, bits: int = 8
 ) -> np.ndarray:
-    """``pixels`` ``(1, 3, H, W)`` in [0, 1] -> ``(H, W, C)`` uint8 or uint16, C as in ``LoadedImage``."""
+    """``pixels`` ``(1, 3 or 1, H, W)`` in [0, 1] -> ``(H, W, C)`` uint8 or uint16, C as in ``LoadedImage``."""
     values = pixels[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    if grayscale:
+    if grayscale and values.shape[2] == 3:
         values = (values @ _LUMA)[:, :, None]
     maximum, dtype = (65535, np.uint16) if bits == 16 else (255, np.uint8)
     integers = np.rint(values * maximum).astype(dtype)
@@ -348,9 +353,7 @@ def _rescale(alpha: np.ndarray, dtype) -> np.ndarray:
 
 def to_pil(pixels: torch.Tensor, grayscale: bool = False, alpha: Optional[np.ndarray] = None) -> Image.Image:
     """``pixels`` ``(1, C, H, W)`` in [0, 1] (C = 1 or 3) -> an 8-bit Pillow image."""
-    if pixels.shape[1] == 1:
-        pixels, grayscale = pixels.expand(-1, 3, -1, -1), True
-    array = to_array(pixels, grayscale, alpha, 8)
+    array = to_array(pixels, grayscale or pixels.shape[1] == 1, alpha, 8)
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
