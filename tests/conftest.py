@@ -11,6 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
+# Test images are tiny: extra intra-op threads only add overhead, and on a shared machine their
+# spin-waiting slows the suite several-fold (the parity test went from 2 s to 2 minutes).
+torch.set_num_threads(1)
+
 
 def dark_array(height: int = 40, width: int = 48, seed: int = 0) -> np.ndarray:
     """A dim, textured RGB uint8 image: a gradient with blobs and noise, mean around 0.1."""
