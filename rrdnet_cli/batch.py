@@ -1,32 +1,51 @@
-"""Files in, files out: find the inputs, name the outputs, enhance each file, keep going on errors."""
+"""Files in, files out: find the inputs, name the outputs, enhance each file, keep going on errors.
+
+Batches are safe to interrupt and to resume: every output is renamed into place only once complete,
+the enhanced image last (after its maps), so its existence means the file is done and
+``skip_existing`` redoes only what is missing. ``select_shard`` splits the sorted input list the
+same way in every process, so independent processes share a folder without overlap.
+"""
 
 from __future__ import annotations
 
 import glob
+import os
+import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, BinaryIO, Callable, Optional, Sequence
 
 import torch
 from tqdm import tqdm
 
 from . import imageio
 from .config import Config
-from .errors import RRDNetError, UsageError
+from .errors import Interrupted, OptimisationError, OutputError, RRDNetError, UsageError
 from .pipeline import Enhancement, StepCallback, enhance, resolve_device
 
 MAP_NAMES = ("illumination", "illumination_adjusted", "reflectance", "noise")
+STDIN = Path("-")
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
 @dataclass(frozen=True)
 class Job:
-    """One input file and its path relative to the folder it was found in (mirrored in the output)."""
+    """One input and its path relative to the folder it was found in (mirrored in the output).
+
+    ``data`` holds the encoded image when it came from standard input (``source`` is then ``-``).
+    """
 
     source: Path
     relative: Path
+    data: Optional[bytes] = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        """How messages call this input."""
+        return "stdin" if self.data is not None else str(self.source)
 
 
 @dataclass(frozen=True)
@@ -35,41 +54,130 @@ class OutputOptions:
     suffix: str = ""
     format: Optional[str] = None
     save_maps: bool = False
-    quality: int = 95
+    quality: int = imageio.DEFAULT_QUALITY
+    # Leave inputs whose output already exists alone (resuming); otherwise outputs are replaced.
+    skip_existing: bool = False
+    # Write the single result here (standard output) instead of into output_dir.
+    stream: Optional[BinaryIO] = field(default=None, repr=False)
 
 
 @dataclass
 class FileResult:
     source: Path
     output: Optional[Path]
-    status: str  # "done" or "failed"
+    status: str  # "done", "skipped" (output existed) or "failed"
     seconds: float
     error: Optional[str] = None
+    # Per-file facts beyond the status: each is included in to_json() when it is set.
+    gamma: Optional[float] = None
+
+    def to_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "type": "file",
+            "input": str(self.source),
+            "output": None if self.output is None else str(self.output),
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+        }
+        if self.gamma is not None:
+            record["gamma"] = self.gamma
+        return record
 
 
 @dataclass
 class BatchSummary:
     results: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: bool = False
+
+    def _count(self, status: str) -> int:
+        return sum(result.status == status for result in self.results)
 
     @property
     def done(self) -> int:
-        return sum(result.status == "done" for result in self.results)
+        return self._count("done")
+
+    @property
+    def skipped(self) -> int:
+        return self._count("skipped")
 
     @property
     def failed(self) -> int:
-        return sum(result.status == "failed" for result in self.results)
+        return self._count("failed")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "summary",
+            "files": len(self.results),
+            "done": self.done,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted,
+        }
 
 
-def _images_in(folder: Path, recursive: bool) -> list[Path]:
+# -------------------------------------------------------------------------------------- inputs
+
+
+def _inside(path: Path, folder: Optional[Path]) -> bool:
+    return folder is not None and path.resolve().is_relative_to(folder)
+
+
+def _images_in(folder: Path, recursive: bool, exclude: Optional[Path]) -> list[Path]:
     candidates = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(path for path in candidates if path.is_file() and path.suffix.lower() in imageio.IMAGE_SUFFIXES)
+    return sorted(
+        path
+        for path in candidates
+        if path.is_file() and path.suffix.lower() in imageio.IMAGE_SUFFIXES and not _inside(path, exclude)
+    )
 
 
-def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> list[Job]:
-    """Expand files, folders and glob patterns into jobs, sorted within each input, no duplicates."""
+def _listed_relative(path: Path) -> Path:
+    # A listed relative path is mirrored in the output, so that `find` lists keep their tree;
+    # paths that would climb out of the output folder keep only their name.
+    if path.is_absolute() or ".." in path.parts:
+        return Path(path.name)
+    return path
+
+
+def read_path_list(name: str, stdin: Optional[BinaryIO] = None) -> list[str]:
+    """The paths listed one per line in the file ``name`` (``-``: ``stdin``); blank lines skipped."""
+    try:
+        if name == "-":
+            if stdin is None:
+                raise UsageError("a path list on stdin was asked for, but no stdin was given")
+            data = stdin.read()
+        else:
+            data = Path(name).read_bytes()
+    except OSError as error:
+        raise UsageError(f"{name}: cannot read the path list ({error.strerror or error})") from None
+    # Bytes, decoded as the file system does, so that any file name survives the round trip.
+    lines = [os.fsdecode(line.rstrip(b"\r")) for line in data.split(b"\n")]
+    paths = [line for line in lines if line.strip()]
+    if not paths:
+        raise UsageError(f"{'stdin' if name == '-' else name}: the path list is empty")
+    return paths
+
+
+def collect_inputs(
+    inputs: Sequence[str],
+    recursive: bool = False,
+    *,
+    listed: Sequence[str] = (),
+    stdin: Optional[BinaryIO] = None,
+    exclude: Optional[Path] = None,
+) -> list[Job]:
+    """Expand files, folders and glob patterns into jobs, sorted within each input, no duplicates.
+
+    ``listed`` paths (from a path list) are taken literally, never as patterns. ``-`` reads one
+    image from ``stdin``. Files under ``exclude`` (the output folder) are never picked up from a
+    folder, so a re-run does not enhance its own outputs.
+    """
     jobs: list[Job] = []
     seen: set[Path] = set()
+    excluded = exclude.resolve() if exclude is not None else None
 
     def add(source: Path, relative: Path) -> None:
         key = source.resolve()
@@ -77,15 +185,23 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> list[Job]:
             seen.add(key)
             jobs.append(Job(source, relative))
 
+    def add_folder(path: Path) -> None:
+        images = _images_in(path, recursive, excluded)
+        if not images:
+            hint = "" if recursive else " (use -r/--recursive to include subfolders)"
+            suffixes = ", ".join(sorted(imageio.IMAGE_SUFFIXES))
+            raise UsageError(f"{path}: no images found ({suffixes}){hint}")
+        for image in images:
+            add(image, image.relative_to(path))
+
     for text in inputs:
         path = Path(text)
-        if path.is_dir():
-            images = _images_in(path, recursive)
-            if not images:
-                hint = "" if recursive else " (use -r/--recursive to include subfolders)"
-                raise UsageError(f"{path}: no images found{hint}")
-            for image in images:
-                add(image, image.relative_to(path))
+        if text == "-":
+            if stdin is None or any(job.data is not None for job in jobs):
+                raise UsageError("'-' (stdin) can be given once, as the only source of stdin")
+            jobs.append(Job(STDIN, Path("stdin"), data=stdin.read()))
+        elif path.is_dir():
+            add_folder(path)
         elif path.exists():
             add(path, Path(path.name))
         elif _GLOB_CHARACTERS & set(text):
@@ -96,11 +212,54 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> list[Job]:
                 add(match, Path(match.name))
         else:
             raise UsageError(f"{text}: no such file or folder")
+    for number, text in enumerate(listed, start=1):
+        path = Path(text)
+        if path.is_dir():
+            add_folder(path)
+        elif path.exists():
+            add(path, _listed_relative(path))
+        else:
+            raise UsageError(f"{text}: no such file or folder (path list, line {number})")
+    if not jobs:
+        raise UsageError("no inputs given")
     return jobs
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)``, with K counted from 0: ``0/3``, ``1/3`` and ``2/3`` cover everything."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise UsageError(f"shard '{text}': expected K/N, e.g. 0/4")
+    index, count = int(match.group(1)), int(match.group(2))
+    if count < 1:
+        raise UsageError(f"shard '{text}': N must be at least 1")
+    if index >= count:
+        raise UsageError(f"shard '{text}': K counts from 0 and must be below N (0 to {count - 1})")
+    return index, count
+
+
+def select_shard(jobs: Sequence[Job], index: int, count: int) -> list[Job]:
+    """Every ``count``-th job of the list sorted by path, starting at position ``index``.
+
+    Sorting first makes the split depend only on the set of inputs, so processes given the same
+    inputs in any order take disjoint shares that together cover all of them.
+    """
+    ordered = sorted(jobs, key=lambda job: str(job.source))
+    return [job for position, job in enumerate(ordered) if position % count == index]
+
+
+# ------------------------------------------------------------------------------------- outputs
+
+
 def output_path(job: Job, options: OutputOptions) -> Path:
-    extension = imageio.EXTENSIONS[imageio.FORMATS[options.format]] if options.format else job.source.suffix
+    if options.stream is not None:
+        return STDIN
+    if options.format:
+        extension = imageio.EXTENSIONS[imageio.FORMATS[options.format]]
+    elif job.data is None and job.source.suffix.lower().lstrip(".") in imageio.FORMATS:
+        extension = job.source.suffix
+    else:
+        extension = ".png"
     return options.output_dir / job.relative.parent / f"{job.relative.stem}{options.suffix}{extension}"
 
 
@@ -111,7 +270,13 @@ def map_paths(job: Job, options: OutputOptions) -> dict[str, Path]:
 
 def check_outputs(jobs: Sequence[Job], options: OutputOptions) -> None:
     """Refuse a run that would write over an input, or write two inputs to the same file."""
-    sources = {job.source.resolve(): job for job in jobs}
+    if options.stream is not None:
+        if len(jobs) != 1:
+            raise UsageError(f"output '-' (stdout) takes exactly one image; {len(jobs)} inputs were given")
+        if options.save_maps:
+            raise UsageError("maps cannot be written to stdout: give an output folder with --save-maps")
+        return
+    sources = {job.source.resolve(): job for job in jobs if job.data is None}
     claimed: dict[Path, Job] = {}
     for job in jobs:
         destinations = [output_path(job, options)]
@@ -120,10 +285,26 @@ def check_outputs(jobs: Sequence[Job], options: OutputOptions) -> None:
         for destination in destinations:
             key = destination.resolve()
             if key in sources:
-                raise UsageError(f"{job.source}: output {destination} would overwrite an input")
+                raise UsageError(f"{job.name}: output {destination} would overwrite an input")
             if key in claimed:
-                raise UsageError(f"{job.source} and {claimed[key].source} would both write {destination}")
+                raise UsageError(f"{job.name} and {claimed[key].name} would both write {destination}")
             claimed[key] = job
+
+
+def prepare_output_dir(options: OutputOptions) -> None:
+    """Create the output folder and prove it writable, so that a bad ``-o`` fails once, up front."""
+    if options.stream is not None:
+        return
+    folder = options.output_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".rrdnet-probe-"):
+            pass
+    except OSError as error:
+        raise OutputError(f"{folder}: output folder cannot be written ({error.strerror or error})") from None
+
+
+# ------------------------------------------------------------------------------------- running
 
 
 def save_maps(enhancement: Enhancement, paths: dict[str, Path]) -> None:
@@ -140,22 +321,80 @@ def save_maps(enhancement: Enhancement, paths: dict[str, Path]) -> None:
         imageio.save_image(imageio.to_pil(maps[name]), path)
 
 
+def _enhance_checked(loaded: imageio.LoadedImage, config: Config, on_step: Optional[StepCallback]) -> Enhancement:
+    enhancement = enhance(loaded.pixels, config, on_step=on_step)
+    for name in ("result", "illumination", "reflectance", "noise"):
+        if not torch.isfinite(getattr(enhancement, name)).all():
+            raise OptimisationError(f"the {name} holds NaN or infinite values; nothing was saved")
+    return enhancement
+
+
+def _write_outputs(
+    enhancement: Enhancement,
+    loaded: imageio.LoadedImage,
+    destination: Path,
+    maps: Optional[dict[str, Path]],
+    quality: int,
+) -> None:
+    # Maps first: the image's existence is what marks the file finished for skip_existing.
+    if maps:
+        save_maps(enhancement, maps)
+    imageio.write_like(enhancement.result, destination, loaded, quality=quality)
+
+
 def enhance_file(
     source: str | Path,
     destination: str | Path,
     config: Config,
     *,
     maps: Optional[dict[str, Path]] = None,
-    quality: int = 95,
+    quality: int = imageio.DEFAULT_QUALITY,
     on_step: Optional[StepCallback] = None,
 ) -> Enhancement:
     """Read ``source``, enhance it, write ``destination`` (and the ``maps`` if given)."""
     loaded = imageio.read_image(source)
-    enhancement = enhance(loaded.pixels, config, on_step=on_step)
-    imageio.write_like(enhancement.result, Path(destination), loaded, quality=quality)
-    if maps:
-        save_maps(enhancement, maps)
+    enhancement = _enhance_checked(loaded, config, on_step)
+    _write_outputs(enhancement, loaded, Path(destination), maps, quality)
     return enhancement
+
+
+def _write_stream(enhancement: Enhancement, loaded: imageio.LoadedImage, options: OutputOptions) -> None:
+    image_format = imageio.FORMATS[options.format or "png"]
+    # Encoded whole before the first byte goes out: a failed encoding writes nothing.
+    data = imageio.encode_like(enhancement.result, loaded, image_format, quality=options.quality)
+    try:
+        options.stream.write(data)
+        options.stream.flush()
+    except OSError as error:
+        raise OutputError(f"stdout: cannot write ({error.strerror or error})") from None
+
+
+def _finished(destination: Path, maps: Optional[dict[str, Path]]) -> bool:
+    return destination.exists() and all(path.exists() for path in (maps or {}).values())
+
+
+def _run_job(job: Job, config: Config, options: OutputOptions, on_step: StepCallback) -> FileResult:
+    destination = output_path(job, options)
+    maps = map_paths(job, options) if options.save_maps else None
+    if options.skip_existing and options.stream is None and _finished(destination, maps):
+        return FileResult(job.source, destination, "skipped", 0.0)
+    started = time.perf_counter()
+    try:
+        if job.data is not None:
+            loaded = imageio.decode_image(job.data, job.name)
+        else:
+            loaded = imageio.read_image(job.source)
+        enhancement = _enhance_checked(loaded, config, on_step)
+        if options.stream is not None:
+            _write_stream(enhancement, loaded, options)
+        else:
+            _write_outputs(enhancement, loaded, destination, maps, options.quality)
+    except (RRDNetError, torch.cuda.OutOfMemoryError, MemoryError) as error:
+        message = str(error) if isinstance(error, RRDNetError) else "out of memory"
+        if not message.startswith(job.name):
+            message = f"{job.name}: {message}"
+        return FileResult(job.source, None, "failed", time.perf_counter() - started, message)
+    return FileResult(job.source, destination, "done", time.perf_counter() - started, gamma=enhancement.gamma)
 
 
 def run_batch(
@@ -166,36 +405,37 @@ def run_batch(
     progress: bool = True,
     on_result: Optional[Callable[[FileResult], None]] = None,
 ) -> BatchSummary:
-    """Enhance every job; a failing file is recorded and the batch goes on."""
+    """Enhance every job; a failing file is recorded and the batch goes on.
+
+    Ctrl-C raises ``Interrupted`` carrying the summary so far; no partial file is left behind.
+    """
     check_outputs(jobs, options)
     resolve_device(config.device)  # a bad device is the whole run's error, not each file's
+    if jobs:
+        prepare_output_dir(options)
     show = progress and sys.stderr.isatty()
     summary = BatchSummary()
     started = time.perf_counter()
     files_bar = tqdm(total=len(jobs), unit="file", disable=not show or len(jobs) < 2, position=0)
-    for job in jobs:
-        destination = output_path(job, options)
-        steps_bar = tqdm(total=config.iterations, unit="step", desc=job.relative.name, disable=not show, leave=False)
+    try:
+        for job in jobs:
+            steps_bar = tqdm(total=config.iterations, unit="step", desc=job.relative.name, disable=not show, leave=False)
 
-        def on_step(step: int, loss: float) -> None:
-            steps_bar.update(step - steps_bar.n)
+            def on_step(step: int, loss: float) -> None:
+                steps_bar.update(step - steps_bar.n)
 
-        file_started = time.perf_counter()
-        try:
-            maps = map_paths(job, options) if options.save_maps else None
-            enhance_file(job.source, destination, config, maps=maps, quality=options.quality, on_step=on_step)
-            result = FileResult(job.source, destination, "done", time.perf_counter() - file_started)
-        except (RRDNetError, torch.cuda.OutOfMemoryError, MemoryError) as error:
-            message = str(error) if isinstance(error, RRDNetError) else "out of memory"
-            if not message.startswith(str(job.source)):
-                message = f"{job.source}: {message}"
-            result = FileResult(job.source, None, "failed", time.perf_counter() - file_started, message)
-        finally:
-            steps_bar.close()
-        summary.results.append(result)
-        files_bar.update()
-        if on_result is not None:
-            on_result(result)
-    files_bar.close()
-    summary.seconds = time.perf_counter() - started
+            try:
+                result = _run_job(job, config, options, on_step)
+            finally:
+                steps_bar.close()
+            summary.results.append(result)
+            files_bar.update()
+            if on_result is not None:
+                on_result(result)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        raise Interrupted(summary) from None
+    finally:
+        files_bar.close()
+        summary.seconds = time.perf_counter() - started
     return summary

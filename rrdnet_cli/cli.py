@@ -1,11 +1,13 @@
 """The ``rrdnet`` command line: parse, load the config, call one function, report.
 
 The only module that imports Click. Every error reaches the user as one line on stderr:
-exit 2 for usage and config errors, 1 when a file failed, 130 when interrupted.
+exit 2 for usage and config errors, 1 when a file failed, 130 when interrupted (143 on SIGTERM).
 """
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
 from pathlib import Path
 
@@ -13,13 +15,25 @@ import click
 from tqdm import tqdm
 
 from . import __version__
-from .batch import FileResult, OutputOptions, collect_inputs, run_batch
+from .batch import (
+    FileResult,
+    OutputOptions,
+    collect_inputs,
+    parse_shard,
+    read_path_list,
+    run_batch,
+    select_shard,
+)
 from .config import DEFAULT_PRESET, load_config, preset_names
-from .errors import ConfigError, RRDNetError, UsageError
+from .errors import ConfigError, Interrupted, RRDNetError, UsageError
+from .imageio import DEFAULT_QUALITY
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# The signal that stopped the run, for the conventional exit code 128 + its number.
+_stopping_signal = signal.SIGINT
+_NOT_INSTALLED = object()
 
 
 def _error(message: str) -> None:
@@ -27,11 +41,32 @@ def _error(message: str) -> None:
     tqdm.write(f"rrdnet: error: {message}", file=sys.stderr)
 
 
+def _interrupt_on_sigterm(signum, frame):
+    # Slurm and kill send SIGTERM: stop as cleanly as on Ctrl-C, with no partial file left.
+    global _stopping_signal
+    _stopping_signal = signal.SIGTERM
+    raise KeyboardInterrupt
+
+
+def _interrupted_message(error: BaseException) -> str:
+    # Click turns a KeyboardInterrupt into Abort, keeping the original as the cause.
+    summary = getattr(error, "summary", None) or getattr(error.__cause__, "summary", None)
+    if summary is None:
+        return "interrupted"
+    return f"interrupted after {summary.done} done; rerun with --skip-existing to do only the rest"
+
+
 class OneLineErrors(click.Group):
     """A group whose errors are single lines with meaningful exit codes, never tracebacks."""
 
     def main(self, args=None, prog_name=None, **extra):
+        global _stopping_signal
         extra.pop("standalone_mode", None)
+        _stopping_signal = signal.SIGINT
+        try:
+            previous_handler = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+        except ValueError:
+            previous_handler = _NOT_INSTALLED  # not the main thread, where only signals can be set
         try:
             code = super().main(args, prog_name or "rrdnet", standalone_mode=False, **extra)
         except click.UsageError as error:
@@ -46,9 +81,12 @@ class OneLineErrors(click.Group):
         except RRDNetError as error:
             _error(str(error))
             code = EXIT_FAILED
-        except (KeyboardInterrupt, click.Abort):
-            _error("interrupted")
-            code = EXIT_INTERRUPTED
+        except (KeyboardInterrupt, click.Abort) as error:
+            _error(_interrupted_message(error))
+            code = 128 + _stopping_signal
+        finally:
+            if previous_handler is not _NOT_INSTALLED and previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -78,46 +116,104 @@ def main() -> None:
     """Brighten under-exposed photos with zero-shot RRDNet."""
 
 
+def _shard_option(ctx, param, value):
+    return parse_shard(value) if value is not None else None
+
+
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, metavar="[INPUT]...")
 @click.option(
     "-o",
     "--output-dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path, file_okay=False, allow_dash=True),
     default=Path("enhanced"),
     show_default=True,
-    help="Folder for the results; input folder structure is mirrored inside it.",
+    help="Folder for the results; input folder structure is mirrored inside it. '-': write the one image to stdout.",
 )
 @click.option("-r", "--recursive", is_flag=True, help="Walk subfolders of input folders.")
 @click.option(
+    "--files-from",
+    metavar="FILE",
+    help="Also enhance the paths listed in FILE, one per line ('-': read the list from stdin).",
+)
+@click.option(
     "--format",
     "output_format",
-    type=click.Choice(["png", "jpg", "webp", "tiff"]),
-    help="Output format (default: same as the input).",
+    type=click.Choice(["png", "jpg", "webp", "tiff", "bmp"]),
+    help="Output format (default: same as the input; PNG for stdin and stdout).",
+)
+@click.option(
+    "--quality",
+    type=click.IntRange(1, 100),
+    default=DEFAULT_QUALITY,
+    show_default=True,
+    help="JPEG and WebP quality.",
 )
 @click.option("--suffix", default="", help="Text added to each output file's stem.")
 @click.option("--save-maps", is_flag=True, help="Also write illumination, adjusted illumination, reflectance and noise to OUTPUT_DIR/maps/.")
+@click.option(
+    "--skip-existing/--overwrite",
+    default=False,
+    help="Skip inputs whose output already exists, to resume a run; --overwrite (the default) redoes them.",
+)
+@click.option(
+    "--shard",
+    metavar="K/N",
+    callback=_shard_option,
+    help="Process only part K of N (K from 0 to N-1) of the sorted input list, e.g. for Slurm arrays.",
+)
+@click.option("--json", "json_lines", is_flag=True, help="Print one JSON line per file to stdout, then a summary line.")
 @config_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary; errors only.")
 @click.option("-v", "--verbose", is_flag=True, help="Print the config and one line per file.")
 @click.pass_context
-def enhance(ctx, inputs, output_dir, recursive, output_format, suffix, save_maps, config_name, quiet, verbose, **overrides):
-    """Enhance INPUT images (files, folders or glob patterns)."""
+def enhance(
+    ctx, inputs, output_dir, recursive, files_from, output_format, quality, suffix, save_maps,
+    skip_existing, shard, json_lines, config_name, quiet, verbose, **overrides,
+):
+    """Enhance INPUT images (files, folders, glob patterns, or '-' for one image on stdin)."""
     config = load_config(config_name, **overrides)
-    jobs = collect_inputs(inputs, recursive)
-    options = OutputOptions(output_dir, suffix, output_format, save_maps)
+    to_stdout = str(output_dir) == "-"
+    if to_stdout and json_lines:
+        raise click.UsageError("--json and '-o -' would both write to stdout; choose one")
+    if files_from == "-" and "-" in inputs:
+        raise click.UsageError("stdin can hold the image or the path list, not both")
+    stdin = getattr(sys.stdin, "buffer", None)
+    listed = read_path_list(files_from, stdin) if files_from else []
+    jobs = collect_inputs(inputs, recursive, listed=listed, stdin=stdin, exclude=None if to_stdout else output_dir)
+    if shard is not None:
+        jobs = select_shard(jobs, *shard)
+    stream = sys.stdout.buffer if to_stdout else None
+    options = OutputOptions(output_dir, suffix, output_format, save_maps, quality, skip_existing, stream)
     if verbose:
         click.echo(config.to_yaml().rstrip(), err=True)
 
+    def emit(record: dict) -> None:
+        click.echo(json.dumps(record))
+        sys.stdout.flush()  # scripts reading the pipe see each file as it finishes
+
     def report(result: FileResult) -> None:
+        if json_lines:
+            emit(result.to_json())
         if result.status == "failed":
             _error(result.error)
         elif verbose:
-            tqdm.write(f"rrdnet: {result.source} -> {result.output} ({result.seconds:.1f} s)", file=sys.stderr)
+            what = "skipped, output exists" if result.status == "skipped" else f"{result.seconds:.1f} s"
+            tqdm.write(f"rrdnet: {result.source} -> {result.output} ({what})", file=sys.stderr)
 
-    summary = run_batch(jobs, config, options, progress=not quiet, on_result=report)
+    try:
+        summary = run_batch(jobs, config, options, progress=not quiet, on_result=report)
+    except Interrupted as error:
+        if json_lines and error.summary is not None:
+            emit(error.summary.to_json())
+        raise
+    if json_lines:
+        emit(summary.to_json())
     if not quiet:
-        click.echo(f"rrdnet: {summary.done} done, {summary.failed} failed in {summary.seconds:.1f} s", err=True)
+        skipped = f", {summary.skipped} skipped" if summary.skipped else ""
+        click.echo(
+            f"rrdnet: {summary.done} done, {summary.failed} failed{skipped} in {summary.seconds:.1f} s", err=True
+        )
     ctx.exit(EXIT_FAILED if summary.failed else 0)
 
 

@@ -27,3 +27,14 @@ class OutputError(RRDNetError):
 
 class OptimisationError(RRDNetError):
     """The optimisation diverged (a loss became NaN or infinite)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A batch stopped by Ctrl-C (or SIGTERM) part-way; ``summary`` holds the files finished before.
+
+    A ``KeyboardInterrupt``, so code that already handles Ctrl-C keeps working.
+    """
+
+    def __init__(self, summary=None):
+        super().__init__("interrupted")
+        self.summary = summary

@@ -1,34 +1,84 @@
 """Reading and writing image files, safely.
 
-Reading turns any file a user has into a ``(1, 3, H, W)`` float tensor in [0, 1] plus what is
-needed to write the result back the same way (mode, alpha, EXIF, ICC). Writing goes through a
-temporary file in the target folder and a rename, so no partial file ever has the final name.
+Reading turns any file a user has into a ``(1, 3, H, W)`` float tensor in [0, 1], upright, plus
+what is needed to write the result back the same way: grayscale or colour, the alpha channel
+untouched, 8 or 16 bits per channel, EXIF (orientation reset) and ICC profile.
+
+Pillow decodes and encodes everything and reads the metadata, except 16-bit colour PNG and TIFF,
+which Pillow can only hold at 8 bits: those pixels go through imagecodecs (PNG) and tifffile (TIFF).
+
+Writing encodes in memory first, then writes a temporary file in the target folder and renames it
+into place, so an interrupted run never leaves a partial file under the final name.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import os
+import struct
+import sys
 import tempfile
+import warnings
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
+import imagecodecs
 import numpy as np
+import tifffile
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from .errors import InputError, OutputError
 
-# Pillow's format names for the extensions we write.
+# Pillow's format names for the extensions we read and write.
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP"}
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tiff", "BMP": ".bmp"}
 IMAGE_SUFFIXES = frozenset("." + extension for extension in FORMATS)
+DEFAULT_QUALITY = 95
+
+_ORIENTATION = 0x0112
+_EXIF_IFD = 0x8769
+_PIXEL_X_DIMENSION, _PIXEL_Y_DIMENSION = 0xA002, 0xA003
+# Tags of a TIFF source that describe how that file stores its pixels: copied into another file's
+# EXIF they would describe the wrong data (Pillow even fails to write such a TIFF). The ICC profile
+# travels on its own, and XMP is left behind because it may repeat the old orientation.
+_NOT_COPIED_TAGS = frozenset(
+    {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325,
+     330, 338, 339, 347, 513, 514, 529, 530, 531, 532, 700, 34675}
+)
+# The text tags of EXIF's first directory, which tifffile can write into a 16-bit TIFF.
+_TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)
+# EXIF orientation -> the transposition that makes the picture upright, as (H, W, C) array views.
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+# ITU-R BT.601 luma, as Pillow's convert("L") weighs the channels.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The signature plus the IHDR chunk, which a PNG always starts with.
+_PNG_HEADER_LENGTH = 8 + 25
+_JPEG_MAX_EXIF = 65533
 
 
 @dataclass
 class LoadedImage:
-    """A decoded image: ``pixels`` ``(1, 3, H, W)`` float32 in [0, 1], upright, plus how to save it."""
+    """A decoded image: ``pixels`` ``(1, 3, H, W)`` float32 in [0, 1], upright, plus how to save it.
+
+    ``alpha`` is ``(H, W)`` with the source's own integer type (uint8, or uint16 when ``bits`` is
+    16); a grayscale image's pixels hold the gray value in all three channels. ``exif`` is ready to
+    write: orientation reset to 1, since the pixels are already upright.
+    """
 
     pixels: torch.Tensor
     format: str
@@ -36,6 +86,7 @@ class LoadedImage:
     alpha: Optional[np.ndarray] = None
     exif: Optional[bytes] = None
     icc_profile: Optional[bytes] = None
+    bits: int = 8
 
     @property
     def size(self) -> tuple[int, int]:
@@ -43,60 +94,384 @@ class LoadedImage:
         return self.pixels.shape[3], self.pixels.shape[2]
 
 
-def _decode(opened: Image.Image, name: str) -> LoadedImage:
-    source_format = opened.format or "PNG"
-    icc_profile = opened.info.get("icc_profile")
-    # Decoding happens lazily in Pillow; load() here makes truncation errors surface now.
-    opened.load()
-    upright = ImageOps.exif_transpose(opened)
-    exif = upright.getexif()
-    exif_bytes = exif.tobytes() if len(exif) else None
-    grayscale = upright.mode in ("1", "L", "LA", "I", "I;16", "F")
-    alpha = None
-    if upright.mode in ("RGBA", "LA", "PA") or (upright.mode == "P" and "transparency" in upright.info):
-        with_alpha = upright.convert("RGBA")
-        alpha = np.asarray(with_alpha.getchannel("A"))
-    rgb = upright.convert("RGB")
-    array = np.asarray(rgb, dtype=np.float32) / 255.0
-    pixels = torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
-    return LoadedImage(pixels, source_format, grayscale, alpha, exif_bytes, icc_profile)
+# ----------------------------------------------------------------------------------------- reading
 
 
 def read_image(path: str | os.PathLike) -> LoadedImage:
-    """Decode ``path``; any problem becomes an ``InputError`` naming the file and the cause."""
+    """Decode the file at ``path``; any problem becomes an ``InputError`` naming it and the cause."""
     path = Path(path)
     try:
-        if path.is_dir():
-            raise InputError(f"{path}: is a folder, not an image")
-        if path.stat().st_size == 0:
-            raise InputError(f"{path}: file is empty")
-        with Image.open(path) as opened:
-            return _decode(opened, str(path))
-    except InputError:
-        raise
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not an image") from None
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
+    return decode_image(data, str(path))
+
+
+def decode_image(data: bytes, name: str) -> LoadedImage:
+    """Decode an encoded image held in memory; ``name`` is what error messages call it."""
+    if not data:
+        raise InputError(f"{name}: file is empty")
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings(), _quiet_decoders():
+            # Pillow only warns for images between one and two times its pixel limit: we refuse them
+            # too, since enhancing one would need tens of gigabytes anyway.
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                width, height = opened.size
+                if limit is not None and width * height > limit:
+                    raise Image.DecompressionBombError()
+                return _decode(opened, data, name)
+    except InputError:
+        raise
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image Pillow can read (unknown or corrupt format)") from None
-    except Image.DecompressionBombError as error:
-        raise InputError(f"{path}: image too large ({error})") from None
-    except (OSError, ValueError, SyntaxError) as error:
-        raise InputError(f"{path}: cannot decode image ({error})") from None
+        raise InputError(f"{name}: not an image (unknown format, or the header is damaged)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(
+            f"{name}: image has more than {limit} pixels, the limit that guards against "
+            "decompression bombs; refused"
+        ) from None
+    except MemoryError:
+        raise InputError(f"{name}: not enough memory to decode this image") from None
+    except Exception as error:
+        # Decoders fed a damaged file raise all sorts of types (OSError, SyntaxError, struct.error,
+        # IndexError, ...): for the user each one means the same thing.
+        detail = _describe(error)
+        # Pillow words a cut-off file differently per format ("Truncated File Read", "image file
+        # is truncated (3 bytes not processed)"); it is the most common damage, so name it plainly.
+        if "truncat" in detail.lower():
+            detail = "the file is truncated"
+        raise InputError(f"{name}: cannot decode image ({detail})") from None
+
+
+@contextlib.contextmanager
+def _quiet_decoders() -> Iterator[None]:
+    """Keep the decoders' own reports off the terminal: the user gets one line, ours.
+
+    They report what they repair or reject as log records (Pillow, tifffile), as text written to
+    ``sys.stderr`` (libpng inside imagecodecs) and from C straight to file descriptor 2 (libtiff).
+    """
+    saved = None
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+    except (OSError, AttributeError, ValueError):
+        pass  # no usable descriptor 2 (an embedding host): the Python-level silence below still holds
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _describe(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return text or type(error).__name__
+
+
+def _decode(opened: Image.Image, data: bytes, name: str) -> LoadedImage:
+    source_format = opened.format or "PNG"
+    icc_profile = opened.info.get("icc_profile") or None
+    if source_format == "PNG" and data[24:25] == b"\x10":
+        array, maximum = _decode_png_16(data), 65535
+    elif source_format == "TIFF" and any(bits > 8 for bits in _tiff_bits(opened)):
+        array, maximum = _decode_tiff_16(data, name), 65535
+    else:
+        array, maximum, icc_profile = _decode_with_pillow(opened, icc_profile, name)
+    # The pixel-count check above trusted Pillow's reading of the header; the other decoders must
+    # agree with it. (Sides may be swapped: Pillow reports TIFF sizes already oriented.)
+    if array.shape[0] * array.shape[1] != opened.size[0] * opened.size[1]:
+        raise InputError(f"{name}: the decoded pixels do not match the size in the header")
+    # Read after decoding: Pillow orients some formats itself while loading and then drops the tag.
+    exif = _read_exif(opened)
+    orientation = exif.get(_ORIENTATION) if exif is not None else None
+    if orientation in _UPRIGHT:
+        array = _UPRIGHT[orientation](array)
+    height, width = array.shape[:2]
+    channels = array.shape[2]
+    colour = array[:, :, :1] if channels <= 2 else array[:, :, :3]
+    values = np.ascontiguousarray(colour, dtype=np.float32) / maximum
+    if channels <= 2:
+        values = np.repeat(values, 3, axis=2)
+    alpha = np.ascontiguousarray(array[:, :, -1]) if channels in (2, 4) else None
+    pixels = torch.from_numpy(values).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return LoadedImage(
+        pixels=pixels,
+        format=source_format,
+        grayscale=channels <= 2,
+        alpha=alpha,
+        exif=_exif_for_output(exif, (width, height)),
+        icc_profile=icc_profile,
+        bits=16 if maximum == 65535 else 8,
+    )
+
+
+def _tiff_bits(opened: Image.Image) -> tuple[int, ...]:
+    bits = opened.tag_v2.get(258, (8,))
+    return tuple(bits) if isinstance(bits, (tuple, list)) else (bits,)
+
+
+def _decode_with_pillow(
+    opened: Image.Image, icc_profile: Optional[bytes], name: str
+) -> tuple[np.ndarray, int, Optional[bytes]]:
+    """Pixels as ``(H, W, C)`` (C: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA), their maximum, the ICC profile."""
+    # Decoding is lazy in Pillow; load() here makes truncation errors surface now.
+    opened.load()
+    mode = opened.mode
+    if mode.startswith("I;16"):
+        return np.asarray(opened).astype(np.uint16)[:, :, None], 65535, icc_profile
+    if mode in ("I", "F"):
+        raise InputError(f"{name}: 32-bit integer or floating-point pixels are not supported")
+    if mode == "CMYK":
+        return _cmyk_to_rgb(opened, icc_profile)
+    if mode in ("1", "L"):
+        converted = opened.convert("L")
+    elif mode in ("LA", "La"):
+        converted = opened.convert("LA")
+    elif mode == "PA" or (mode == "P" and "transparency" in opened.info) or mode in ("RGBA", "RGBa"):
+        converted = opened.convert("RGBA")
+    else:
+        converted = opened.convert("RGB")
+    array = np.asarray(converted)
+    return (array[:, :, None] if array.ndim == 2 else array), 255, icc_profile
+
+
+def _cmyk_to_rgb(opened: Image.Image, icc_profile: Optional[bytes]) -> tuple[np.ndarray, int, Optional[bytes]]:
+    # A CMYK profile cannot describe RGB pixels: convert through it to sRGB and embed sRGB instead.
+    if icc_profile:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+            srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+            converted = ImageCms.profileToProfile(opened, source, srgb, outputMode="RGB")
+            return np.asarray(converted), 255, srgb.tobytes()
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # an unusable profile: fall back to the plain conversion below
+    return np.asarray(opened.convert("RGB")), 255, None
+
+
+def _decode_png_16(data: bytes) -> np.ndarray:
+    array = imagecodecs.png_decode(data)
+    if array.dtype != np.uint16:
+        raise ValueError(f"expected 16-bit samples, decoded {array.dtype}")
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _decode_tiff_16(data: bytes, name: str) -> np.ndarray:
+    with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+        page = tiff.pages[0]
+        if page.bitspersample != 16 or page.sampleformat != tifffile.SAMPLEFORMAT.UINT:
+            raise InputError(f"{name}: only 8- and 16-bit unsigned integer TIFF images are supported")
+        photometric = page.photometric
+        if photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.MINISWHITE, tifffile.PHOTOMETRIC.RGB):
+            raise InputError(f"{name}: 16-bit TIFF with {photometric.name} colours is not supported")
+        array = page.asarray()
+        samples = page.samplesperpixel
+        if samples > 1 and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+            array = np.moveaxis(array, 0, -1)
+        if array.ndim == 2:
+            array = array[:, :, None]
+        colour_samples = 3 if photometric == tifffile.PHOTOMETRIC.RGB else 1
+        has_alpha = any(
+            extra in (tifffile.EXTRASAMPLE.ASSOCALPHA, tifffile.EXTRASAMPLE.UNASSALPHA) for extra in page.extrasamples
+        )
+        array = array[:, :, : colour_samples + (1 if has_alpha and samples > colour_samples else 0)]
+        if photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+            array = array.copy()
+            array[:, :, 0] = 65535 - array[:, :, 0]
+        return array.astype(np.uint16, copy=False)
+
+
+def _read_exif(opened: Image.Image) -> Optional[Image.Exif]:
+    try:
+        exif = opened.getexif()
+        return exif if len(exif) else None
+    except Exception:
+        # A damaged EXIF block costs the metadata, not the picture.
+        return None
+
+
+def _exif_for_output(exif: Optional[Image.Exif], size: tuple[int, int]) -> Optional[bytes]:
+    if exif is None:
+        return None
+    try:
+        for tag in _NOT_COPIED_TAGS & set(exif):
+            del exif[tag]
+        if _ORIENTATION in exif:
+            exif[_ORIENTATION] = 1
+        details = exif.get_ifd(_EXIF_IFD)
+        # After an orientation the stored pixel dimensions may be swapped: state the real ones.
+        if _PIXEL_X_DIMENSION in details:
+            details[_PIXEL_X_DIMENSION] = size[0]
+        if _PIXEL_Y_DIMENSION in details:
+            details[_PIXEL_Y_DIMENSION] = size[1]
+        return exif.tobytes() if len(exif) else None
+    except Exception:
+        return None
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+
+def format_for(path: Path) -> str:
+    """Pillow's name of the format that ``path``'s extension names."""
+    try:
+        return FORMATS[path.suffix.lower().lstrip(".")]
+    except KeyError:
+        raise OutputError(f"{path}: unknown image extension '{path.suffix}'") from None
+
+
+def to_array(
+    pixels: torch.Tensor, grayscale: bool = False, alpha: Optional[np.ndarray] = None, bits: int = 8
+) -> np.ndarray:
+    """``pixels`` ``(1, 3 or 1, H, W)`` in [0, 1] -> ``(H, W, C)`` uint8 or uint16, C as in ``LoadedImage``."""
+    values = pixels[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    if grayscale and values.shape[2] == 3:
+        values = (values @ _LUMA)[:, :, None]
+    maximum, dtype = (65535, np.uint16) if bits == 16 else (255, np.uint8)
+    integers = np.rint(values * maximum).astype(dtype)
+    if alpha is None:
+        return integers
+    return np.concatenate([integers, _rescale(alpha, dtype)[:, :, None]], axis=2)
+
+
+def _rescale(alpha: np.ndarray, dtype) -> np.ndarray:
+    if alpha.dtype == dtype:
+        return alpha
+    if dtype == np.uint16:
+        return alpha.astype(np.uint16) * 257
+    return ((alpha.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
 def to_pil(pixels: torch.Tensor, grayscale: bool = False, alpha: Optional[np.ndarray] = None) -> Image.Image:
     """``pixels`` ``(1, C, H, W)`` in [0, 1] (C = 1 or 3) -> an 8-bit Pillow image."""
-    array = pixels[0].detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
-    if array.shape[2] == 1:
-        image = Image.fromarray(array[:, :, 0], "L")
-    else:
-        image = Image.fromarray(array, "RGB")
-        if grayscale:
-            image = image.convert("L")
-    if alpha is not None:
-        image = image.convert("LA" if image.mode == "L" else "RGBA")
-        image.putalpha(Image.fromarray(alpha, "L"))
-    return image
+    array = to_array(pixels, grayscale or pixels.shape[1] == 1, alpha, 8)
+    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+
+
+def encode_like(pixels: torch.Tensor, source: LoadedImage, image_format: str, *, quality: int = DEFAULT_QUALITY) -> bytes:
+    """Encode ``pixels`` ``(1, 3, H, W)`` as the enhanced version of ``source`` in ``image_format``
+    (a value of ``FORMATS``): same gray or colour, alpha, bit depth where the format holds it,
+    EXIF and ICC profile where it holds them."""
+    wide = source.bits == 16 and image_format in ("PNG", "TIFF")
+    array = to_array(pixels, source.grayscale, source.alpha, 16 if wide else 8)
+    try:
+        if wide and image_format == "PNG":
+            return _encode_png_16(array, source.exif, source.icc_profile)
+        if wide:
+            return _encode_tiff_16(array, source.exif, source.icc_profile)
+        return _encode_with_pillow(array, image_format, quality, source.exif, source.icc_profile)
+    except OutputError:
+        raise
+    except Exception as error:
+        raise OutputError(f"cannot encode {image_format} ({_describe(error)})") from None
+
+
+def _icc_colour_space(icc_profile: Optional[bytes]) -> Optional[str]:
+    # An ICC header names the colour space it describes at bytes 16-19 ("RGB ", "GRAY", "CMYK").
+    if not icc_profile or len(icc_profile) < 20:
+        return None
+    return icc_profile[16:20].decode("latin-1").strip()
+
+
+def _icc_for(icc_profile: Optional[bytes], channels: int) -> Optional[bytes]:
+    """The profile if it describes pixels with ``channels`` channels (alpha counted), else None."""
+    wanted = "GRAY" if channels <= 2 else "RGB"
+    return icc_profile if _icc_colour_space(icc_profile) == wanted else None
+
+
+def _encode_with_pillow(
+    array: np.ndarray, image_format: str, quality: int, exif: Optional[bytes], icc_profile: Optional[bytes]
+) -> bytes:
+    channels = array.shape[2]
+    if image_format in ("JPEG", "BMP") and channels in (2, 4):
+        # Neither format has an alpha channel.
+        array, channels = array[:, :, : channels - 1], channels - 1
+    if image_format == "WEBP" and channels <= 2:
+        # WebP has no grayscale: spell the gray out in three channels.
+        array = np.concatenate([np.repeat(array[:, :, :1], 3, axis=2), array[:, :, 1:]], axis=2)
+        channels = array.shape[2]
+    image = Image.fromarray(np.ascontiguousarray(array[:, :, 0] if channels == 1 else array))
+    options: dict = {}
+    if image_format in ("JPEG", "WEBP"):
+        options["quality"] = quality
+    if image_format != "BMP":
+        if exif and not (image_format == "JPEG" and len(exif) > _JPEG_MAX_EXIF):
+            options["exif"] = exif
+        profile = _icc_for(icc_profile, channels)
+        if profile:
+            options["icc_profile"] = profile
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _encode_png_16(array: np.ndarray, exif: Optional[bytes], icc_profile: Optional[bytes]) -> bytes:
+    data = np.ascontiguousarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    encoded = imagecodecs.png_encode(data)
+    if not encoded.startswith(_PNG_SIGNATURE) or encoded[12:16] != b"IHDR":
+        raise ValueError("unexpected PNG layout from the encoder")
+    # imagecodecs writes pixels only; the metadata chunks go right after IHDR, where the PNG
+    # specification wants iCCP (before the image data).
+    chunks = b""
+    profile = _icc_for(icc_profile, array.shape[2])
+    if profile:
+        chunks += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(profile))
+    if exif:
+        chunks += _png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
+    return encoded[:_PNG_HEADER_LENGTH] + chunks + encoded[_PNG_HEADER_LENGTH:]
+
+
+def _encode_tiff_16(array: np.ndarray, exif: Optional[bytes], icc_profile: Optional[bytes]) -> bytes:
+    channels = array.shape[2]
+    tags = []
+    if exif:
+        # tifffile writes no EXIF sub-directories: the first directory's text tags and the
+        # orientation are what a 16-bit TIFF keeps.
+        loaded = Image.Exif()
+        loaded.load(exif)
+        for tag in _TIFF_TEXT_TAGS:
+            if isinstance(loaded.get(tag), str):
+                tags.append((tag, "s", 0, loaded[tag], True))
+        if _ORIENTATION in loaded:
+            tags.append((_ORIENTATION, "H", 1, 1, True))
+    buffer = io.BytesIO()
+    tifffile.imwrite(
+        buffer,
+        np.ascontiguousarray(array[:, :, 0] if channels == 1 else array),
+        photometric="minisblack" if channels <= 2 else "rgb",
+        extrasamples=["unassalpha"] if channels in (2, 4) else None,
+        compression="zlib",
+        iccprofile=_icc_for(icc_profile, channels),
+        metadata=None,
+        software=False,
+        extratags=tags,
+    )
+    return buffer.getvalue()
+
+
+def _default_file_mode() -> int:
+    # mkstemp creates files readable by the owner only; outputs get the usual umask-based mode.
+    return 0o666 & ~_umask()
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -106,6 +481,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(handle)
     try:
+        os.chmod(temporary, _default_file_mode())
         yield Path(temporary)
         os.replace(temporary, path)
     except BaseException:
@@ -113,34 +489,40 @@ def atomic_output(path: Path) -> Iterator[Path]:
         raise
 
 
-def format_for(path: Path) -> str:
-    try:
-        return FORMATS[path.suffix.lower().lstrip(".")]
-    except KeyError:
-        raise OutputError(f"{path}: unknown image extension '{path.suffix}'") from None
-
-
-def save_image(image: Image.Image, path: Path, *, quality: int = 95, exif=None, icc_profile=None) -> None:
-    """Write ``image`` to ``path`` atomically, in the format its extension names."""
-    image_format = format_for(path)
-    options = {}
-    if image_format in ("JPEG", "WEBP"):
-        options["quality"] = quality
-        if image.mode in ("RGBA", "LA") and image_format == "JPEG":
-            image = image.convert("RGB" if image.mode == "RGBA" else "L")
-    if exif and image_format in ("JPEG", "PNG", "WEBP", "TIFF"):
-        options["exif"] = exif
-    if icc_profile and image_format in ("JPEG", "PNG", "WEBP", "TIFF"):
-        options["icc_profile"] = icc_profile
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename; ``OutputError`` on failure."""
     try:
         with atomic_output(path) as temporary:
-            image.save(temporary, format=image_format, **options)
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                # On disk before the rename, so that a crash cannot leave an empty final file.
+                os.fsync(handle.fileno())
     except OSError as error:
         raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
 
 
-def write_like(pixels: torch.Tensor, path: Path, source: LoadedImage, *, quality: int = 95) -> None:
-    """Save ``pixels`` ``(1, 3, H, W)`` as the enhanced version of ``source``: same mode, alpha,
-    EXIF (orientation reset, since the pixels are already upright) and ICC profile."""
-    image = to_pil(pixels, grayscale=source.grayscale, alpha=source.alpha)
-    save_image(image, path, quality=quality, exif=source.exif, icc_profile=source.icc_profile)
+def save_image(
+    image: Image.Image, path: Path, *, quality: int = DEFAULT_QUALITY, exif=None, icc_profile=None
+) -> None:
+    """Write the Pillow ``image`` to ``path`` atomically, in the format its extension names."""
+    image_format = format_for(path)
+    if image.mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    array = np.asarray(image)
+    array = array[:, :, None] if array.ndim == 2 else array
+    try:
+        data = _encode_with_pillow(array, image_format, quality, exif, icc_profile)
+    except Exception as error:
+        raise OutputError(f"{path}: cannot encode {image_format} ({_describe(error)})") from None
+    write_atomic(path, data)
+
+
+def write_like(pixels: torch.Tensor, path: Path, source: LoadedImage, *, quality: int = DEFAULT_QUALITY) -> None:
+    """Save ``pixels`` ``(1, 3, H, W)`` to ``path`` as the enhanced version of ``source``."""
+    try:
+        data = encode_like(pixels, source, format_for(path), quality=quality)
+    except OutputError as error:
+        message = str(error)
+        raise OutputError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+    write_atomic(path, data)

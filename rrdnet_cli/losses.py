@@ -50,9 +50,17 @@ def blur(x: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
 
 
 def normalize01(x: torch.Tensor) -> torch.Tensor:
-    """Stretch ``x`` (any shape) to [0, 1] using its global min and max."""
+    """Stretch ``x`` (any shape) to [0, 1] using its global min and max; a flat ``x`` gives zeros.
+
+    An image flat along either axis (all black, all white, stripes) makes the reflectance weight
+    flat, and the reference's 0 / 0 would turn the loss into NaN. The division by 1 in that case
+    keeps the unused branch's gradient finite; for any other ``x`` the numbers are the reference's.
+    """
     low, high = x.min(), x.max()
-    return (x - low) / (high - low)
+    span = high - low
+    flat = span == 0
+    stretched = (x - low) / torch.where(flat, torch.ones_like(span), span)
+    return torch.where(flat, torch.zeros_like(stretched), stretched)
 
 
 class ImagePriors(NamedTuple):

@@ -1,11 +1,19 @@
 """Shared helpers: tiny seeded synthetic images, never ../shared."""
 
+import os
+import struct
+import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+# Test images are tiny: extra intra-op threads only add overhead, and on a shared machine their
+# spin-waiting slows the suite several-fold (the parity test went from 2 s to 2 minutes).
+torch.set_num_threads(1)
 
 
 def dark_array(height: int = 40, width: int = 48, seed: int = 0) -> np.ndarray:
@@ -33,3 +41,29 @@ def tiny_config():
     from rrdnet_cli import load_config
 
     return load_config("paper", iterations=3, device="cpu")
+
+
+def crafted_png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels but holds no pixel data."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli_command(*args) -> list[str]:
+    """``rrdnet ARGS`` as a subprocess command line that works installed or from the checkout."""
+    return [sys.executable, "-m", "rrdnet_cli", *map(str, args)]
+
+
+def cli_environment() -> dict[str, str]:
+    environment = dict(os.environ)
+    # Tiny images: one thread each keeps parallel test processes from fighting over the cores.
+    environment["OMP_NUM_THREADS"] = "1"
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), environment.get("PYTHONPATH")]))
+    return environment

@@ -1,9 +1,31 @@
+import io
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
 
-from rrdnet_cli import UsageError
-from rrdnet_cli.batch import Job, OutputOptions, check_outputs, collect_inputs, map_paths, output_path, run_batch
+from rrdnet_cli import OutputError, UsageError, losses
+from rrdnet_cli.batch import (
+    BatchSummary,
+    FileResult,
+    Job,
+    OutputOptions,
+    check_outputs,
+    collect_inputs,
+    enhance_file,
+    map_paths,
+    output_path,
+    parse_shard,
+    read_path_list,
+    run_batch,
+    select_shard,
+)
+from rrdnet_cli.errors import Interrupted
 
 from conftest import write_dark
 
@@ -76,3 +98,190 @@ def test_batch_goes_on_after_a_bad_file(tmp_path, tiny_config):
     assert [result.status for result in seen] == ["failed", "done"]
     assert "bad.png" in seen[0].error
     assert (tmp_path / "out" / "good.png").exists() and not (tmp_path / "out" / "bad.png").exists()
+
+
+# ------------------------------------------------------------------------ sharding and lists
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text("abc/", min_size=1, max_size=6), unique=True, max_size=30), st.integers(1, 7), st.randoms())
+def test_shards_cover_every_input_exactly_once_in_any_order(names, count, random):
+    jobs = [Job(Path(name), Path(name)) for name in names]
+    shuffled = list(jobs)
+    random.shuffle(shuffled)
+    shares = [select_shard(jobs, index, count) for index in range(count)]
+    assert sorted(job.source for share in shares for job in share) == sorted(job.source for job in jobs)
+    assert [select_shard(shuffled, index, count) for index in range(count)] == shares
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+@pytest.mark.parametrize("text, expected", [("0/1", (0, 1)), ("2/3", (2, 3)), (" 4 / 10 ", (4, 10))])
+def test_parse_shard(text, expected):
+    assert parse_shard(text) == expected
+
+
+@pytest.mark.parametrize("text, needle", [("3/3", "counts from 0"), ("1/0", "at least 1"), ("a/b", "expected K/N"), ("-1/3", "expected K/N"), ("2", "expected K/N")])
+def test_bad_shards_are_usage_errors(text, needle):
+    with pytest.raises(UsageError, match=needle):
+        parse_shard(text)
+
+
+def test_path_list_skips_blank_lines_and_carriage_returns(tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"a.png\r\n\n  \nsub dir/b.jpg\n")
+    assert read_path_list(str(listing)) == ["a.png", "sub dir/b.jpg"]
+    assert read_path_list("-", io.BytesIO(b"x.png\n")) == ["x.png"]
+    listing.write_bytes(b"\n\n")
+    with pytest.raises(UsageError, match="empty"):
+        read_path_list(str(listing))
+    with pytest.raises(UsageError, match="cannot read"):
+        read_path_list(str(tmp_path / "missing.txt"))
+
+
+def test_listed_paths_keep_their_tree(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_dark(tmp_path / "shots" / "a" / "x.png")
+    write_dark(tmp_path / "shots" / "b" / "x.png")
+    jobs = collect_inputs([], listed=["shots/a/x.png", "shots/b/x.png", str(tmp_path / "shots" / "a" / "x.png")])
+    assert relatives(jobs) == ["shots/a/x.png", "shots/b/x.png"]
+    check_outputs(jobs, OutputOptions(Path("out")))
+    with pytest.raises(UsageError, match="line 1"):
+        collect_inputs([], listed=["missing.png"])
+
+
+def test_output_folder_inside_the_input_is_not_an_input(tree):
+    write_dark(tree / "enhanced" / "a.png")
+    jobs = collect_inputs([str(tree)], recursive=True, exclude=tree / "enhanced")
+    assert relatives(jobs) == ["a.jpg", "b.png", "sub/c.png"]
+
+
+def test_stdin_is_one_job_named_stdin(tmp_path):
+    jobs = collect_inputs(["-"], stdin=io.BytesIO(b"bytes"))
+    assert jobs[0].data == b"bytes" and jobs[0].name == "stdin"
+    assert output_path(jobs[0], OutputOptions(tmp_path)) == tmp_path / "stdin.png"
+    with pytest.raises(UsageError, match="stdin"):
+        collect_inputs(["-", "-"], stdin=io.BytesIO(b"bytes"))
+    with pytest.raises(UsageError, match="takes exactly one image"):
+        check_outputs(jobs * 2, OutputOptions(stream=io.BytesIO()))
+
+
+def test_unknown_extension_gets_png_output():
+    job = Job(Path("/x/photo.jfif"), Path("photo.jfif"))
+    assert output_path(job, OutputOptions(Path("out"))) == Path("out/photo.png")
+
+
+# ------------------------------------------------------------------------- results and json
+
+
+def test_json_records():
+    done = FileResult(Path("a.png"), Path("out/a.png"), "done", 1.23456, gamma=0.4)
+    failed = FileResult(Path("b.png"), None, "failed", 0.5, "b.png: file is empty")
+    assert done.to_json() == {"type": "file", "input": "a.png", "output": "out/a.png", "status": "done", "seconds": 1.235, "error": None, "gamma": 0.4}
+    assert "gamma" not in failed.to_json() and failed.to_json()["output"] is None
+    summary = BatchSummary([done, failed, FileResult(Path("c.png"), Path("out/c.png"), "skipped", 0.0)], 2.0)
+    assert summary.to_json() == {"type": "summary", "files": 3, "done": 1, "skipped": 1, "failed": 1, "seconds": 2.0, "interrupted": False}
+    json.dumps(summary.to_json())
+
+
+# ------------------------------------------------------------------------ running, resuming
+
+
+def test_skip_existing_does_only_what_is_missing(tmp_path, tiny_config):
+    for name in ("a.png", "b.png", "c.png"):
+        write_dark(tmp_path / "in" / name)
+    jobs = collect_inputs([str(tmp_path / "in")])
+    options = OutputOptions(tmp_path / "out", save_maps=True)
+    run_batch(jobs, tiny_config, options, progress=False)
+    (tmp_path / "out" / "b.png").unlink()
+    (tmp_path / "out" / "maps" / "c_noise.png").unlink()
+    stamps = {path: path.stat().st_mtime_ns for path in (tmp_path / "out").rglob("*.png")}
+    resumed = run_batch(jobs, tiny_config, OutputOptions(tmp_path / "out", save_maps=True, skip_existing=True), progress=False)
+    assert [result.status for result in resumed.results] == ["skipped", "done", "done"]
+    assert (tmp_path / "out" / "b.png").exists() and (tmp_path / "out" / "maps" / "c_noise.png").exists()
+    assert (tmp_path / "out" / "a.png").stat().st_mtime_ns == stamps[tmp_path / "out" / "a.png"]
+    overwritten = run_batch(jobs, tiny_config, options, progress=False)
+    assert overwritten.done == 3
+
+
+def test_tiny_images_are_refused_and_the_batch_goes_on(tmp_path, tiny_config):
+    (tmp_path / "in").mkdir()
+    for side in (1, 3, 5):
+        Image.fromarray(np.full((side, side, 3), 40, np.uint8)).save(tmp_path / "in" / f"side{side}.png")
+    summary = run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"), progress=False)
+    statuses = {result.source.name: (result.status, result.error) for result in summary.results}
+    for side in (1, 3):
+        status, error = statuses[f"side{side}.png"]
+        assert status == "failed" and f"side{side}.png: image is {side}x{side} pixels" in error and "5x5" in error
+        assert not (tmp_path / "out" / f"side{side}.png").exists()
+    assert statuses["side5.png"][0] == "done"
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_all_black_and_all_white_images_have_no_nan(tmp_path, tiny_config, value):
+    Image.fromarray(np.full((24, 32, 3), value, np.uint8)).save(tmp_path / "flat.png")
+    enhancement = enhance_file(tmp_path / "flat.png", tmp_path / "out.png", tiny_config)
+    for name in ("result", "illumination", "reflectance", "noise"):
+        assert torch.isfinite(getattr(enhancement, name)).all(), name
+    assert np.isfinite(enhancement.losses).all()
+    written = np.asarray(Image.open(tmp_path / "out.png"), dtype=int)
+    # NaN would have been written as 0: white must stay white, black must stay (nearly) black.
+    if value == 255:
+        assert written.min() >= 250
+    else:
+        assert written.max() <= 5
+
+
+def test_nan_loss_fails_the_file_and_saves_nothing(tmp_path, tiny_config, monkeypatch):
+    write_dark(tmp_path / "in" / "a.png")
+    monkeypatch.setattr(losses, "noise_loss", lambda illumination, noise: (illumination * noise).sum() * float("nan"))
+    summary = run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"), progress=False)
+    result = summary.results[0]
+    assert result.status == "failed" and "a.png" in result.error and "loss became nan" in result.error
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_non_finite_result_is_never_saved(tmp_path, tiny_config, monkeypatch):
+    from rrdnet_cli import batch
+
+    real_enhance = batch.enhance
+
+    def poisoned(image, config, **options):
+        enhancement = real_enhance(image, config, **options)
+        enhancement.result[0, 0, 0, 0] = float("nan")
+        return enhancement
+
+    monkeypatch.setattr(batch, "enhance", poisoned)
+    write_dark(tmp_path / "in" / "a.png")
+    summary = run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"), progress=False)
+    assert summary.failed == 1 and "NaN" in summary.results[0].error
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_unwritable_output_folder_fails_once_up_front(tmp_path, tiny_config):
+    write_dark(tmp_path / "in" / "a.png")
+    (tmp_path / "file").write_text("a regular file")
+    with pytest.raises(OutputError, match="file/out: output folder cannot be written"):
+        run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "file" / "out"), progress=False)
+
+
+def test_interruption_keeps_finished_files_and_leaves_no_partial(tmp_path, tiny_config):
+    for name in ("a.png", "b.png", "c.png"):
+        write_dark(tmp_path / "in" / name)
+
+    def stop_after_first(result):
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as caught:
+        run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"), progress=False, on_result=stop_after_first)
+    assert isinstance(caught.value, KeyboardInterrupt)
+    assert caught.value.summary.done == 1 and caught.value.summary.interrupted
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
+def test_stream_output_writes_one_encoded_image(tmp_path, tiny_config):
+    stream = io.BytesIO()
+    jobs = collect_inputs(["-"], stdin=io.BytesIO(write_dark(tmp_path / "a.jpg").read_bytes()))
+    summary = run_batch(jobs, tiny_config, OutputOptions(format="webp", stream=stream), progress=False)
+    assert summary.done == 1
+    with Image.open(io.BytesIO(stream.getvalue())) as written:
+        assert written.format == "WEBP" and written.size == (48, 40)

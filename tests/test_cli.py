@@ -1,3 +1,5 @@
+import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +9,7 @@ from PIL import Image
 
 from rrdnet_cli.cli import main
 
-from conftest import write_dark
+from conftest import crafted_png_header, write_dark
 
 FAST = ["--iterations", "2", "--device", "cpu"]
 
@@ -124,3 +126,188 @@ def test_verbose_prints_config_and_each_file(tmp_path):
 def test_module_entry_point_and_version():
     result = run("--version")
     assert result.exit_code == 0 and "rrdnet" in result.output
+
+
+# ---------------------------------------------------------------------------- pipes and lists
+
+PAPER = ["--config", "paper", *FAST]
+
+
+def run_with_input(data, *args):
+    return CliRunner().invoke(main, [str(arg) for arg in args], input=data)
+
+
+@pytest.mark.parametrize("output_format, pillow_format", [(None, "PNG"), ("jpg", "JPEG"), ("tiff", "TIFF")])
+def test_stdin_to_stdout(tmp_path, output_format, pillow_format):
+    source = write_dark(tmp_path / "a.jpg", 36, 44)
+    extra = ["--format", output_format] if output_format else []
+    result = run_with_input(source.read_bytes(), "enhance", "-", "-o", "-", *extra, *PAPER)
+    assert result.exit_code == 0, result.stderr
+    with Image.open(io.BytesIO(result.stdout_bytes)) as written:
+        assert written.format == pillow_format and written.size == (44, 36)
+    assert "1 done" in result.stderr
+
+
+def test_file_to_stdout_and_bad_stdin(tmp_path):
+    source = write_dark(tmp_path / "a.png")
+    result = run("enhance", source, "-o", "-", *PAPER)
+    assert result.exit_code == 0
+    assert result.stdout_bytes.startswith(b"\x89PNG")
+    bad = run_with_input(b"definitely not an image", "enhance", "-", "-o", "-", *PAPER)
+    assert bad.exit_code == 1 and bad.stdout_bytes == b""
+    assert "stdin: not an image" in single_line_error_among(bad)
+
+
+def single_line_error_among(result):
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rrdnet: error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["a.png", "b.png", "-o", "-"], "exactly one image"),
+        (["a.png", "-o", "-", "--json"], "--json"),
+        (["a.png", "-o", "-", "--save-maps"], "maps"),
+        (["-", "--files-from", "-"], "stdin"),
+        (["a.png", "--shard", "3/3"], "counts from 0"),
+        (["a.png", "--shard", "x"], "K/N"),
+        (["a.png", "--quality", "0"], "--quality"),
+        ([], "no inputs"),
+    ],
+)
+def test_pipe_and_batch_usage_errors(tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    write_dark(tmp_path / "a.png")
+    write_dark(tmp_path / "b.png")
+    result = run_with_input(b"", "enhance", *args, *PAPER)
+    assert result.exit_code == 2
+    assert needle in single_line_error(result)
+    assert not (tmp_path / "enhanced").exists()
+
+
+def test_files_from_file_and_stdin(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_dark(tmp_path / "shots" / "a.png")
+    write_dark(tmp_path / "shots" / "deep" / "b.jpg")
+    (tmp_path / "list.txt").write_text("shots/a.png\nshots/deep/b.jpg\n")
+    result = run("enhance", "--files-from", "list.txt", "-o", "out", *PAPER)
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "out" / "shots" / "a.png").exists() and (tmp_path / "out" / "shots" / "deep" / "b.jpg").exists()
+    piped = run_with_input(b"shots/a.png\n", "enhance", "--files-from", "-", "-o", "piped", *PAPER)
+    assert piped.exit_code == 0, piped.stderr
+    assert [path.name for path in (tmp_path / "piped").rglob("*.png")] == ["a.png"]
+
+
+def test_json_lines_on_stdout_messages_on_stderr(tmp_path):
+    write_dark(tmp_path / "in" / "good.png")
+    (tmp_path / "in" / "bad.png").write_bytes(b"")
+    result = run("enhance", tmp_path / "in", "-o", tmp_path / "out", "--json", *PAPER)
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [record["type"] for record in records] == ["file", "file", "summary"]
+    bad, good, summary = records
+    assert bad["status"] == "failed" and bad["output"] is None and "file is empty" in bad["error"]
+    assert good["status"] == "done" and good["output"] == str(tmp_path / "out" / "good.png") and good["error"] is None
+    assert good["gamma"] == 0.4 and good["seconds"] >= 0
+    assert (summary["files"], summary["done"], summary["failed"], summary["skipped"]) == (2, 1, 1, 0)
+    assert "bad.png" in result.stderr and "1 done, 1 failed" in result.stderr
+
+
+def test_skip_existing_and_overwrite(tmp_path):
+    write_dark(tmp_path / "in" / "a.png")
+    first = run("enhance", tmp_path / "in", "-o", tmp_path / "out", *PAPER)
+    stamp = (tmp_path / "out" / "a.png").stat().st_mtime_ns
+    again = run("enhance", tmp_path / "in", "-o", tmp_path / "out", "--skip-existing", *PAPER)
+    assert first.exit_code == again.exit_code == 0
+    assert "0 done, 0 failed, 1 skipped" in again.stderr
+    assert (tmp_path / "out" / "a.png").stat().st_mtime_ns == stamp
+    overwritten = run("enhance", tmp_path / "in", "-o", tmp_path / "out", *PAPER)
+    assert "1 done" in overwritten.stderr
+    assert "--overwrite" in run("enhance", "--help").output and "default" in run("enhance", "--help").output
+
+
+def test_every_kind_of_bad_input_in_one_batch(tmp_path):
+    folder = tmp_path / "in"
+    write_dark(folder / "good.png")
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(folder / "black.png")
+    Image.fromarray(np.full((24, 32, 3), 255, np.uint8)).save(folder / "white.jpg")
+    full_jpeg = write_dark(tmp_path / "full.jpg").read_bytes()
+    full_png = write_dark(tmp_path / "full.png").read_bytes()
+    bad = {
+        "empty.png": (b"", "file is empty"),
+        "truncated.jpg": (full_jpeg[: len(full_jpeg) // 2], "cannot decode"),
+        "truncated.png": (full_png[: len(full_png) // 2], "cannot decode"),
+        "random.png": (np.random.default_rng(1).bytes(3000), "not an image"),
+        "text.jpg": (b"just some text\n" * 10, "not an image"),
+        "bomb.png": (crafted_png_header(20000, 20000), "decompression bomb"),
+        "bomb_warning_range.png": (crafted_png_header(10000, 10000), "decompression bomb"),
+    }
+    for name, (data, _) in bad.items():
+        (folder / name).write_bytes(data)
+    for side in (1, 3):
+        Image.fromarray(np.full((side, side, 3), 30, np.uint8)).save(folder / f"tiny{side}.png")
+        bad[f"tiny{side}.png"] = (None, f"image is {side}x{side} pixels; RRDNet needs at least 5x5")
+    result = run("enhance", folder, "-o", tmp_path / "out", *PAPER)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rrdnet: error:")]
+    assert len(errors) == len(bad)
+    for name, (_, needle) in bad.items():
+        matching = [line for line in errors if f"{folder / name}:" in line]
+        assert len(matching) == 1 and needle in matching[0], (name, errors)
+        assert not (tmp_path / "out" / name).exists()
+    assert f"3 done, {len(bad)} failed" in result.stderr
+    assert not [path for path in (tmp_path / "out").iterdir() if path.name.endswith(".part")]
+    black = np.asarray(Image.open(tmp_path / "out" / "black.png"), dtype=int)
+    white = np.asarray(Image.open(tmp_path / "out" / "white.jpg"), dtype=int)
+    assert black.max() <= 5 and white.min() >= 245
+
+
+def test_folder_without_images_is_a_usage_error(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("no images here")
+    result = run("enhance", tmp_path / "in", *PAPER)
+    assert result.exit_code == 2 and "no images found" in single_line_error(result)
+
+
+def test_unwritable_output_folder(tmp_path):
+    source = write_dark(tmp_path / "a.png")
+    (tmp_path / "some_file").write_text("a regular file, not a folder")
+    result = run("enhance", source, "-o", tmp_path / "some_file" / "out", *PAPER)
+    assert result.exit_code == 1
+    line = single_line_error(result)
+    assert "some_file/out" in line and "cannot be written" in line
+
+
+@pytest.mark.parametrize(
+    "text, key, needle",
+    [
+        ("gama: 0.5\n", "gama", "unknown key"),
+        ("iterations: lots\n", "iterations", "integer"),
+        ("learning_rate: -0.1\n", "learning_rate", "greater than"),
+        ("noise_weight: -5\n", "noise_weight", "at least"),
+    ],
+)
+def test_bad_config_values_are_named(tmp_path, text, key, needle):
+    source = write_dark(tmp_path / "dark.png")
+    config = tmp_path / "mine.yaml"
+    config.write_text(text)
+    result = run("enhance", source, "--config", config, "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    line = single_line_error(result)
+    assert "mine.yaml" in line and key in line and needle in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_shard_option_takes_its_share(tmp_path):
+    for index in range(5):
+        write_dark(tmp_path / "in" / f"{index}.png", 20, 20)
+    done = []
+    for shard in ("0/2", "1/2"):
+        result = run("enhance", tmp_path / "in", "-o", tmp_path / "out", "--shard", shard, "--json", *PAPER)
+        assert result.exit_code == 0
+        done.append([json.loads(line)["input"] for line in result.stdout.splitlines()[:-1]])
+    assert [len(share) for share in done] == [3, 2]
+    assert sorted(done[0] + done[1]) == sorted(str(path) for path in (tmp_path / "in").iterdir())

@@ -1,0 +1,111 @@
+"""The command as scripts and schedulers run it: separate processes, shell pipes, signals."""
+
+import json
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import cli_command, cli_environment, write_dark
+
+FAST = ["--config", "paper", "--iterations", "2", "--device", "cpu"]
+# Generous: these only bound how long a broken run can hang the suite, nothing is timed.
+PROCESS_LIMIT = 240
+
+
+def start(*args, folder: Path, name: str) -> tuple[subprocess.Popen, Path, Path]:
+    stdout, stderr = folder / f"{name}.stdout", folder / f"{name}.stderr"
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        process = subprocess.Popen(cli_command(*args), stdout=out, stderr=err, env=cli_environment())
+    return process, stdout, stderr
+
+
+def wait_for(condition, process: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + PROCESS_LIMIT
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"the run ended (exit {process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.name.endswith(".part") or path.name.startswith(".")]
+
+
+def test_three_shards_in_parallel_cover_a_folder_exactly_once(tmp_path):
+    for index in range(9):
+        write_dark(tmp_path / "in" / f"img{index}.png", 24, 24, seed=index)
+    runs = [
+        start("enhance", tmp_path / "in", "-o", tmp_path / "out", "--shard", f"{shard}/3", "--json", "-q", *FAST, folder=tmp_path, name=f"shard{shard}")
+        for shard in range(3)
+    ]
+    shares = []
+    for process, stdout, stderr in runs:
+        assert process.wait(PROCESS_LIMIT) == 0, stderr.read_text()
+        records = [json.loads(line) for line in stdout.read_text().splitlines()]
+        assert records[-1]["type"] == "summary" and records[-1]["done"] == 3
+        shares.append({record["input"] for record in records[:-1] if record["status"] == "done"})
+    assert all(not (a & b) for a in shares for b in shares if a is not b)
+    inputs = sorted(path.name for path in (tmp_path / "in").iterdir())
+    assert sorted(Path(name).name for share in shares for name in share) == inputs
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == inputs
+    for path in (tmp_path / "out").iterdir():
+        with Image.open(path) as image:
+            assert image.size == (24, 24)
+
+
+def test_ctrl_c_stops_cleanly_and_skip_existing_finishes(tmp_path):
+    names = [f"img{index}.png" for index in range(4)]
+    for index, name in enumerate(names):
+        write_dark(tmp_path / "in" / name, 32, 32, seed=index)
+    out = tmp_path / "out"
+    slow = ["--config", "paper", "--iterations", "40", "--device", "cpu"]
+    process, _, stderr = start("enhance", tmp_path / "in", "-o", out, *slow, folder=tmp_path, name="first")
+    wait_for(lambda: out.is_dir() and any(path.suffix == ".png" for path in out.iterdir()), process, "the first output")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(PROCESS_LIMIT) == 130
+    message = stderr.read_text()
+    assert "rrdnet: error: interrupted after" in message and "--skip-existing" in message
+    assert "Traceback" not in message
+    assert leftovers(out) == []
+    finished = {path.name: path.stat().st_mtime_ns for path in out.iterdir()}
+    assert finished and set(finished) <= set(names)
+    for name in finished:
+        with Image.open(out / name) as image:
+            image.load()  # a complete file, not a partial one
+
+    process, stdout, stderr = start("enhance", tmp_path / "in", "-o", out, "--skip-existing", "--json", *FAST, folder=tmp_path, name="second")
+    assert process.wait(PROCESS_LIMIT) == 0, stderr.read_text()
+    records = [json.loads(line) for line in stdout.read_text().splitlines()]
+    statuses = {Path(record["input"]).name: record["status"] for record in records[:-1]}
+    assert statuses == {name: "skipped" if name in finished else "done" for name in names}
+    assert sorted(path.name for path in out.iterdir()) == names
+    assert {name: (out / name).stat().st_mtime_ns for name in finished} == finished
+
+
+def test_sigterm_stops_cleanly_too(tmp_path):
+    source = write_dark(tmp_path / "a.png", 32, 32)
+    endless = ["--config", "paper", "--iterations", "1000000", "--device", "cpu", "-v"]
+    process, _, stderr = start("enhance", source, "-o", tmp_path / "out", *endless, folder=tmp_path, name="run")
+    wait_for(lambda: "iterations: 1000000" in stderr.read_text(), process, "the run to start")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(PROCESS_LIMIT) == 128 + signal.SIGTERM
+    assert "rrdnet: error: interrupted" in stderr.read_text()
+    out = tmp_path / "out"
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_shell_pipe(tmp_path):
+    source = write_dark(tmp_path / "a.jpg", 36, 44)
+    command = f"cat {shlex.quote(str(source))} | {shlex.join(cli_command('enhance', '-', '-o', '-', *FAST))} > {shlex.quote(str(tmp_path / 'b.png'))}"
+    completed = subprocess.run(command, shell=True, env=cli_environment(), capture_output=True, timeout=PROCESS_LIMIT)
+    assert completed.returncode == 0, completed.stderr.decode()
+    with Image.open(tmp_path / "b.png") as image:
+        assert image.format == "PNG" and image.size == (44, 36)
