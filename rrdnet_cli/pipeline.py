@@ -28,6 +28,9 @@ class Enhancement:
     ``result``, ``reflectance``, ``noise``: ``(1, 3, H, W)``; ``illumination`` and
     ``adjusted_illumination``: ``(1, 1, H, W)``. ``losses``: ``(steps + 1, 5)`` float64, row k the
     loss terms (unweighted, columns ``LOSS_COLUMNS``) at the forward pass after k Adam steps.
+    ``gamma``: the exponent used (chosen per image when the config says "auto");
+    ``image``: the input ``(1, 3, H, W)`` float32; ``brightness``: the result's mean;
+    ``target_brightness``: what gamma "auto" aimed for (``None`` for a fixed gamma).
     """
 
     result: torch.Tensor
@@ -37,6 +40,9 @@ class Enhancement:
     noise: torch.Tensor
     losses: np.ndarray
     gamma: float
+    image: Optional[torch.Tensor] = None
+    brightness: Optional[float] = None
+    target_brightness: Optional[float] = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -150,15 +156,24 @@ def enhance(
         net = RRDNet()
     net = net.to(device)
     image = image.to(device=device, dtype=torch.float32)
-    history, (illumination, reflectance, noise) = fit(net, image, config, on_step)
-    with torch.no_grad():
-        result, adjusted = recombine(image, illumination, noise, config.gamma)
+    history, outputs = fit(net, image, config, on_step)
+    # Recombine on the CPU from the maps exactly as they are returned (and saved by
+    # --save-decomposition): a relight from a saved decomposition then gives this very result,
+    # whatever device the fit ran on. Imported here: light builds on recombine below.
+    from .light import choose_light, render
+
+    image, illumination, reflectance, noise = (x.cpu().contiguous() for x in (image, *outputs))
+    choice = choose_light(image, illumination, noise, config.gamma, config.brightness)
+    result, adjusted = render(image, illumination, noise, choice.gamma)
     return Enhancement(
-        result=result.cpu(),
-        illumination=illumination.cpu(),
-        adjusted_illumination=adjusted.cpu(),
-        reflectance=reflectance.cpu(),
-        noise=noise.cpu(),
+        result=result,
+        illumination=illumination,
+        adjusted_illumination=adjusted,
+        reflectance=reflectance,
+        noise=noise,
         losses=history,
-        gamma=config.gamma,
+        gamma=choice.gamma,
+        image=image,
+        brightness=choice.brightness,
+        target_brightness=choice.target,
     )
