@@ -12,10 +12,11 @@ from typing import Callable, Optional, Sequence
 import torch
 from tqdm import tqdm
 
-from . import imageio
+from . import decomposition, imageio
 from .config import Config
 from .errors import RRDNetError, UsageError
 from .pipeline import Enhancement, StepCallback, enhance, resolve_device
+from .sheet import save_contact_sheet, sheet_title
 
 MAP_NAMES = ("illumination", "illumination_adjusted", "reflectance", "noise")
 _GLOB_CHARACTERS = frozenset("*?[")
@@ -36,6 +37,8 @@ class OutputOptions:
     format: Optional[str] = None
     save_maps: bool = False
     quality: int = 95
+    save_decomposition: bool = False
+    contact_sheet: bool = False
 
 
 @dataclass
@@ -45,6 +48,11 @@ class FileResult:
     status: str  # "done" or "failed"
     seconds: float
     error: Optional[str] = None
+    # The light of the result: gamma used (chosen per image for gamma "auto"), the result's mean
+    # brightness, and the target that gamma "auto" aimed for (None for a fixed gamma).
+    gamma: Optional[float] = None
+    brightness: Optional[float] = None
+    target_brightness: Optional[float] = None
 
 
 @dataclass
@@ -109,6 +117,16 @@ def map_paths(job: Job, options: OutputOptions) -> dict[str, Path]:
     return {name: folder / f"{job.relative.stem}{options.suffix}_{name}.png" for name in MAP_NAMES}
 
 
+def decomposition_path(job: Job, options: OutputOptions) -> Path:
+    folder = options.output_dir / "decompositions" / job.relative.parent
+    return folder / f"{job.relative.stem}{options.suffix}{decomposition.SUFFIX}"
+
+
+def sheet_path(job: Job, options: OutputOptions) -> Path:
+    folder = options.output_dir / "sheets" / job.relative.parent
+    return folder / f"{job.relative.stem}{options.suffix}_sheet.png"
+
+
 def check_outputs(jobs: Sequence[Job], options: OutputOptions) -> None:
     """Refuse a run that would write over an input, or write two inputs to the same file."""
     sources = {job.source.resolve(): job for job in jobs}
@@ -117,6 +135,10 @@ def check_outputs(jobs: Sequence[Job], options: OutputOptions) -> None:
         destinations = [output_path(job, options)]
         if options.save_maps:
             destinations += map_paths(job, options).values()
+        if options.save_decomposition:
+            destinations.append(decomposition_path(job, options))
+        if options.contact_sheet:
+            destinations.append(sheet_path(job, options))
         for destination in destinations:
             key = destination.resolve()
             if key in sources:
@@ -148,13 +170,21 @@ def enhance_file(
     maps: Optional[dict[str, Path]] = None,
     quality: int = 95,
     on_step: Optional[StepCallback] = None,
+    decomposition_file: Optional[Path] = None,
+    sheet_file: Optional[Path] = None,
 ) -> Enhancement:
-    """Read ``source``, enhance it, write ``destination`` (and the ``maps`` if given)."""
+    """Read ``source``, enhance it, write ``destination`` (and the ``maps``, the decomposition
+    (``.npz``, see ``decomposition``) and the contact sheet, where paths are given)."""
     loaded = imageio.read_image(source)
     enhancement = enhance(loaded.pixels, config, on_step=on_step)
     imageio.write_like(enhancement.result, Path(destination), loaded, quality=quality)
     if maps:
         save_maps(enhancement, maps)
+    if decomposition_file is not None:
+        saved = decomposition.Decomposition.from_enhancement(enhancement, loaded, config, Path(source).name)
+        decomposition.save(saved, decomposition_file)
+    if sheet_file is not None:
+        save_contact_sheet(enhancement, sheet_file, sheet_title(Path(source).name, enhancement))
     return enhancement
 
 
@@ -183,8 +213,25 @@ def run_batch(
         file_started = time.perf_counter()
         try:
             maps = map_paths(job, options) if options.save_maps else None
-            enhance_file(job.source, destination, config, maps=maps, quality=options.quality, on_step=on_step)
-            result = FileResult(job.source, destination, "done", time.perf_counter() - file_started)
+            enhancement = enhance_file(
+                job.source,
+                destination,
+                config,
+                maps=maps,
+                quality=options.quality,
+                on_step=on_step,
+                decomposition_file=decomposition_path(job, options) if options.save_decomposition else None,
+                sheet_file=sheet_path(job, options) if options.contact_sheet else None,
+            )
+            result = FileResult(
+                job.source,
+                destination,
+                "done",
+                time.perf_counter() - file_started,
+                gamma=enhancement.gamma,
+                brightness=enhancement.brightness,
+                target_brightness=enhancement.target_brightness,
+            )
         except (RRDNetError, torch.cuda.OutOfMemoryError, MemoryError) as error:
             message = str(error) if isinstance(error, RRDNetError) else "out of memory"
             if not message.startswith(str(job.source)):

@@ -34,6 +34,8 @@ METRICS = ("psnr", "psnr_gtmean", "ssim", "ssim_gtmean", "niqe", "brightness")
 
 def psnr(result: np.ndarray, reference: np.ndarray) -> float:
     """PSNR in dB of ``result`` against ``reference``, both ``(H, W, 3)`` in [0, 1]."""
+    if np.array_equal(result, reference):
+        return math.inf
     return float(peak_signal_noise_ratio(reference, result, data_range=1.0))
 
 
@@ -99,9 +101,14 @@ def score_images(name: str, result: np.ndarray, reference: Optional[np.ndarray] 
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """The image at ``path`` as ``(H, W, 3)`` float64 in [0, 1], upright."""
+    """The image at ``path`` as ``(H, W, 3)`` float64 in [0, 1], upright.
+
+    Files are decoded as 8-bit RGB; the levels are recovered exactly (k / 255 in float64, not the
+    float32 the pipeline uses), so scores match hand computations to the last digit.
+    """
     pixels = imageio.read_image(path).pixels
-    return pixels[0].permute(1, 2, 0).double().numpy()
+    levels = np.round(pixels[0].permute(1, 2, 0).double().numpy() * 255.0)
+    return levels / 255.0
 
 
 def _images_under(folder: Path, skip_side_folders: bool) -> list[Path]:
