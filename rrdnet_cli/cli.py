@@ -16,7 +16,7 @@ from . import __version__
 from .batch import FileResult, OutputOptions, collect_inputs, run_batch
 from .config import AUTO_BRIGHTNESS, DEFAULT_PRESET, load_config, preset_names
 from .decomposition import relight_file
-from .errors import ConfigError, OutputError, RRDNetError, UsageError
+from .errors import ConfigError, RRDNetError, UsageError
 from .evaluate import evaluate_folder, format_table
 
 EXIT_FAILED = 1
@@ -178,8 +178,6 @@ def relight(decomposition_file, output, gamma, brightness, quiet):
     """Render a new result from a saved decomposition FILE (enhance --save-decomposition), instantly."""
     if gamma is None and brightness is None:
         raise click.UsageError("give --gamma G|auto or --brightness T")
-    if gamma not in (None, "auto") and brightness is not None:
-        raise click.UsageError("--gamma G and --brightness T conflict: give one of them")
     enhancement = relight_file(decomposition_file, output, gamma=gamma, brightness=brightness)
     if not quiet:
         light = f"gamma {enhancement.gamma:.3g}, brightness {enhancement.brightness:.3f}"
@@ -207,9 +205,5 @@ def eval_command(ctx, enhanced_dir, reference_dir, json_file):
     else:
         click.echo(format_table(report))
         if json_file is not None:
-            try:
-                json_file.parent.mkdir(parents=True, exist_ok=True)
-                json_file.write_text(report.to_json() + "\n", encoding="utf-8")
-            except OSError as error:
-                raise OutputError(f"{json_file}: cannot write ({error.strerror or error})") from None
+            report.write_json(json_file)
     ctx.exit(EXIT_FAILED if report.failed else 0)

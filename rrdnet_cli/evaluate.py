@@ -20,7 +20,7 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from . import imageio
-from .errors import InputError, RRDNetError, UsageError
+from .errors import InputError, OutputError, RRDNetError, UsageError
 from .niqe import MIN_SIDE as NIQE_MIN_SIDE
 from .niqe import niqe
 
@@ -188,6 +188,13 @@ class Report:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
+
+    def write_json(self, path: Path) -> None:
+        try:
+            with imageio.atomic_output(Path(path)) as temporary:
+                temporary.write_text(self.to_json() + "\n", encoding="utf-8")
+        except OSError as error:
+            raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
 
 
 def evaluate(pairs: Iterable[tuple[Path, Path, Optional[Path]]]) -> Report:
