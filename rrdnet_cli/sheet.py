@@ -136,8 +136,12 @@ def sheet_title(name: str, enhancement: Enhancement, iterations: Optional[int] =
     """``photo.jpg · 300 steps · gamma 0.52 (auto, target brightness 0.45)``."""
     steps = len(enhancement.losses) - 1 if iterations is None else iterations
     parts = [name, f"{steps} steps", f"gamma {enhancement.gamma:.3g}"]
-    if enhancement.target_brightness is not None:
-        parts[-1] += f" (auto, target brightness {enhancement.target_brightness:.3g})"
+    target = enhancement.target_brightness
+    if target is not None:
+        parts[-1] += f" (auto, target brightness {target:.3g}"
+        if enhancement.brightness is not None and abs(enhancement.brightness - target) > 0.01:
+            parts[-1] += f", out of reach: {enhancement.brightness:.3f}"
+        parts[-1] += ")"
     return " · ".join(part for part in parts if part)
 
 
