@@ -21,10 +21,11 @@ from typing import Any, BinaryIO, Callable, Optional, Sequence
 import torch
 from tqdm import tqdm
 
-from . import imageio
+from . import decomposition, imageio
 from .config import Config
 from .errors import Interrupted, OptimisationError, OutputError, RRDNetError, UsageError
 from .pipeline import Enhancement, StepCallback, enhance, resolve_device
+from .sheet import save_contact_sheet, sheet_title
 
 MAP_NAMES = ("illumination", "illumination_adjusted", "reflectance", "noise")
 STDIN = Path("-")
@@ -55,6 +56,8 @@ class OutputOptions:
     format: Optional[str] = None
     save_maps: bool = False
     quality: int = imageio.DEFAULT_QUALITY
+    save_decomposition: bool = False
+    contact_sheet: bool = False
     # Leave inputs whose output already exists alone (resuming); otherwise outputs are replaced.
     skip_existing: bool = False
     # Write the single result here (standard output) instead of into output_dir.
@@ -68,8 +71,12 @@ class FileResult:
     status: str  # "done", "skipped" (output existed) or "failed"
     seconds: float
     error: Optional[str] = None
-    # Per-file facts beyond the status: each is included in to_json() when it is set.
+    # The light of the result: gamma used (chosen per image for gamma "auto"), the result's mean
+    # brightness, and the target that gamma "auto" aimed for (None for a fixed gamma). Each is
+    # included in to_json() when it is set.
     gamma: Optional[float] = None
+    brightness: Optional[float] = None
+    target_brightness: Optional[float] = None
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -80,8 +87,9 @@ class FileResult:
             "seconds": round(self.seconds, 3),
             "error": self.error,
         }
-        if self.gamma is not None:
-            record["gamma"] = self.gamma
+        for key in ("gamma", "brightness", "target_brightness"):
+            if getattr(self, key) is not None:
+                record[key] = getattr(self, key)
         return record
 
 
@@ -268,21 +276,40 @@ def map_paths(job: Job, options: OutputOptions) -> dict[str, Path]:
     return {name: folder / f"{job.relative.stem}{options.suffix}_{name}.png" for name in MAP_NAMES}
 
 
+def decomposition_path(job: Job, options: OutputOptions) -> Path:
+    folder = options.output_dir / "decompositions" / job.relative.parent
+    return folder / f"{job.relative.stem}{options.suffix}{decomposition.SUFFIX}"
+
+
+def sheet_path(job: Job, options: OutputOptions) -> Path:
+    folder = options.output_dir / "sheets" / job.relative.parent
+    return folder / f"{job.relative.stem}{options.suffix}_sheet.png"
+
+
+def extra_paths(job: Job, options: OutputOptions) -> dict[str, Path]:
+    """Every file besides the image that ``job`` writes: maps by name, "decomposition", "sheet"."""
+    paths = map_paths(job, options) if options.save_maps else {}
+    if options.save_decomposition:
+        paths["decomposition"] = decomposition_path(job, options)
+    if options.contact_sheet:
+        paths["sheet"] = sheet_path(job, options)
+    return paths
+
+
 def check_outputs(jobs: Sequence[Job], options: OutputOptions) -> None:
     """Refuse a run that would write over an input, or write two inputs to the same file."""
     if options.stream is not None:
         if len(jobs) != 1:
             raise UsageError(f"output '-' (stdout) takes exactly one image; {len(jobs)} inputs were given")
-        if options.save_maps:
-            raise UsageError("maps cannot be written to stdout: give an output folder with --save-maps")
+        if options.save_maps or options.save_decomposition or options.contact_sheet:
+            raise UsageError(
+                "maps, decompositions and contact sheets cannot be written to stdout: give an output folder"
+            )
         return
     sources = {job.source.resolve(): job for job in jobs if job.data is None}
     claimed: dict[Path, Job] = {}
     for job in jobs:
-        destinations = [output_path(job, options)]
-        if options.save_maps:
-            destinations += map_paths(job, options).values()
-        for destination in destinations:
+        for destination in [output_path(job, options), *extra_paths(job, options).values()]:
             key = destination.resolve()
             if key in sources:
                 raise UsageError(f"{job.name}: output {destination} would overwrite an input")
@@ -333,12 +360,23 @@ def _write_outputs(
     enhancement: Enhancement,
     loaded: imageio.LoadedImage,
     destination: Path,
-    maps: Optional[dict[str, Path]],
+    extras: dict[str, Path],
     quality: int,
+    config: Config,
+    name: str,
 ) -> None:
-    # Maps first: the image's existence is what marks the file finished for skip_existing.
+    """Write the ``extra_paths`` files, then the image.
+
+    The image comes last: its existence is what marks the input finished for skip_existing.
+    """
+    maps = {key: path for key, path in extras.items() if key in MAP_NAMES}
     if maps:
         save_maps(enhancement, maps)
+    if "decomposition" in extras:
+        saved = decomposition.Decomposition.from_enhancement(enhancement, loaded, config, name)
+        decomposition.save(saved, extras["decomposition"])
+    if "sheet" in extras:
+        save_contact_sheet(enhancement, extras["sheet"], sheet_title(name, enhancement))
     imageio.write_like(enhancement.result, destination, loaded, quality=quality)
 
 
@@ -350,11 +388,19 @@ def enhance_file(
     maps: Optional[dict[str, Path]] = None,
     quality: int = imageio.DEFAULT_QUALITY,
     on_step: Optional[StepCallback] = None,
+    decomposition_file: Optional[Path] = None,
+    sheet_file: Optional[Path] = None,
 ) -> Enhancement:
-    """Read ``source``, enhance it, write ``destination`` (and the ``maps`` if given)."""
+    """Read ``source``, enhance it, write ``destination`` (and the ``maps``, the decomposition
+    (``.npz``, see ``decomposition``) and the contact sheet, where paths are given)."""
     loaded = imageio.read_image(source)
     enhancement = _enhance_checked(loaded, config, on_step)
-    _write_outputs(enhancement, loaded, Path(destination), maps, quality)
+    extras = dict(maps or {})
+    if decomposition_file is not None:
+        extras["decomposition"] = Path(decomposition_file)
+    if sheet_file is not None:
+        extras["sheet"] = Path(sheet_file)
+    _write_outputs(enhancement, loaded, Path(destination), extras, quality, config, Path(source).name)
     return enhancement
 
 
@@ -369,14 +415,14 @@ def _write_stream(enhancement: Enhancement, loaded: imageio.LoadedImage, options
         raise OutputError(f"stdout: cannot write ({error.strerror or error})") from None
 
 
-def _finished(destination: Path, maps: Optional[dict[str, Path]]) -> bool:
-    return destination.exists() and all(path.exists() for path in (maps or {}).values())
+def _finished(destination: Path, extras: dict[str, Path]) -> bool:
+    return destination.exists() and all(path.exists() for path in extras.values())
 
 
 def _run_job(job: Job, config: Config, options: OutputOptions, on_step: StepCallback) -> FileResult:
     destination = output_path(job, options)
-    maps = map_paths(job, options) if options.save_maps else None
-    if options.skip_existing and options.stream is None and _finished(destination, maps):
+    extras = extra_paths(job, options)
+    if options.skip_existing and options.stream is None and _finished(destination, extras):
         return FileResult(job.source, destination, "skipped", 0.0)
     started = time.perf_counter()
     try:
@@ -388,13 +434,21 @@ def _run_job(job: Job, config: Config, options: OutputOptions, on_step: StepCall
         if options.stream is not None:
             _write_stream(enhancement, loaded, options)
         else:
-            _write_outputs(enhancement, loaded, destination, maps, options.quality)
+            _write_outputs(enhancement, loaded, destination, extras, options.quality, config, job.relative.name)
     except (RRDNetError, torch.cuda.OutOfMemoryError, MemoryError) as error:
         message = str(error) if isinstance(error, RRDNetError) else "out of memory"
         if not message.startswith(job.name):
             message = f"{job.name}: {message}"
         return FileResult(job.source, None, "failed", time.perf_counter() - started, message)
-    return FileResult(job.source, destination, "done", time.perf_counter() - started, gamma=enhancement.gamma)
+    return FileResult(
+        job.source,
+        destination,
+        "done",
+        time.perf_counter() - started,
+        gamma=enhancement.gamma,
+        brightness=enhancement.brightness,
+        target_brightness=enhancement.target_brightness,
+    )
 
 
 def run_batch(

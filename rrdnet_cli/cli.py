@@ -24,8 +24,10 @@ from .batch import (
     run_batch,
     select_shard,
 )
-from .config import DEFAULT_PRESET, load_config, preset_names
+from .config import AUTO_BRIGHTNESS, DEFAULT_PRESET, load_config, preset_names
+from .decomposition import relight_file
 from .errors import ConfigError, Interrupted, RRDNetError, UsageError
+from .evaluate import evaluate_folder, format_table
 from .imageio import DEFAULT_QUALITY
 
 EXIT_FAILED = 1
@@ -90,6 +92,24 @@ class OneLineErrors(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+class GammaType(click.ParamType):
+    """A gamma on the command line: a number, or 'auto' (chosen per image for a target brightness)."""
+
+    name = "G|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float) or value == "auto":
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"'{value}' is not a number or 'auto'", param, ctx)
+
+
+GAMMA = GammaType()
+BRIGHTNESS_HELP = "Pick gamma per image so the result's mean brightness is T (0-1); implies --gamma auto."
+
+
 def config_options(command):
     """Options shared by every command that builds a config; None means 'keep the file's value'."""
     options = [
@@ -100,7 +120,12 @@ def config_options(command):
             help=f"YAML file or preset name ({', '.join(preset_names())}); default: {DEFAULT_PRESET}.",
         ),
         click.option("--iterations", type=int, help="Adam steps (overrides the config)."),
-        click.option("--gamma", type=float, help="Illumination exponent; smaller is brighter."),
+        click.option(
+            "--gamma",
+            type=GAMMA,
+            help=f"Illumination exponent (smaller is brighter), or 'auto': the gamma that gives the target brightness (default {AUTO_BRIGHTNESS}).",
+        ),
+        click.option("--brightness", type=float, metavar="T", help=BRIGHTNESS_HELP),
         click.option("--lr", "learning_rate", type=float, help="Adam learning rate."),
         click.option("--seed", type=int, help="Seed of the initial weights."),
         click.option("--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
@@ -163,13 +188,16 @@ def _shard_option(ctx, param, value):
     help="Process only part K of N (K from 0 to N-1) of the sorted input list, e.g. for Slurm arrays.",
 )
 @click.option("--json", "json_lines", is_flag=True, help="Print one JSON line per file to stdout, then a summary line.")
+@click.option("--save-decomposition", is_flag=True, help="Also save L, R, N and the input to OUTPUT_DIR/decompositions/<stem>.npz (for rrdnet relight).")
+@click.option("--contact-sheet", is_flag=True, help="Also write OUTPUT_DIR/sheets/<stem>_sheet.png: the maps side by side and the loss curves.")
 @config_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary; errors only.")
 @click.option("-v", "--verbose", is_flag=True, help="Print the config and one line per file.")
 @click.pass_context
 def enhance(
     ctx, inputs, output_dir, recursive, files_from, output_format, quality, suffix, save_maps,
-    skip_existing, shard, json_lines, config_name, quiet, verbose, **overrides,
+    save_decomposition, contact_sheet, skip_existing, shard, json_lines, config_name, quiet, verbose,
+    **overrides,
 ):
     """Enhance INPUT images (files, folders, glob patterns, or '-' for one image on stdin)."""
     config = load_config(config_name, **overrides)
@@ -183,8 +211,17 @@ def enhance(
     jobs = collect_inputs(inputs, recursive, listed=listed, stdin=stdin, exclude=None if to_stdout else output_dir)
     if shard is not None:
         jobs = select_shard(jobs, *shard)
-    stream = sys.stdout.buffer if to_stdout else None
-    options = OutputOptions(output_dir, suffix, output_format, save_maps, quality, skip_existing, stream)
+    options = OutputOptions(
+        output_dir,
+        suffix,
+        output_format,
+        save_maps,
+        quality,
+        save_decomposition=save_decomposition,
+        contact_sheet=contact_sheet,
+        skip_existing=skip_existing,
+        stream=sys.stdout.buffer if to_stdout else None,
+    )
     if verbose:
         click.echo(config.to_yaml().rstrip(), err=True)
 
@@ -198,7 +235,13 @@ def enhance(
         if result.status == "failed":
             _error(result.error)
         elif verbose:
-            what = "skipped, output exists" if result.status == "skipped" else f"{result.seconds:.1f} s"
+            if result.status == "skipped":
+                what = "skipped, output exists"
+            else:
+                what = f"gamma {result.gamma:.3g}, brightness {result.brightness:.3f}, "
+                if result.target_brightness is not None and abs(result.brightness - result.target_brightness) > 0.01:
+                    what += f"target {result.target_brightness:.3f} out of reach, "
+                what += f"{result.seconds:.1f} s"
             tqdm.write(f"rrdnet: {result.source} -> {result.output} ({what})", file=sys.stderr)
 
     try:
@@ -227,3 +270,44 @@ def config_group() -> None:
 def config_show(config_name, **overrides):
     """Print the effective config as YAML (save it to reproduce a run)."""
     click.echo(load_config(config_name, **overrides).to_yaml(), nl=False)
+
+
+@main.command()
+@click.argument("decomposition_file", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Image to write (format from its extension).")
+@click.option("--gamma", type=GAMMA, help="Illumination exponent, or 'auto' (the target brightness of the saved config).")
+@click.option("--brightness", type=float, metavar="T", help="Pick the gamma that gives mean brightness T (0-1).")
+@click.option("-q", "--quiet", is_flag=True, help="No summary line.")
+def relight(decomposition_file, output, gamma, brightness, quiet):
+    """Render a new result from a saved decomposition FILE (enhance --save-decomposition), instantly."""
+    if gamma is None and brightness is None:
+        raise click.UsageError("give --gamma G|auto or --brightness T")
+    enhancement = relight_file(decomposition_file, output, gamma=gamma, brightness=brightness)
+    if not quiet:
+        light = f"gamma {enhancement.gamma:.3g}, brightness {enhancement.brightness:.3f}"
+        target = enhancement.target_brightness
+        if target is not None and abs(enhancement.brightness - target) > 0.01:
+            light += f"; target {target:.3f} out of reach"
+        click.echo(f"rrdnet: {decomposition_file} -> {output} ({light})", err=True)
+
+
+@main.command("eval")
+@click.argument("enhanced_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--reference", "reference_dir", type=click.Path(path_type=Path, file_okay=False), metavar="GT_DIR", help="Ground truths, matched by relative path and stem: adds PSNR and SSIM.")
+@click.option("--json", "json_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True), metavar="FILE", help="Also write every score as JSON to FILE ('-': stdout, instead of the table).")
+@click.pass_context
+def eval_command(ctx, enhanced_dir, reference_dir, json_file):
+    """Measure the images in ENHANCED_DIR: NIQE and mean brightness, and PSNR/SSIM with --reference."""
+    report = evaluate_folder(enhanced_dir, reference_dir)
+    for row in report.failed:
+        _error(row.error)
+    notes = sorted({row.note for row in report.rows if row.note})
+    for note in notes:
+        click.echo(f"rrdnet: note: {note}; NIQE left out for the smaller files", err=True)
+    if json_file is not None and str(json_file) == "-":
+        click.echo(report.to_json())
+    else:
+        click.echo(format_table(report))
+        if json_file is not None:
+            report.write_json(json_file)
+    ctx.exit(EXIT_FAILED if report.failed else 0)

@@ -20,7 +20,10 @@ from .errors import ConfigError
 DEFAULT_PRESET = "default"
 
 
-def _option(default, help: str, *, minimum=None, exclusive=False, choices=None, maximum=None, pattern=None):
+def _option(
+    default, help: str, *, minimum=None, exclusive=False, choices=None, maximum=None, pattern=None, keywords=()
+):
+    # keywords: strings a numeric field also accepts in place of a number (gamma: "auto").
     return field(
         default=default,
         metadata={
@@ -30,8 +33,13 @@ def _option(default, help: str, *, minimum=None, exclusive=False, choices=None, 
             "maximum": maximum,
             "choices": choices,
             "pattern": pattern,
+            "keywords": keywords,
         },
     )
+
+
+# The mean brightness that gamma "auto" aims for, chosen with benchmarks/quality.py (README).
+AUTO_BRIGHTNESS = 0.4
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,16 @@ class Config:
     reflectance_fidelity_weight: float = _option(
         1.0, "weight of |I/L - R| inside the reflectance loss", minimum=0.0
     )
-    gamma: float = _option(0.4, "illumination is raised to this power", minimum=0.0, exclusive=True)
+    gamma: float | str = _option(
+        0.4,
+        "illumination is raised to this power; 'auto': the power that gives the target brightness",
+        minimum=0.0,
+        exclusive=True,
+        keywords=("auto",),
+    )
+    brightness: float = _option(
+        AUTO_BRIGHTNESS, "mean brightness of the result that gamma 'auto' aims for", minimum=0.0, maximum=1.0
+    )
     blur_size: int = _option(5, "side of the Gaussian that smooths the image gradients", minimum=1)
     blur_sigma: float = _option(3.0, "sigma of that Gaussian", minimum=0.0, exclusive=True)
     seed: int = _option(0, "seed of the network's initial weights and of the crop positions", minimum=0)
@@ -90,9 +107,21 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def replace(self, **overrides: Any) -> "Config":
-        """A copy with ``overrides`` applied and validated (``None`` values are ignored)."""
+        """A copy with ``overrides`` applied and validated (``None`` values are ignored).
+
+        Asking for a ``brightness`` without a ``gamma`` means "pick gamma for that brightness",
+        so it sets gamma to "auto"; a numeric gamma together with a brightness is a conflict.
+        """
+        overrides = {key: value for key, value in overrides.items() if value is not None}
+        if "brightness" in overrides:
+            gamma = overrides.setdefault("gamma", "auto")
+            if gamma != "auto":
+                raise ConfigError(
+                    f"option: gamma {gamma} and brightness {overrides['brightness']} conflict "
+                    "(a brightness picks gamma per image; give one of them, or gamma 'auto')"
+                )
         values = self.to_dict()
-        values.update({key: value for key, value in overrides.items() if value is not None})
+        values.update(overrides)
         return from_dict(values, source="option")
 
 
@@ -102,8 +131,11 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 def _check_value(name: str, value: Any, source: str) -> Any:
     spec = FIELDS[name]
     meta = spec.metadata
-    expected = spec.type
+    # A field that takes keywords is annotated "float | str": past its keywords it is a number.
+    expected = spec.type.split(" | ")[0]
     where = f"{source}: key '{name}'"
+    if isinstance(value, str) and value in meta["keywords"]:
+        return value
     # bool is an int subclass in Python; 'iterations: true' is a typo, not a number.
     if isinstance(value, bool):
         raise ConfigError(f"{where}: expected {expected}, got boolean {value!r}")
@@ -114,7 +146,8 @@ def _check_value(name: str, value: Any, source: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
     elif expected == "float":
         if not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            accepted = "".join(f" or '{keyword}'" for keyword in meta["keywords"])
+            raise ConfigError(f"{where}: expected a number{accepted}, got {value!r}")
         value = float(value)
         if not math.isfinite(value):
             raise ConfigError(f"{where}: expected a finite number, got {value!r}")

@@ -14,6 +14,7 @@ import torch
 from . import losses, runtime, tiling
 from .config import Config
 from .errors import InputError, OptimisationError, UsageError
+from .light import choose_light, render
 from .model import RRDNet
 
 LOSS_COLUMNS = ("reconstruction", "illumination", "reflectance", "noise", "total")
@@ -32,6 +33,9 @@ class Enhancement:
     loss terms (unweighted, columns ``LOSS_COLUMNS``) at the forward pass after k Adam steps, on
     what the optimisation saw (the whole image in paper mode; the step's crops or the downscaled
     copy in the fast modes). ``steps``: Adam steps actually run (a convergence stop may end early).
+    ``gamma``: the exponent used (chosen per image when the config says "auto");
+    ``image``: the input ``(1, 3, H, W)`` float32; ``brightness``: the result's mean;
+    ``target_brightness``: what gamma "auto" aimed for (``None`` for a fixed gamma).
     """
 
     result: torch.Tensor
@@ -42,6 +46,9 @@ class Enhancement:
     losses: np.ndarray
     gamma: float
     steps: int = 0
+    image: Optional[torch.Tensor] = None
+    brightness: Optional[float] = None
+    target_brightness: Optional[float] = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -276,15 +283,6 @@ def fit(
     return torch.stack(history).double().cpu().numpy(), outputs, steps
 
 
-def recombine(
-    image: torch.Tensor, illumination: torch.Tensor, noise: torch.Tensor, gamma: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``clamp(L^gamma · (I − N) / L, 0, 1)`` and ``L^gamma``; shapes as in ``Enhancement``."""
-    adjusted = illumination.pow(gamma)
-    result = (adjusted * (image - noise) / illumination).clamp(0.0, 1.0)
-    return result, adjusted
-
-
 def start_illumination_at_image_level(net: RRDNet, image: torch.Tensor) -> None:
     """Set the illumination branch's last bias so that L starts near the mean of ``max_c I``.
 
@@ -323,20 +321,23 @@ def enhance(
     # channels_last lets oneDNN run the 3x3 convolutions without layout reorders (1.3x a step).
     net = net.to(device=device, memory_format=torch.channels_last)
     image = image.to(device=device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
-    history, (illumination, reflectance, noise), steps = fit(net, image, config, on_step)
-    with torch.no_grad():
-        result, adjusted = recombine(image, illumination, noise, config.gamma)
-
-    def out(x: torch.Tensor) -> torch.Tensor:
-        return x.cpu().contiguous()
-
+    history, outputs, steps = fit(net, image, config, on_step)
+    # Recombine on the CPU from the maps exactly as they are returned (and saved by
+    # --save-decomposition): a relight from a saved decomposition then gives this very result,
+    # whatever device the fit ran on.
+    image, illumination, reflectance, noise = (x.cpu().contiguous() for x in (image, *outputs))
+    choice = choose_light(image, illumination, noise, config.gamma, config.brightness)
+    result, adjusted = render(image, illumination, noise, choice.gamma)
     return Enhancement(
-        result=out(result),
-        illumination=out(illumination),
-        adjusted_illumination=out(adjusted),
-        reflectance=out(reflectance),
-        noise=out(noise),
+        result=result,
+        illumination=illumination,
+        adjusted_illumination=adjusted,
+        reflectance=reflectance,
+        noise=noise,
         losses=history,
-        gamma=config.gamma,
+        gamma=choice.gamma,
         steps=steps,
+        image=image,
+        brightness=choice.brightness,
+        target_brightness=choice.target,
     )

@@ -15,9 +15,10 @@ from rrdnet_cli.pipeline import (
     _converged,
     downscale,
     loss_terms,
-    recombine,
     resolve_device,
 )
+
+from rrdnet_cli.light import recombine
 
 from conftest import dark_tensor
 

@@ -1,0 +1,150 @@
+"""The light level of a result: choosing gamma for a target brightness, and rendering a result.
+
+RRDNet's decomposition is fixed once fitted; only the recombination
+``clamp(L^gamma · (I − N) / L, 0, 1)`` depends on gamma. So picking the gamma that gives a
+wanted mean brightness needs no new optimisation, only a few dozen recombinations (milliseconds).
+
+The mean brightness of the result never increases with gamma: L lies in (0, 1), so ``L^(gamma-1)``
+shrinks as gamma grows, for every pixel, and clamping keeps that order. A bisection on log gamma
+therefore finds the gamma for any target between the darkest and brightest reachable results.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .errors import UsageError
+
+# The range searched for gamma. At 0.01 the illumination is nearly flattened to 1 (the result is
+# close to the reflectance, the brightest the decomposition can give); at 10 the picture is far
+# darker than the input. Values outside are never useful for exposure.
+GAMMA_MIN = 0.01
+GAMMA_MAX = 10.0
+# Bisection stops when the mean brightness is this close to the target (well inside the 0.01 that
+# users notice) or after BISECTION_STEPS halvings of the log-gamma interval (2^-40 of it).
+BRIGHTNESS_TOLERANCE = 1e-4
+BISECTION_STEPS = 40
+
+
+@dataclass(frozen=True)
+class LightChoice:
+    """The gamma picked for one image and what it gives.
+
+    ``target`` is ``None`` when gamma was fixed rather than chosen. ``reached`` is False when the
+    target lies outside what any gamma in [GAMMA_MIN, GAMMA_MAX] can give (then ``gamma`` is the
+    end of that range that comes closest).
+    """
+
+    gamma: float
+    brightness: float
+    target: Optional[float] = None
+    reached: bool = True
+
+    def describe(self) -> str:
+        """One short phrase for logs: ``gamma 0.412, brightness 0.450``."""
+        text = f"gamma {self.gamma:.3g}, brightness {self.brightness:.3f}"
+        if not self.reached:
+            text += f" (target {self.target:.3f} not reachable)"
+        return text
+
+
+def mean_brightness(image: torch.Tensor) -> float:
+    """Mean of all channels and pixels of ``image`` ``(1, 3, H, W)`` (or any shape), in float64.
+
+    Summed in float64 on a contiguous copy, so the value does not depend on memory layout or
+    device: a relight and an enhance then choose exactly the same gamma.
+    """
+    return image.detach().contiguous().double().mean().item()
+
+
+def recombine(
+    image: torch.Tensor, illumination: torch.Tensor, noise: torch.Tensor, gamma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``clamp(L^gamma · (I − N) / L, 0, 1)`` and ``L^gamma``.
+
+    ``image`` and ``noise``: ``(1, 3, H, W)``; ``illumination``: ``(1, 1, H, W)``.
+    """
+    adjusted = illumination.pow(gamma)
+    result = (adjusted * (image - noise) / illumination).clamp(0.0, 1.0)
+    return result, adjusted
+
+
+def render(
+    image: torch.Tensor, illumination: torch.Tensor, noise: torch.Tensor, gamma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The result ``(1, 3, H, W)`` and adjusted illumination ``(1, 1, H, W)`` for ``gamma``.
+
+    ``image`` and ``noise``: ``(1, 3, H, W)``; ``illumination``: ``(1, 1, H, W)``. The single code
+    path shared by ``enhance`` and ``relight``, so both give bit-identical results.
+    """
+    with torch.no_grad():
+        return recombine(image.contiguous(), illumination.contiguous(), noise.contiguous(), gamma)
+
+
+def brightness_at(
+    image: torch.Tensor, illumination: torch.Tensor, noise: torch.Tensor, gamma: float
+) -> float:
+    """Mean brightness of the result for ``gamma``; shapes as in ``render``."""
+    return mean_brightness(render(image, illumination, noise, gamma)[0])
+
+
+def gamma_for_brightness(
+    image: torch.Tensor, illumination: torch.Tensor, noise: torch.Tensor, target: float
+) -> LightChoice:
+    """The gamma whose result has mean brightness ``target`` (in [0, 1]); shapes as in ``render``.
+
+    Bisects log gamma over [GAMMA_MIN, GAMMA_MAX]. When the target is out of reach (brighter than
+    the result at GAMMA_MIN, or darker than at GAMMA_MAX) the nearest end is returned with
+    ``reached=False``: best effort, never an error, so one extreme image does not fail a batch.
+    """
+    if not 0.0 <= target <= 1.0:
+        raise UsageError(f"brightness {target}: must be between 0 and 1")
+    low, high = math.log(GAMMA_MIN), math.log(GAMMA_MAX)
+    brightest = brightness_at(image, illumination, noise, GAMMA_MIN)
+    if target >= brightest:
+        reached = target - brightest <= BRIGHTNESS_TOLERANCE
+        return LightChoice(GAMMA_MIN, brightest, target, reached)
+    darkest = brightness_at(image, illumination, noise, GAMMA_MAX)
+    if target <= darkest:
+        reached = darkest - target <= BRIGHTNESS_TOLERANCE
+        return LightChoice(GAMMA_MAX, darkest, target, reached)
+    # Invariant: brightness(exp(low)) > target > brightness(exp(high)).
+    best = LightChoice(GAMMA_MIN, brightest, target)
+    for _ in range(BISECTION_STEPS):
+        middle = 0.5 * (low + high)
+        gamma = math.exp(middle)
+        brightness = brightness_at(image, illumination, noise, gamma)
+        if abs(brightness - target) < abs(best.brightness - target):
+            best = LightChoice(gamma, brightness, target)
+        if abs(brightness - target) <= BRIGHTNESS_TOLERANCE:
+            break
+        if brightness > target:
+            low = middle
+        else:
+            high = middle
+    return best
+
+
+def choose_light(
+    image: torch.Tensor,
+    illumination: torch.Tensor,
+    noise: torch.Tensor,
+    gamma: float | str,
+    brightness: Optional[float],
+) -> LightChoice:
+    """Resolve a config's ``gamma`` (a number or ``"auto"``) for one image; shapes as in ``render``.
+
+    A number is used as it is; ``"auto"`` picks the gamma that brings the mean brightness to
+    ``brightness``.
+    """
+    if gamma == "auto":
+        if brightness is None:
+            raise UsageError("gamma 'auto' needs a target brightness")
+        return gamma_for_brightness(image, illumination, noise, brightness)
+    if isinstance(gamma, str):
+        raise UsageError(f"gamma '{gamma}': expected a number or 'auto'")
+    return LightChoice(float(gamma), brightness_at(image, illumination, noise, float(gamma)))
