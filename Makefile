@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rrdnet enhance examples/coffee_dark.png -o out --save-maps
+	$(VENV)/bin/rrdnet enhance examples/coffee_dark.png -o out --save-maps --contact-sheet
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q

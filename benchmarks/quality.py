@@ -39,6 +39,7 @@ from rrdnet_cli.pipeline import enhance  # noqa: E402
 
 FIXED_GAMMA = 0.4
 TIE_DB = 0.1
+TIE_NIQE = 0.05
 # Config keys that change the recombination only, not the fit: left out of the cache key.
 LIGHT_KEYS = ("gamma", "brightness", "device")
 SUMMARY_METRICS = ("psnr", "psnr_gtmean", "ssim", "ssim_gtmean", "niqe", "brightness", "gamma")
@@ -159,10 +160,19 @@ def main() -> None:
         }
         for target in targets
     }
-    # Targets beyond what a decomposition can reach all render at the brightest gamma and tie, so
-    # the choice is the lowest target within TIE_DB of the best PSNR, not an arbitrary tied one.
-    best_psnr = max(sweep[f"{target:g}"]["synthetic_psnr"] or -math.inf for target in targets)
-    best = min(target for target in targets if (sweep[f"{target:g}"]["synthetic_psnr"] or -math.inf) >= best_psnr - TIE_DB)
+    # Targets beyond what a decomposition can reach all render at the same gamma and tie, so the
+    # choice is: among the targets within TIE_DB of the best synthetic PSNR, those within TIE_NIQE
+    # of their best real NIQE; of these the lowest (the gentlest brightening).
+    def psnr_of(target):
+        return sweep[f"{target:g}"]["synthetic_psnr"] or -math.inf
+
+    def niqe_of(target):
+        return sweep[f"{target:g}"]["real_niqe"] or math.inf
+
+    best_psnr = max(psnr_of(target) for target in targets)
+    by_psnr = [target for target in targets if psnr_of(target) >= best_psnr - TIE_DB]
+    best_niqe = min(niqe_of(target) for target in by_psnr)
+    best = min(target for target in by_psnr if niqe_of(target) <= best_niqe + TIE_NIQE)
     synthetic, real = summary["synthetic"], summary["real"]
     record = {
         "benchmark": "quality",
@@ -172,7 +182,7 @@ def main() -> None:
         "limit": arguments.limit,
         "images": {set_name: len(by_mode["input"]) for set_name, by_mode in rows.items()},
         "auto_brightness": arguments.auto_brightness,
-        "best_target_by_synthetic_psnr": best,
+        "best_target": best,
         # Share of images whose auto target was reachable (the others render at the brightest gamma).
         "auto_target_reached": {
             set_name: round(float(np.mean([row["reached"] for row in by_mode["auto"]])), 3)

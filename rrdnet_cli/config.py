@@ -39,7 +39,7 @@ def _option(
 
 
 # The mean brightness that gamma "auto" aims for, chosen with benchmarks/quality.py (README).
-AUTO_BRIGHTNESS = 0.4
+AUTO_BRIGHTNESS = 0.5
 
 
 @dataclass(frozen=True)

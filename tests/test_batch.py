@@ -163,6 +163,9 @@ def test_stdin_is_one_job_named_stdin(tmp_path):
         collect_inputs(["-", "-"], stdin=io.BytesIO(b"bytes"))
     with pytest.raises(UsageError, match="takes exactly one image"):
         check_outputs(jobs * 2, OutputOptions(stream=io.BytesIO()))
+    for extra in ("save_maps", "save_decomposition", "contact_sheet"):
+        with pytest.raises(UsageError, match="cannot be written to stdout"):
+            check_outputs(jobs, OutputOptions(stream=io.BytesIO(), **{extra: True}))
 
 
 def test_unknown_extension_gets_png_output():
@@ -201,6 +204,31 @@ def test_skip_existing_does_only_what_is_missing(tmp_path, tiny_config):
     assert (tmp_path / "out" / "a.png").stat().st_mtime_ns == stamps[tmp_path / "out" / "a.png"]
     overwritten = run_batch(jobs, tiny_config, options, progress=False)
     assert overwritten.done == 3
+
+
+def test_skip_existing_redoes_an_input_whose_decomposition_or_sheet_is_missing(tmp_path, tiny_config):
+    for name in ("a.png", "b.png", "c.png"):
+        write_dark(tmp_path / "in" / name)
+    jobs = collect_inputs([str(tmp_path / "in")])
+    options = OutputOptions(tmp_path / "out", save_decomposition=True, contact_sheet=True)
+    first = run_batch(jobs, tiny_config, options, progress=False)
+    assert first.done == 3
+    (tmp_path / "out" / "decompositions" / "b.npz").unlink()
+    (tmp_path / "out" / "sheets" / "c_sheet.png").unlink()
+    resumed = run_batch(jobs, tiny_config, OutputOptions(**{**vars(options), "skip_existing": True}), progress=False)
+    assert [result.status for result in resumed.results] == ["skipped", "done", "done"]
+    assert (tmp_path / "out" / "decompositions" / "b.npz").exists()
+    assert (tmp_path / "out" / "sheets" / "c_sheet.png").exists()
+
+
+def test_extra_outputs_are_claimed_like_images(tmp_path):
+    # Two inputs with one stem in different formats would share a decomposition file.
+    write_dark(tmp_path / "in" / "x.png")
+    write_dark(tmp_path / "in" / "x.jpg")
+    jobs = collect_inputs([str(tmp_path / "in")])
+    check_outputs(jobs, OutputOptions(tmp_path / "out"))
+    with pytest.raises(UsageError, match="would both write .*x.npz"):
+        check_outputs(jobs, OutputOptions(tmp_path / "out", save_decomposition=True))
 
 
 def test_tiny_images_are_refused_and_the_batch_goes_on(tmp_path, tiny_config):

@@ -24,7 +24,7 @@ def synthetic_maps(seed=0):
     return image, illumination, noise
 
 
-@pytest.mark.parametrize("target", [0.15, 0.3, 0.45])
+@pytest.mark.parametrize("target", [0.2, 0.3, 0.38])
 def test_bisection_hits_a_reachable_target(target):
     image, illumination, noise = synthetic_maps()
     choice = gamma_for_brightness(image, illumination, noise, target)
@@ -48,6 +48,14 @@ def test_unreachable_targets_give_the_nearest_end_and_say_so():
     assert "not reachable" in too_bright.describe()
     too_dark = gamma_for_brightness(image, illumination, noise, 0.0)
     assert not too_dark.reached and too_dark.gamma == GAMMA_MAX
+
+
+def test_a_chosen_gamma_never_darkens_below_the_photo_own_exposure():
+    image, illumination, noise = synthetic_maps()
+    own_exposure = mean_brightness((image - noise).clamp(0, 1))
+    choice = gamma_for_brightness(image, illumination, noise, own_exposure / 2)
+    assert choice.gamma == GAMMA_MAX == 1.0 and not choice.reached
+    assert choice.brightness == pytest.approx(own_exposure, abs=1e-6)
 
 
 def test_fixed_gamma_is_kept_and_auto_needs_a_target():
