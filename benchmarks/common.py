@@ -1,6 +1,6 @@
 """Benchmark helpers: reading the shared images, cached paper references, image metrics.
 
-Used by ``speed_quality.py`` only; the package never imports this.
+Used by the benchmark scripts only; the package never imports this.
 """
 
 from __future__ import annotations
@@ -88,3 +88,31 @@ def paper_reference(rgb: np.ndarray, steps: int, seed: int = 0) -> tuple[np.ndar
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, result=result, seconds=seconds)
     return result, seconds, False
+
+
+def reference_like_step_seconds(image: torch.Tensor, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` Adam steps of a loop written the way the published code is.
+
+    Same maths as the ``paper`` preset (the parity test pins that), without its speed-ups: the
+    image-only loss weights recomputed every step, contiguous (NCHW) tensors, and whatever
+    allocator the process has (run it in a fresh process to get glibc's default).
+    """
+    import time
+
+    from rrdnet_cli import RRDNet, load_config, losses
+    from rrdnet_cli.pipeline import loss_terms
+
+    config = load_config("paper", device="cpu")
+    torch.manual_seed(config.seed)
+    net = RRDNet()
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    durations = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        priors = losses.image_priors(image, config.blur_size, config.blur_sigma)
+        total = loss_terms(image, net(image), priors, config)[4]
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        durations.append(time.perf_counter() - start)
+    return durations

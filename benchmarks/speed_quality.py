@@ -107,30 +107,8 @@ def _worker_paper_steps(spec: dict) -> dict:
 
 
 def _worker_reference_steps(spec: dict) -> dict:
-    """Seconds per step of a loop written the way the published code is.
-
-    Same maths as paper mode (the parity test pins that), but: default glibc allocator, the
-    image-only loss weights recomputed every step, contiguous (NCHW) tensors.
-    """
-    import torch
-
-    from rrdnet_cli import RRDNet, losses, load_config
-    from rrdnet_cli.pipeline import loss_terms
-
-    image = common.to_tensor(_input_rgb(spec))
-    config = load_config("paper", device="cpu")
-    torch.manual_seed(0)
-    net = RRDNet()
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-    durations = []
-    for _ in range(spec["steps"] + 1):
-        start = time.perf_counter()
-        priors = losses.image_priors(image, config.blur_size, config.blur_sigma)
-        total = loss_terms(image, net(image), priors, config)[4]
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        durations.append(time.perf_counter() - start)
+    """Seconds per step of a loop written the way the published code is (median after the first)."""
+    durations = common.reference_like_step_seconds(common.to_tensor(_input_rgb(spec)), spec["steps"] + 1)
     return {"seconds_per_step": float(np.median(durations[1:])), "peak_rss_mib": peak_rss_mib()}
 
 
