@@ -9,7 +9,9 @@ pixels and every config value that affects the fit), then renders it with gamma 
 "auto" (the target brightness ``--auto-brightness``, default the package's) and with each target
 of ``--targets``: only the recombination changes, so every variant shares one decomposition.
 Each rendering is rounded to 8 bits, as a written file is, and scored with ``rrdnet_cli.evaluate``
-(PSNR, SSIM raw and GT-mean aligned against the reference; NIQE; mean brightness).
+(PSNR, SSIM raw and GT-mean aligned against the reference; NIQE; mean brightness). With
+``--floors``, gamma "auto" is also rendered with other lower ends of its gamma range, to show
+what the package's floor (``light.GAMMA_MIN``) trades.
 
 Prints one JSON line and writes it, indented, to ``benchmarks/results/quality.json``. The sweep
 over targets is what chose the package's default target (README, "Light level").
@@ -32,7 +34,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rrdnet_cli import decomposition, imageio  # noqa: E402
+from rrdnet_cli import decomposition, imageio, light  # noqa: E402
 from rrdnet_cli.config import AUTO_BRIGHTNESS, DEFAULT_PRESET, load_config  # noqa: E402
 from rrdnet_cli.evaluate import score_images  # noqa: E402
 from rrdnet_cli.pipeline import enhance  # noqa: E402
@@ -82,6 +84,36 @@ def cached_decomposition(loaded, name: str, config, cache: Path) -> tuple[decomp
     return saved, seconds, False
 
 
+def render(saved: decomposition.Decomposition, mode: dict):
+    """``(pixels, gamma, reached)`` of one rendering: ``{"gamma": G}``, ``{"brightness": T}``, or
+    ``{"brightness": T, "floor": F}`` (gamma auto searched over [F, light.GAMMA_MAX])."""
+    if "floor" in mode:
+        choice = light.gamma_for_brightness(
+            saved.image, saved.illumination, saved.noise, mode["brightness"], gamma_range=(mode["floor"], light.GAMMA_MAX)
+        )
+        gamma, brightness, target = choice.gamma, choice.brightness, choice.target
+        pixels = light.render(saved.image, saved.illumination, saved.noise, gamma)[0]
+    else:
+        relit = decomposition.relight(saved, **mode)
+        pixels, gamma, brightness, target = relit.result, relit.gamma, relit.brightness, relit.target_brightness
+    # Whether the target brightness was reached (within 0.01) rather than clamped.
+    reached = None if target is None else abs(brightness - target) <= 0.01
+    return pixels, gamma, reached
+
+
+def paired_niqe(rows: dict[str, list[dict]], mode: str, baseline: str = "fixed_0.4") -> dict:
+    """NIQE of ``mode`` minus ``baseline``, image by image: mean, its standard error, and on how
+    many images ``mode`` scored better (lower)."""
+    differences = np.array([a["niqe"] - b["niqe"] for a, b in zip(rows[mode], rows[baseline])])
+    error = differences.std(ddof=1) / math.sqrt(len(differences)) if len(differences) > 1 else math.nan
+    return {
+        "mean": round(float(differences.mean()), 4),
+        "standard_error": round(float(error), 4),
+        "better_on": int((differences < 0).sum()),
+        "images": len(differences),
+    }
+
+
 def summarise(rows: list[dict]) -> dict:
     summary = {"count": len(rows)}
     for metric in SUMMARY_METRICS:
@@ -115,6 +147,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="at most N images per folder (0: all)")
     parser.add_argument("--targets", default="0.3,0.35,0.4,0.45,0.5,0.55,0.6", help="brightness targets to sweep")
     parser.add_argument("--auto-brightness", type=float, default=AUTO_BRIGHTNESS, help="target of gamma auto")
+    parser.add_argument("--floors", default="", help="other lowest gammas to try for gamma auto, e.g. 0.2,0.3")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cache", type=Path, default=REPO / "benchmarks" / "cache")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "quality.json")
@@ -124,6 +157,8 @@ def main() -> None:
     targets = sorted({float(text) for text in arguments.targets.split(",") if text.strip()} | {arguments.auto_brightness})
     modes = {"input": None, "fixed_0.4": {"gamma": FIXED_GAMMA}, "auto": {"brightness": arguments.auto_brightness}}
     modes.update({f"target_{target:g}": {"brightness": target} for target in targets})
+    floors = sorted({float(text) for text in arguments.floors.split(",") if text.strip()})
+    modes.update({f"floor_{floor:g}": {"brightness": arguments.auto_brightness, "floor": floor} for floor in floors})
     rows: dict[str, dict[str, list[dict]]] = {}
     fit_seconds, fitted = [], 0
     started = time.perf_counter()
@@ -138,15 +173,11 @@ def main() -> None:
             if not cached:
                 fit_seconds.append(seconds)
                 fitted += 1
-            for mode, light in modes.items():
-                if light is None:
+            for mode, setting in modes.items():
+                if setting is None:
                     pixels, gamma, reached = loaded.pixels, None, None
                 else:
-                    relit = decomposition.relight(saved, **light)
-                    pixels, gamma = relit.result, relit.gamma
-                    # Whether the target brightness was reached (within 0.01) rather than clamped.
-                    target = relit.target_brightness
-                    reached = None if target is None else abs(relit.brightness - target) <= 0.01
+                    pixels, gamma, reached = render(saved, setting)
                 scores = score_images(name, to_array(pixels), reference).__dict__
                 rows[set_name][mode].append({**scores, "gamma": gamma, "reached": reached})
             print(f"{name}: fitted in {seconds:.0f} s" if not cached else f"{name}: cached", file=sys.stderr)
@@ -196,6 +227,14 @@ def main() -> None:
             "auto_beats_fixed_by_2db": synthetic["auto"]["psnr"] - synthetic["fixed_0.4"]["psnr"] >= 2.0,
             "niqe_change_real": round(real["auto"]["niqe"] - real["fixed_0.4"]["niqe"], 4),
             "auto_no_worse_niqe_real": real["auto"]["niqe"] <= real["fixed_0.4"]["niqe"],
+            "niqe_change_real_paired": paired_niqe(rows["real"], "auto"),
+        },
+        "floors": {
+            f"{floor:g}": {
+                "synthetic_psnr_gain_db": round(synthetic[f"floor_{floor:g}"]["psnr"] - synthetic["fixed_0.4"]["psnr"], 3),
+                "niqe_change_real_paired": paired_niqe(rows["real"], f"floor_{floor:g}"),
+            }
+            for floor in floors
         },
         "fits": {"computed": fitted, "mean_seconds": round(float(np.mean(fit_seconds)), 1) if fit_seconds else None},
         "seconds": round(time.perf_counter() - started, 1),

@@ -96,27 +96,34 @@ def brightness_at(
 
 
 def gamma_for_brightness(
-    image: torch.Tensor, illumination: torch.Tensor, noise: torch.Tensor, target: float
+    image: torch.Tensor,
+    illumination: torch.Tensor,
+    noise: torch.Tensor,
+    target: float,
+    gamma_range: tuple[float, float] = (GAMMA_MIN, GAMMA_MAX),
 ) -> LightChoice:
     """The gamma whose result has mean brightness ``target`` (in [0, 1]); shapes as in ``render``.
 
-    Bisects log gamma over [GAMMA_MIN, GAMMA_MAX]. When the target is out of reach (brighter than
-    the result at GAMMA_MIN, or darker than at GAMMA_MAX: the photo is already brighter) the nearest end is returned with
-    ``reached=False``: best effort, never an error, so one extreme image does not fail a batch.
+    Bisects log gamma over ``gamma_range`` (the package's [GAMMA_MIN, GAMMA_MAX] unless a
+    benchmark tries another). When the target is out of reach (brighter than the result at the
+    lowest gamma, or darker than at the highest: the photo is already brighter) the nearest end is
+    returned with ``reached=False``: best effort, never an error, so one extreme image does not
+    fail a batch.
     """
     if not 0.0 <= target <= 1.0:
         raise UsageError(f"brightness {target}: must be between 0 and 1")
-    low, high = math.log(GAMMA_MIN), math.log(GAMMA_MAX)
-    brightest = brightness_at(image, illumination, noise, GAMMA_MIN)
+    gamma_min, gamma_max = gamma_range
+    low, high = math.log(gamma_min), math.log(gamma_max)
+    brightest = brightness_at(image, illumination, noise, gamma_min)
     if target >= brightest:
         reached = target - brightest <= BRIGHTNESS_TOLERANCE
-        return LightChoice(GAMMA_MIN, brightest, target, reached)
-    darkest = brightness_at(image, illumination, noise, GAMMA_MAX)
+        return LightChoice(gamma_min, brightest, target, reached)
+    darkest = brightness_at(image, illumination, noise, gamma_max)
     if target <= darkest:
         reached = darkest - target <= BRIGHTNESS_TOLERANCE
-        return LightChoice(GAMMA_MAX, darkest, target, reached)
+        return LightChoice(gamma_max, darkest, target, reached)
     # Invariant: brightness(exp(low)) > target > brightness(exp(high)).
-    best = LightChoice(GAMMA_MIN, brightest, target)
+    best = LightChoice(gamma_min, brightest, target)
     for _ in range(BISECTION_STEPS):
         middle = 0.5 * (low + high)
         gamma = math.exp(middle)

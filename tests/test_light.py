@@ -50,6 +50,15 @@ def test_unreachable_targets_give_the_nearest_end_and_say_so():
     assert not too_dark.reached and too_dark.gamma == GAMMA_MAX
 
 
+def test_another_gamma_range_bounds_the_search():
+    image, illumination, noise = synthetic_maps()
+    floor = gamma_for_brightness(image, illumination, noise, 0.99, gamma_range=(0.3, 1.0))
+    assert floor.gamma == 0.3 and not floor.reached
+    reachable = brightness_at(image, illumination, noise, 0.5)
+    inside = gamma_for_brightness(image, illumination, noise, reachable, gamma_range=(0.3, 0.8))
+    assert inside.reached and inside.gamma == pytest.approx(0.5, rel=1e-3)
+
+
 def test_a_chosen_gamma_never_darkens_below_the_photo_own_exposure():
     image, illumination, noise = synthetic_maps()
     own_exposure = mean_brightness((image - noise).clamp(0, 1))
