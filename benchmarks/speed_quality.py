@@ -14,7 +14,7 @@ Every measured case runs in a fresh subprocess, so peak RSS is its own and proce
 (allocator tuning) do not leak between cases. Prints one JSON line; the full record goes to
 ``benchmarks/results/speed_quality.json``.
 
-    python benchmarks/speed_quality.py --images 4 --max-side 384
+    python benchmarks/speed_quality.py [--images N|PATHS] [--speed-images N|PATHS] [--max-side 384]
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ sys.path.insert(0, str(HERE.parent))
 import common  # noqa: E402
 
 RESULTS = HERE / "results" / "speed_quality.json"
+# The 8 synthetic pairs and one photo of each real set (a paper run takes 7-8 minutes at 384 px).
+FIDELITY_IMAGES = ",".join(
+    [f"synthetic/low/kodim0{number}.png" for number in range(1, 9)] + ["real/lol_low/1.png", "real/dicm/01.jpg"]
+)
 
 
 def peak_rss_mib() -> float:
@@ -243,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA, help="benchmark images folder")
     parser.add_argument("--preset", default="default", help="preset (or YAML) measured against paper")
-    parser.add_argument("--images", default="4", help="fidelity images: a count or comma-separated paths under --data")
-    parser.add_argument("--speed-images", default="2", help="full-size timing images: a count or paths")
+    parser.add_argument("--images", default=FIDELITY_IMAGES, help="fidelity images: a count or comma-separated paths under --data")
+    parser.add_argument("--speed-images", default="8", help="full-size timing images: a count or paths")
     parser.add_argument("--max-side", type=int, default=384, help="longer side for the fidelity part")
     parser.add_argument("--paper-steps", type=int, default=1000, help="steps of the paper preset")
     parser.add_argument("--timing-steps", type=int, default=5, help="paper steps timed per image")
