@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 # Pinned so that a fresh machine installs the same build as CI (it lies on this project's disks).
-TORCH ?= torch==2.14.1 torchvision==0.29.1
+TORCH ?= torch==2.14.1
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: setup demo test clean

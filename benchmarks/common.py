@@ -1,4 +1,6 @@
-"""Benchmark helpers: reading the shared images, cached paper references, image metrics.
+"""Benchmark helpers: reading the shared images, cached paper references.
+
+Image metrics are ``rrdnet_cli.evaluate``'s (the ones ``rrdnet eval`` prints), never a second copy.
 
 Used by the benchmark scripts only; the package never imports this.
 """
@@ -40,25 +42,6 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 def to_array(image: torch.Tensor) -> np.ndarray:
     """``(1, 3, H, W)`` -> ``(H, W, 3)`` float32 (not quantised: fidelity is judged unrounded)."""
     return image[0].permute(1, 2, 0).contiguous().numpy().astype(np.float32)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM over channels (Gaussian window 11, sigma 1.5, as Wang et al. 2004), via kornia."""
-    import kornia
-
-    ta = torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).double()
-    tb = torch.from_numpy(b).permute(2, 0, 1).unsqueeze(0).double()
-    return float(kornia.metrics.ssim(ta, tb, 11).mean())
-
-
-def mean_aligned(result: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """``result`` scaled so its mean matches ``truth``'s (brightening amount is a choice)."""
-    return np.clip(result * (truth.mean() / max(result.mean(), 1e-8)), 0.0, 1.0)
 
 
 def cache_path(kind: str, rgb: np.ndarray, settings: dict) -> Path:

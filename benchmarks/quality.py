@@ -34,7 +34,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rrdnet_cli import decomposition, imageio, light  # noqa: E402
+from rrdnet_cli import decomposition, images, light  # noqa: E402
 from rrdnet_cli.config import AUTO_BRIGHTNESS, DEFAULT_PRESET, load_config  # noqa: E402
 from rrdnet_cli.evaluate import score_images  # noqa: E402
 from rrdnet_cli.pipeline import enhance  # noqa: E402
@@ -47,12 +47,12 @@ LIGHT_KEYS = ("gamma", "brightness", "device")
 SUMMARY_METRICS = ("psnr", "psnr_gtmean", "ssim", "ssim_gtmean", "niqe", "brightness", "gamma")
 
 
-def load_picture(path: Path, max_side: int) -> imageio.LoadedImage:
+def load_picture(path: Path, max_side: int) -> images.LoadedImage:
     """Read ``path``; downscale (Lanczos) to ``max_side`` and round to 8 bits, a photo in its own right."""
-    loaded = imageio.read_image(path)
+    loaded = images.read_image(path)
     height, width = loaded.pixels.shape[-2:]
     if max_side and max(height, width) > max_side:
-        picture = imageio.to_pil(loaded.pixels)
+        picture = images.to_pil(loaded.pixels)
         scale = max_side / max(height, width)
         picture = picture.resize((round(width * scale), round(height * scale)), Image.Resampling.LANCZOS)
         array = np.asarray(picture, dtype=np.float32) / 255.0
@@ -125,7 +125,7 @@ def summarise(rows: list[dict]) -> dict:
 def images_of(data: Path, limit: int) -> dict[str, list[tuple[str, Path, Path | None]]]:
     """``{set: [(name, low, reference or None)]}``, at most ``limit`` per folder (0: all)."""
     def first(paths):
-        paths = sorted(path for path in paths if path.suffix.lower() in imageio.IMAGE_SUFFIXES)
+        paths = sorted(path for path in paths if path.suffix.lower() in images.IMAGE_SUFFIXES)
         return paths[:limit] if limit else paths
 
     synthetic = [

@@ -37,6 +37,8 @@ sys.path.insert(0, str(HERE.parent))
 
 import common  # noqa: E402
 
+from rrdnet_cli import evaluate  # noqa: E402
+
 RESULTS = HERE / "results" / "speed_quality.json"
 # The 8 synthetic pairs and one photo of each real set (a paper run takes 7-8 minutes at 384 px).
 FIDELITY_IMAGES = ",".join(
@@ -176,18 +178,18 @@ def fidelity(image: Path, data: Path, args: argparse.Namespace, workdir: Path) -
         "size": [rgb.shape[1], rgb.shape[0]],
         "default_seconds": answer["seconds"],
         "default_steps": answer["steps"],
-        "psnr_vs_paper": common.psnr(ours, paper),
-        "ssim_vs_paper": common.ssim(ours, paper),
+        "psnr_vs_paper": evaluate.psnr(ours, paper),
+        "ssim_vs_paper": evaluate.ssim(ours, paper),
     }
     truth_path = ground_truth(data, image)
     if truth_path is not None:
         truth = common.load_rgb(truth_path, args.max_side).astype(np.float32) / 255.0
         for name, result in (("default", ours), ("paper", paper)):
-            aligned = common.mean_aligned(result, truth)
-            record[f"{name}_psnr_vs_gt"] = common.psnr(result, truth)
-            record[f"{name}_ssim_vs_gt"] = common.ssim(result, truth)
-            record[f"{name}_psnr_vs_gt_mean_aligned"] = common.psnr(aligned, truth)
-            record[f"{name}_ssim_vs_gt_mean_aligned"] = common.ssim(aligned, truth)
+            aligned = evaluate.gt_mean_aligned(result, truth)
+            record[f"{name}_psnr_vs_gt"] = evaluate.psnr(result, truth)
+            record[f"{name}_ssim_vs_gt"] = evaluate.ssim(result, truth)
+            record[f"{name}_psnr_vs_gt_mean_aligned"] = evaluate.psnr(aligned, truth)
+            record[f"{name}_ssim_vs_gt_mean_aligned"] = evaluate.ssim(aligned, truth)
     return record
 
 

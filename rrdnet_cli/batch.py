@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Callable, Optional, Sequence
 import torch
 from tqdm import tqdm
 
-from . import decomposition, imageio
+from . import decomposition, images
 from .config import Config
 from .errors import Interrupted, OptimisationError, OutputError, RRDNetError, UsageError
 from .pipeline import Enhancement, StepCallback, enhance, resolve_device
@@ -55,7 +55,7 @@ class OutputOptions:
     suffix: str = ""
     format: Optional[str] = None
     save_maps: bool = False
-    quality: int = imageio.DEFAULT_QUALITY
+    quality: int = images.DEFAULT_QUALITY
     save_decomposition: bool = False
     contact_sheet: bool = False
     # Leave inputs whose output already exists alone (resuming); otherwise outputs are replaced.
@@ -138,7 +138,7 @@ def _images_in(folder: Path, recursive: bool, exclude: Optional[Path]) -> list[P
     return sorted(
         path
         for path in candidates
-        if path.is_file() and path.suffix.lower() in imageio.IMAGE_SUFFIXES and not _inside(path, exclude)
+        if path.is_file() and path.suffix.lower() in images.IMAGE_SUFFIXES and not _inside(path, exclude)
     )
 
 
@@ -194,12 +194,12 @@ def collect_inputs(
             jobs.append(Job(source, relative))
 
     def add_folder(path: Path) -> None:
-        images = _images_in(path, recursive, excluded)
-        if not images:
+        found = _images_in(path, recursive, excluded)
+        if not found:
             hint = "" if recursive else " (use -r/--recursive to include subfolders)"
-            suffixes = ", ".join(sorted(imageio.IMAGE_SUFFIXES))
+            suffixes = ", ".join(sorted(images.IMAGE_SUFFIXES))
             raise UsageError(f"{path}: no images found ({suffixes}){hint}")
-        for image in images:
+        for image in found:
             add(image, image.relative_to(path))
 
     for text in inputs:
@@ -263,8 +263,8 @@ def output_path(job: Job, options: OutputOptions) -> Path:
     if options.stream is not None:
         return STDIN
     if options.format:
-        extension = imageio.EXTENSIONS[imageio.FORMATS[options.format]]
-    elif job.data is None and job.source.suffix.lower().lstrip(".") in imageio.FORMATS:
+        extension = images.EXTENSIONS[images.FORMATS[options.format]]
+    elif job.data is None and job.source.suffix.lower().lstrip(".") in images.FORMATS:
         extension = job.source.suffix
     else:
         extension = ".png"
@@ -345,10 +345,10 @@ def save_maps(enhancement: Enhancement, paths: dict[str, Path]) -> None:
         "noise": noise_view,
     }
     for name, path in paths.items():
-        imageio.save_image(imageio.to_pil(maps[name]), path)
+        images.save_image(images.to_pil(maps[name]), path)
 
 
-def _enhance_checked(loaded: imageio.LoadedImage, config: Config, on_step: Optional[StepCallback]) -> Enhancement:
+def _enhance_checked(loaded: images.LoadedImage, config: Config, on_step: Optional[StepCallback]) -> Enhancement:
     enhancement = enhance(loaded.pixels, config, on_step=on_step)
     for name in ("result", "illumination", "reflectance", "noise"):
         if not torch.isfinite(getattr(enhancement, name)).all():
@@ -358,7 +358,7 @@ def _enhance_checked(loaded: imageio.LoadedImage, config: Config, on_step: Optio
 
 def _write_outputs(
     enhancement: Enhancement,
-    loaded: imageio.LoadedImage,
+    loaded: images.LoadedImage,
     destination: Path,
     extras: dict[str, Path],
     quality: int,
@@ -377,7 +377,7 @@ def _write_outputs(
         decomposition.save(saved, extras["decomposition"])
     if "sheet" in extras:
         save_contact_sheet(enhancement, extras["sheet"], sheet_title(name, enhancement))
-    imageio.write_like(enhancement.result, destination, loaded, quality=quality)
+    images.write_like(enhancement.result, destination, loaded, quality=quality)
 
 
 def enhance_file(
@@ -386,14 +386,14 @@ def enhance_file(
     config: Config,
     *,
     maps: Optional[dict[str, Path]] = None,
-    quality: int = imageio.DEFAULT_QUALITY,
+    quality: int = images.DEFAULT_QUALITY,
     on_step: Optional[StepCallback] = None,
     decomposition_file: Optional[Path] = None,
     sheet_file: Optional[Path] = None,
 ) -> Enhancement:
     """Read ``source``, enhance it, write ``destination`` (and the ``maps``, the decomposition
     (``.npz``, see ``decomposition``) and the contact sheet, where paths are given)."""
-    loaded = imageio.read_image(source)
+    loaded = images.read_image(source)
     enhancement = _enhance_checked(loaded, config, on_step)
     extras = dict(maps or {})
     if decomposition_file is not None:
@@ -404,10 +404,10 @@ def enhance_file(
     return enhancement
 
 
-def _write_stream(enhancement: Enhancement, loaded: imageio.LoadedImage, options: OutputOptions) -> None:
-    image_format = imageio.FORMATS[options.format or "png"]
+def _write_stream(enhancement: Enhancement, loaded: images.LoadedImage, options: OutputOptions) -> None:
+    image_format = images.FORMATS[options.format or "png"]
     # Encoded whole before the first byte goes out: a failed encoding writes nothing.
-    data = imageio.encode_like(enhancement.result, loaded, image_format, quality=options.quality)
+    data = images.encode_like(enhancement.result, loaded, image_format, quality=options.quality)
     try:
         options.stream.write(data)
         options.stream.flush()
@@ -427,9 +427,9 @@ def _run_job(job: Job, config: Config, options: OutputOptions, on_step: StepCall
     started = time.perf_counter()
     try:
         if job.data is not None:
-            loaded = imageio.decode_image(job.data, job.name)
+            loaded = images.decode_image(job.data, job.name)
         else:
-            loaded = imageio.read_image(job.source)
+            loaded = images.read_image(job.source)
         enhancement = _enhance_checked(loaded, config, on_step)
         if options.stream is not None:
             _write_stream(enhancement, loaded, options)

@@ -28,7 +28,7 @@ from .config import AUTO_BRIGHTNESS, DEFAULT_PRESET, load_config, preset_names
 from .decomposition import relight_file
 from .errors import ConfigError, Interrupted, RRDNetError, UsageError
 from .evaluate import evaluate_folder, format_table
-from .imageio import DEFAULT_QUALITY
+from .images import DEFAULT_QUALITY
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

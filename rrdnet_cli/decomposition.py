@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import yaml
 
-from . import imageio
+from . import images
 from .config import AUTO_BRIGHTNESS, Config
 from .errors import InputError, OutputError, UsageError
 from .light import choose_light, render
@@ -68,12 +68,12 @@ class Decomposition:
     gamma: float
     target_brightness: Optional[float]
     config_yaml: str
-    source: imageio.LoadedImage
+    source: images.LoadedImage
     source_name: str = ""
 
     @classmethod
     def from_enhancement(
-        cls, enhancement: Enhancement, source: imageio.LoadedImage, config: Config, source_name: str = ""
+        cls, enhancement: Enhancement, source: images.LoadedImage, config: Config, source_name: str = ""
     ) -> "Decomposition":
         return cls(
             image=source.pixels if enhancement.image is None else enhancement.image,
@@ -119,7 +119,7 @@ def save(decomposition: Decomposition, path: str | Path) -> None:
         "source_icc_profile": _bytes_array(source.icc_profile),
     }
     try:
-        with imageio.atomic_output(path) as temporary:
+        with images.atomic_output(path) as temporary:
             # A file object, not a name: numpy would append ".npz" to a temporary name.
             with open(temporary, "wb") as handle:
                 np.savez(handle, **arrays)
@@ -159,7 +159,7 @@ def load(path: str | Path) -> Decomposition:
             exif = _expect(arrays, "source_exif", path, "uint8", (None,)).tobytes()
             icc_profile = _expect(arrays, "source_icc_profile", path, "uint8", (None,)).tobytes()
             pixels = torch.from_numpy(image.astype(np.float32))
-            source = imageio.LoadedImage(
+            source = images.LoadedImage(
                 pixels=pixels,
                 format=str(arrays["source_format"]),
                 grayscale=bool(arrays["source_grayscale"]),
@@ -245,5 +245,5 @@ def relight_file(
     """Load the decomposition ``source``, relight it and write the image ``destination``."""
     decomposition = load(source)
     enhancement = relight(decomposition, gamma=gamma, brightness=brightness)
-    imageio.write_like(enhancement.result, Path(destination), decomposition.source, quality=quality)
+    images.write_like(enhancement.result, Path(destination), decomposition.source, quality=quality)
     return enhancement

@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from . import imageio
+from . import images
 from .errors import InputError, OutputError, RRDNetError, UsageError
 from .niqe import MIN_SIDE as NIQE_MIN_SIDE
 from .niqe import niqe
@@ -106,7 +106,7 @@ def read_rgb(path: Path) -> np.ndarray:
     Files are decoded as 8-bit RGB; the levels are recovered exactly (k / 255 in float64, not the
     float32 the pipeline uses), so scores match hand computations to the last digit.
     """
-    pixels = imageio.read_image(path).pixels
+    pixels = images.read_image(path).pixels
     levels = np.round(pixels[0].permute(1, 2, 0).double().numpy() * 255.0)
     return levels / 255.0
 
@@ -117,7 +117,7 @@ def _images_under(folder: Path, skip_side_folders: bool) -> list[Path]:
         relative = path.relative_to(folder)
         if skip_side_folders and len(relative.parts) > 1 and relative.parts[0] in SIDE_FOLDERS:
             continue
-        if path.is_file() and path.suffix.lower() in imageio.IMAGE_SUFFIXES:
+        if path.is_file() and path.suffix.lower() in images.IMAGE_SUFFIXES:
             found.append(path)
     return found
 
@@ -191,7 +191,7 @@ class Report:
 
     def write_json(self, path: Path) -> None:
         try:
-            with imageio.atomic_output(Path(path)) as temporary:
+            with images.atomic_output(Path(path)) as temporary:
                 temporary.write_text(self.to_json() + "\n", encoding="utf-8")
         except OSError as error:
             raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from . import imageio
+from . import images
 from .errors import UsageError
 from .light import mean_brightness
 from .pipeline import LOSS_COLUMNS, Enhancement
@@ -52,7 +52,7 @@ def noise_for_viewing(noise: torch.Tensor) -> tuple[torch.Tensor, float]:
 def _thumbnail(pixels: torch.Tensor, size: int) -> Image.Image:
     """``pixels`` ``(1, C, H, W)`` scaled so the longer side is ``size``: smoothly when shrinking,
     as blocks when enlarging (a tiny image's pixels stay visible as pixels)."""
-    image = imageio.to_pil(pixels.detach().float().cpu()).convert("RGB")
+    image = images.to_pil(pixels.detach().float().cpu()).convert("RGB")
     scale = size / max(image.size)
     new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     resample = Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.NEAREST
@@ -147,4 +147,4 @@ def sheet_title(name: str, enhancement: Enhancement, iterations: Optional[int] =
 
 def save_contact_sheet(enhancement: Enhancement, path: str | Path, title: str = "") -> None:
     """Write the sheet as PNG (or the format ``path``'s extension names), atomically."""
-    imageio.save_image(contact_sheet(enhancement, title), Path(path))
+    images.save_image(contact_sheet(enhancement, title), Path(path))

@@ -8,7 +8,7 @@ from rrdnet_cli import InputError, UsageError, enhance
 from rrdnet_cli import decomposition
 from rrdnet_cli.batch import enhance_file
 from rrdnet_cli.cli import main
-from rrdnet_cli.imageio import read_image
+from rrdnet_cli.images import read_image
 
 from conftest import write_dark
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from rrdnet_cli import InputError
-from rrdnet_cli.imageio import LoadedImage, decode_image
+from rrdnet_cli.images import LoadedImage, decode_image
 
 from conftest import dark_array
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rrdnet_cli import enhance, imageio, load_config
+from rrdnet_cli import enhance, images, load_config
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 INPUT = GOLDEN / "input.png"
@@ -30,7 +30,7 @@ MAX_LEVELS = 6
 
 def run_case(name: str):
     preset, overrides = CASES[name]
-    image = imageio.read_image(INPUT).pixels
+    image = images.read_image(INPUT).pixels
     return enhance(image, load_config(preset, device="cpu", **overrides))
 
 
@@ -40,7 +40,7 @@ def test_output_matches_golden(name):
     for field in ("result", "illumination"):
         golden = np.asarray(Image.open(GOLDEN / f"{name}_{field}.png"), dtype=np.float64)
         # The 8-bit levels a written file would hold.
-        ours = imageio.to_array(getattr(enhancement, field)).squeeze().astype(np.float64)
+        ours = images.to_array(getattr(enhancement, field)).squeeze().astype(np.float64)
         assert ours.shape == golden.shape, field
         difference = np.abs(ours - golden)
         assert difference.mean() <= MEAN_LEVELS, f"{field}: mean difference {difference.mean():.2f} levels"

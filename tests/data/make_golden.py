@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import dark_array  # noqa: E402
 from test_golden import CASES, GOLDEN, INPUT, run_case  # noqa: E402
 
-from rrdnet_cli import imageio  # noqa: E402
+from rrdnet_cli import images  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
         enhancement = run_case(name)
         for field in ("result", "illumination"):
             path = GOLDEN / f"{name}_{field}.png"
-            imageio.save_image(imageio.to_pil(getattr(enhancement, field)), path)
+            images.save_image(images.to_pil(getattr(enhancement, field)), path)
             print(f"{path.relative_to(ROOT)}: mean {np.asarray(Image.open(path)).mean() / 255:.4f}")
 
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageCms, ImageOps
 
 from rrdnet_cli import InputError, OutputError
-from rrdnet_cli.imageio import (
+from rrdnet_cli.images import (
     LoadedImage,
     atomic_output,
     decode_image,
