@@ -93,7 +93,7 @@ def reference_like_step_seconds(image: torch.Tensor, steps: int) -> list[float]:
     for _ in range(steps):
         start = time.perf_counter()
         priors = losses.image_priors(image, config.blur_size, config.blur_sigma)
-        total = loss_terms(image, net(image), priors, config)[4]
+        total = loss_terms(image, net(image), priors, config).total
         optimizer.zero_grad()
         total.backward()
         optimizer.step()

@@ -91,14 +91,11 @@ def render(saved: decomposition.Decomposition, mode: dict):
         choice = light.gamma_for_brightness(
             saved.image, saved.illumination, saved.noise, mode["brightness"], gamma_range=(mode["floor"], light.GAMMA_MAX)
         )
-        gamma, brightness, target = choice.gamma, choice.brightness, choice.target
-        pixels = light.render(saved.image, saved.illumination, saved.noise, gamma)[0]
+        pixels = light.render(saved.image, saved.illumination, saved.noise, choice.gamma)[0]
     else:
         relit = decomposition.relight(saved, **mode)
-        pixels, gamma, brightness, target = relit.result, relit.gamma, relit.brightness, relit.target_brightness
-    # Whether the target brightness was reached (within 0.01) rather than clamped.
-    reached = None if target is None else abs(brightness - target) <= 0.01
-    return pixels, gamma, reached
+        pixels, choice = relit.result, relit.light
+    return pixels, choice.gamma, None if choice.target is None else choice.reached
 
 
 def paired_niqe(rows: dict[str, list[dict]], mode: str, baseline: str = "fixed_0.4") -> dict:

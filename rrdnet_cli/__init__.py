@@ -3,7 +3,8 @@
 from .config import Config, load_config
 from .errors import ConfigError, InputError, OptimisationError, OutputError, RRDNetError, UsageError
 from .model import RRDNet
-from .pipeline import Enhancement, enhance
+from .pipeline import enhance
+from .result import Enhancement
 
 __all__ = [
     "Config",

@@ -24,7 +24,9 @@ from tqdm import tqdm
 from . import decomposition, images
 from .config import Config
 from .errors import Interrupted, OptimisationError, OutputError, RRDNetError, UsageError
-from .pipeline import Enhancement, StepCallback, enhance, resolve_device
+from .light import LightChoice
+from .pipeline import StepCallback, enhance, resolve_device
+from .result import Enhancement
 from .sheet import save_contact_sheet, sheet_title
 
 MAP_NAMES = ("illumination", "illumination_adjusted", "reflectance", "noise")
@@ -71,12 +73,8 @@ class FileResult:
     status: str  # "done", "skipped" (output existed) or "failed"
     seconds: float
     error: Optional[str] = None
-    # The light of the result: gamma used (chosen per image for gamma "auto"), the result's mean
-    # brightness, and the target that gamma "auto" aimed for (None for a fixed gamma). Each is
-    # included in to_json() when it is set.
-    gamma: Optional[float] = None
-    brightness: Optional[float] = None
-    target_brightness: Optional[float] = None
+    # The light of a done file: the gamma used, the result's brightness, the target of gamma "auto".
+    light: Optional[LightChoice] = None
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -87,9 +85,11 @@ class FileResult:
             "seconds": round(self.seconds, 3),
             "error": self.error,
         }
-        for key in ("gamma", "brightness", "target_brightness"):
-            if getattr(self, key) is not None:
-                record[key] = getattr(self, key)
+        if self.light is not None:
+            record["gamma"] = self.light.gamma
+            record["brightness"] = self.light.brightness
+            if self.light.target is not None:
+                record["target_brightness"] = self.light.target
         return record
 
 
@@ -445,9 +445,7 @@ def _run_job(job: Job, config: Config, options: OutputOptions, on_step: StepCall
         destination,
         "done",
         time.perf_counter() - started,
-        gamma=enhancement.gamma,
-        brightness=enhancement.brightness,
-        target_brightness=enhancement.target_brightness,
+        light=enhancement.light,
     )
 
 

@@ -92,14 +92,6 @@ class OneLineErrors(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-def _light_phrase(gamma: float, brightness: float, target: float | None) -> str:
-    """``gamma 0.412, brightness 0.400`` (plus a warning when a target brightness was missed)."""
-    phrase = f"gamma {gamma:.3g}, brightness {brightness:.3f}"
-    if target is not None and abs(brightness - target) > 0.01:
-        phrase += f", target {target:.3f} out of reach"
-    return phrase
-
-
 class GammaType(click.ParamType):
     """A gamma on the command line: a number, or 'auto' (chosen per image for a target brightness)."""
 
@@ -246,8 +238,7 @@ def enhance(
             if result.status == "skipped":
                 what = "skipped, output exists"
             else:
-                light = _light_phrase(result.gamma, result.brightness, result.target_brightness)
-                what = f"{light}, {result.seconds:.1f} s"
+                what = f"{result.light.describe()}, {result.seconds:.1f} s"
             tqdm.write(f"rrdnet: {result.source} -> {result.output} ({what})", file=sys.stderr)
 
     try:
@@ -290,8 +281,7 @@ def relight(decomposition_file, output, gamma, brightness, quiet):
         raise click.UsageError("give --gamma G|auto or --brightness T")
     enhancement = relight_file(decomposition_file, output, gamma=gamma, brightness=brightness)
     if not quiet:
-        light = _light_phrase(enhancement.gamma, enhancement.brightness, enhancement.target_brightness)
-        click.echo(f"rrdnet: {decomposition_file} -> {output} ({light})", err=True)
+        click.echo(f"rrdnet: {decomposition_file} -> {output} ({enhancement.light.describe()})", err=True)
 
 
 @main.command("eval")

@@ -44,8 +44,7 @@ import yaml
 from . import images
 from .config import AUTO_BRIGHTNESS, Config
 from .errors import InputError, OutputError, UsageError
-from .light import choose_light, render
-from .pipeline import LOSS_COLUMNS, Enhancement
+from .result import LOSS_COLUMNS, Enhancement, from_maps
 
 FORMAT_NAME = "rrdnet-decomposition"
 FORMAT_VERSION = 1
@@ -76,7 +75,7 @@ class Decomposition:
         cls, enhancement: Enhancement, source: images.LoadedImage, config: Config, source_name: str = ""
     ) -> "Decomposition":
         return cls(
-            image=source.pixels if enhancement.image is None else enhancement.image,
+            image=enhancement.image,
             illumination=enhancement.illumination,
             reflectance=enhancement.reflectance,
             noise=enhancement.noise,
@@ -217,20 +216,14 @@ def relight(
         raise UsageError(f"gamma {gamma}: must be a number greater than 0, or 'auto'")
     if brightness is not None and not 0.0 <= brightness <= 1.0:
         raise UsageError(f"brightness {brightness}: must be between 0 and 1")
-    image, illumination, noise = decomposition.image, decomposition.illumination, decomposition.noise
-    choice = choose_light(image, illumination, noise, gamma, brightness)
-    result, adjusted = render(image, illumination, noise, choice.gamma)
-    return Enhancement(
-        result=result,
-        illumination=illumination,
-        adjusted_illumination=adjusted,
-        reflectance=decomposition.reflectance,
-        noise=noise,
-        losses=decomposition.losses,
-        gamma=choice.gamma,
-        image=image,
-        brightness=choice.brightness,
-        target_brightness=choice.target,
+    return from_maps(
+        decomposition.image,
+        decomposition.illumination,
+        decomposition.reflectance,
+        decomposition.noise,
+        decomposition.losses,
+        gamma,
+        brightness,
     )
 
 

@@ -29,31 +29,38 @@ from .errors import UsageError
 # A fixed --gamma may be any positive number.
 GAMMA_MIN = 0.1
 GAMMA_MAX = 1.0
-# Bisection stops when the mean brightness is this close to the target (well inside the 0.01 that
-# users notice) or after BISECTION_STEPS halvings of the log-gamma interval (2^-40 of it).
+# Bisection stops when the mean brightness is this close to the target (well inside
+# REACHED_TOLERANCE) or after BISECTION_STEPS halvings of the log-gamma interval (2^-40 of it).
 BRIGHTNESS_TOLERANCE = 1e-4
 BISECTION_STEPS = 40
+# A target counts as reached when the result's mean brightness is this close to it: about the
+# smallest difference in mean brightness that people notice.
+REACHED_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
 class LightChoice:
-    """The gamma picked for one image and what it gives.
+    """The gamma used for one image and the mean brightness it gives.
 
-    ``target`` is ``None`` when gamma was fixed rather than chosen. ``reached`` is False when the
-    target lies outside what any gamma in [GAMMA_MIN, GAMMA_MAX] can give (then ``gamma`` is the
-    end of that range that comes closest).
+    ``target`` is ``None`` when gamma was fixed rather than chosen. When the target lies outside
+    what any gamma in the searched range can give, ``gamma`` is the end of that range that comes
+    closest and ``reached`` is False: the single place that decides "out of reach".
     """
 
     gamma: float
     brightness: float
     target: Optional[float] = None
-    reached: bool = True
+
+    @property
+    def reached(self) -> bool:
+        """Whether the brightness is within ``REACHED_TOLERANCE`` of the target (True without one)."""
+        return self.target is None or abs(self.brightness - self.target) <= REACHED_TOLERANCE
 
     def describe(self) -> str:
-        """One short phrase for logs: ``gamma 0.412, brightness 0.450``."""
+        """``gamma 0.412, brightness 0.400``, plus ``, target 0.500 out of reach`` when missed."""
         text = f"gamma {self.gamma:.3g}, brightness {self.brightness:.3f}"
         if not self.reached:
-            text += f" (target {self.target:.3f} not reachable)"
+            text += f", target {self.target:.3f} out of reach"
         return text
 
 
@@ -109,7 +116,7 @@ def gamma_for_brightness(
     Bisects log gamma over ``gamma_range`` (the package's [GAMMA_MIN, GAMMA_MAX] unless a
     benchmark tries another). When the target is out of reach (brighter than the result at the
     lowest gamma, or darker than at the highest: the photo is already brighter) the nearest end is
-    returned with ``reached=False``: best effort, never an error, so one extreme image does not
+    returned (``reached`` is then False): best effort, never an error, so one extreme image does not
     fail a batch.
     """
     if not 0.0 <= target <= 1.0:
@@ -118,12 +125,10 @@ def gamma_for_brightness(
     low, high = math.log(gamma_min), math.log(gamma_max)
     brightest = brightness_at(image, illumination, noise, gamma_min)
     if target >= brightest:
-        reached = target - brightest <= BRIGHTNESS_TOLERANCE
-        return LightChoice(gamma_min, brightest, target, reached)
+        return LightChoice(gamma_min, brightest, target)
     darkest = brightness_at(image, illumination, noise, gamma_max)
     if target <= darkest:
-        reached = darkest - target <= BRIGHTNESS_TOLERANCE
-        return LightChoice(gamma_max, darkest, target, reached)
+        return LightChoice(gamma_max, darkest, target)
     # Invariant: brightness(exp(low)) > target > brightness(exp(high)).
     best = LightChoice(gamma_min, brightest, target)
     for _ in range(BISECTION_STEPS):

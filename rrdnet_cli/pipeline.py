@@ -14,41 +14,13 @@ import torch
 from . import losses, runtime, tiling
 from .config import Config
 from .errors import InputError, OptimisationError, UsageError
-from .light import choose_light, render
 from .model import RRDNet
+from .result import Enhancement, LossRow, from_maps
 
-LOSS_COLUMNS = ("reconstruction", "illumination", "reflectance", "noise", "total")
 # gradient() differences pixels 4 apart along each axis.
 MIN_SIDE = 5
 
 StepCallback = Callable[[int, float], None]
-
-
-@dataclass
-class Enhancement:
-    """The enhanced image and the decomposition behind it, all on the CPU.
-
-    ``result``, ``reflectance``, ``noise``: ``(1, 3, H, W)``; ``illumination`` and
-    ``adjusted_illumination``: ``(1, 1, H, W)``. ``losses``: ``(steps + 1, 5)`` float64, row k the
-    loss terms (unweighted, columns ``LOSS_COLUMNS``) at the forward pass after k Adam steps, on
-    what the optimisation saw (the whole image in paper mode; the step's crops or the downscaled
-    copy in the fast modes). ``steps``: Adam steps actually run (a convergence stop may end early).
-    ``gamma``: the exponent used (chosen per image when the config says "auto");
-    ``image``: the input ``(1, 3, H, W)`` float32; ``brightness``: the result's mean;
-    ``target_brightness``: what gamma "auto" aimed for (``None`` for a fixed gamma).
-    """
-
-    result: torch.Tensor
-    illumination: torch.Tensor
-    adjusted_illumination: torch.Tensor
-    reflectance: torch.Tensor
-    noise: torch.Tensor
-    losses: np.ndarray
-    gamma: float
-    steps: int = 0
-    image: Optional[torch.Tensor] = None
-    brightness: Optional[float] = None
-    target_brightness: Optional[float] = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,8 +59,8 @@ def loss_terms(
     priors: losses.ImagePriors,
     config: Config,
     noise_scale: float = 1.0,
-) -> torch.Tensor:
-    """The four unweighted terms and the weighted total, as a ``(5,)`` tensor.
+) -> LossRow:
+    """The four unweighted terms and the weighted total.
 
     ``noise_scale`` multiplies the noise weight: the noise term is an L2 norm (it grows with the
     square root of the pixel count, the others linearly), so a loss over fewer pixels than the
@@ -107,7 +79,7 @@ def loss_terms(
         + config.reflectance_weight * reflectance_term
         + config.noise_weight * noise_scale * noise_term
     )
-    return torch.stack([reconstruction, illumination_term, reflectance_term, noise_term, total])
+    return LossRow(reconstruction, illumination_term, reflectance_term, noise_term, total)
 
 
 def use_bf16(config: Config, device: torch.device) -> bool:
@@ -186,18 +158,32 @@ def _converged(totals: list[float], window: int, tolerance: float) -> bool:
     return (previous - last) < tolerance * abs(previous)
 
 
+@dataclass
+class Optimisation:
+    """What the Adam steps leave behind for the final loss row.
+
+    ``history``: one ``(5,)`` loss row per step; ``batch`` and ``priors``: what the last step saw
+    (the image, its downscaled copy or the last crops) with its ``noise_scale``; ``whole_image``:
+    the steps saw the image itself in fp32, so the final full-resolution pass is also the final
+    loss pass.
+    """
+
+    history: list[torch.Tensor]
+    steps: int
+    batch: torch.Tensor
+    priors: losses.ImagePriors
+    noise_scale: float
+    bf16: bool
+    whole_image: bool
+
+
 def optimise(
     net: RRDNet,
     image: torch.Tensor,
     config: Config,
     on_step: Optional[StepCallback] = None,
-) -> tuple[list[torch.Tensor], Optional[Callable[[], torch.Tensor]], int]:
-    """Adam steps of ``net`` on ``image`` ``(1, 3, H, W)`` as ``config`` describes.
-
-    Returns the per-step loss rows, a function giving the loss row after the last step on what the
-    optimisation last saw (``None`` when that is ``image`` itself: the caller reuses its final
-    pass), and the number of steps run.
-    """
+) -> Optimisation:
+    """Adam steps of ``net`` on ``image`` ``(1, 3, H, W)`` as ``config`` describes."""
     bf16 = use_bf16(config, image.device)
     target = downscale(image, config.optimisation_side)
     priors = losses.image_priors(target, config.blur_size, config.blur_sigma)
@@ -221,14 +207,13 @@ def optimise(
         if sampler is not None:
             batch, batch_priors = sampler.sample()
         terms = loss_terms(batch, _run_network(net, batch, bf16), batch_priors, config, noise_scale)
-        total = terms[4]
-        total_value = total.item()
+        total_value = terms.total.item()
         if not math.isfinite(total_value):
             raise OptimisationError(f"the loss became {total_value} at step {step}")
-        history.append(terms.detach())
+        history.append(terms.stack().detach())
         totals.append(total_value)
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        terms.total.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -237,13 +222,18 @@ def optimise(
             on_step(steps, total_value)
         if _converged(totals, config.convergence_window, config.convergence_tolerance):
             break
+    whole_image = sampler is None and target is image and not bf16
+    return Optimisation(history, steps, batch, batch_priors, noise_scale, bf16, whole_image)
 
-    def last_row() -> torch.Tensor:
-        with torch.no_grad():
-            return loss_terms(batch, _run_network(net, batch, bf16), batch_priors, config, noise_scale)
 
-    reuse_final_pass = sampler is None and target is image and not bf16
-    return history, (None if reuse_final_pass else last_row), steps
+def final_loss_row(net: RRDNet, fitted: Optimisation, image: torch.Tensor, outputs: Outputs, config: Config) -> LossRow:
+    """The loss row after the last step, on what the optimisation last saw."""
+    with torch.no_grad():
+        if fitted.whole_image:
+            # Paper mode: the final row is the loss of the final pass itself, as in the reference.
+            return loss_terms(image, outputs, fitted.priors, config)
+        outputs_seen = _run_network(net, fitted.batch, fitted.bf16)
+        return loss_terms(fitted.batch, outputs_seen, fitted.priors, config, fitted.noise_scale)
 
 
 def decompose(net: RRDNet, image: torch.Tensor, tile_size: int) -> Outputs:
@@ -268,19 +258,13 @@ def fit(
     Returns the loss history ``(steps + 1, 5)``, the final pass (illumination, reflectance,
     noise) and the number of Adam steps run.
     """
-    history, last_row, steps = optimise(net, image, config, on_step)
+    fitted = optimise(net, image, config, on_step)
     outputs = decompose(net, image, config.tile_size)
-    if last_row is None:
-        # Paper mode: the final row is the loss of the final pass itself, as in the reference.
-        priors = losses.image_priors(image, config.blur_size, config.blur_sigma)
-        with torch.no_grad():
-            final = loss_terms(image, outputs, priors, config)
-    else:
-        final = last_row()
-    if not torch.isfinite(final[4]):
-        raise OptimisationError(f"the loss became {final[4].item()} at step {steps}")
-    history.append(final)
-    return torch.stack(history).double().cpu().numpy(), outputs, steps
+    final = final_loss_row(net, fitted, image, outputs, config)
+    if not torch.isfinite(final.total):
+        raise OptimisationError(f"the loss became {final.total.item()} at step {fitted.steps}")
+    history = torch.stack([*fitted.history, final.stack()])
+    return history.double().cpu().numpy(), outputs, fitted.steps
 
 
 def start_illumination_at_image_level(net: RRDNet, image: torch.Tensor) -> None:
@@ -326,18 +310,4 @@ def enhance(
     # --save-decomposition): a relight from a saved decomposition then gives this very result,
     # whatever device the fit ran on.
     image, illumination, reflectance, noise = (x.cpu().contiguous() for x in (image, *outputs))
-    choice = choose_light(image, illumination, noise, config.gamma, config.brightness)
-    result, adjusted = render(image, illumination, noise, choice.gamma)
-    return Enhancement(
-        result=result,
-        illumination=illumination,
-        adjusted_illumination=adjusted,
-        reflectance=reflectance,
-        noise=noise,
-        losses=history,
-        gamma=choice.gamma,
-        steps=steps,
-        image=image,
-        brightness=choice.brightness,
-        target_brightness=choice.target,
-    )
+    return from_maps(image, illumination, reflectance, noise, history, config.gamma, config.brightness, steps)

@@ -16,9 +16,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from . import images
-from .errors import UsageError
 from .light import mean_brightness
-from .pipeline import LOSS_COLUMNS, Enhancement
+from .result import LOSS_COLUMNS, Enhancement
 
 PANEL_SIZE = 256
 MARGIN = 12
@@ -101,9 +100,7 @@ def _loss_plot(losses: np.ndarray, width: int, height: int, font) -> Image.Image
 
 
 def contact_sheet(enhancement: Enhancement, title: str = "", *, panel_size: int = PANEL_SIZE) -> Image.Image:
-    """The sheet for ``enhancement`` (which must carry its input ``image``) as an RGB image."""
-    if enhancement.image is None:
-        raise UsageError("a contact sheet needs the enhancement's input image")
+    """The sheet for ``enhancement`` as an RGB image."""
     noise_view, extent = noise_for_viewing(enhancement.noise)
     gamma = enhancement.gamma
     panels = [
@@ -139,7 +136,7 @@ def sheet_title(name: str, enhancement: Enhancement, iterations: Optional[int] =
     target = enhancement.target_brightness
     if target is not None:
         parts[-1] += f" (auto, target brightness {target:.3g}"
-        if enhancement.brightness is not None and abs(enhancement.brightness - target) > 0.01:
+        if not enhancement.light.reached:
             parts[-1] += f", out of reach: {enhancement.brightness:.3f}"
         parts[-1] += ")"
     return " · ".join(part for part in parts if part)

@@ -27,6 +27,8 @@ from rrdnet_cli.batch import (
 )
 from rrdnet_cli.errors import Interrupted
 
+from rrdnet_cli.light import LightChoice
+
 from conftest import write_dark
 
 
@@ -177,9 +179,9 @@ def test_unknown_extension_gets_png_output():
 
 
 def test_json_records():
-    done = FileResult(Path("a.png"), Path("out/a.png"), "done", 1.23456, gamma=0.4)
+    done = FileResult(Path("a.png"), Path("out/a.png"), "done", 1.23456, light=LightChoice(0.4, 0.25))
     failed = FileResult(Path("b.png"), None, "failed", 0.5, "b.png: file is empty")
-    assert done.to_json() == {"type": "file", "input": "a.png", "output": "out/a.png", "status": "done", "seconds": 1.235, "error": None, "gamma": 0.4}
+    assert done.to_json() == {"type": "file", "input": "a.png", "output": "out/a.png", "status": "done", "seconds": 1.235, "error": None, "gamma": 0.4, "brightness": 0.25}
     assert "gamma" not in failed.to_json() and failed.to_json()["output"] is None
     summary = BatchSummary([done, failed, FileResult(Path("c.png"), Path("out/c.png"), "skipped", 0.0)], 2.0)
     assert summary.to_json() == {"type": "summary", "files": 3, "done": 1, "skipped": 1, "failed": 1, "seconds": 2.0, "interrupted": False}

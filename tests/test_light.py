@@ -45,7 +45,7 @@ def test_unreachable_targets_give_the_nearest_end_and_say_so():
     too_bright = gamma_for_brightness(image, illumination, noise, 0.99)
     assert not too_bright.reached and too_bright.gamma == GAMMA_MIN
     assert too_bright.brightness == pytest.approx(brightness_at(image, illumination, noise, GAMMA_MIN))
-    assert "not reachable" in too_bright.describe()
+    assert "target 0.990 out of reach" in too_bright.describe()
     too_dark = gamma_for_brightness(image, illumination, noise, 0.0)
     assert not too_dark.reached and too_dark.gamma == GAMMA_MAX
 

@@ -10,7 +10,6 @@ import torch
 from rrdnet_cli import ConfigError, InputError, OptimisationError, UsageError, enhance, load_config, losses
 from rrdnet_cli.config import Config, from_dict
 from rrdnet_cli.pipeline import (
-    LOSS_COLUMNS,
     CropSampler,
     _converged,
     downscale,
@@ -19,6 +18,7 @@ from rrdnet_cli.pipeline import (
 )
 
 from rrdnet_cli.light import recombine
+from rrdnet_cli.result import LOSS_COLUMNS
 
 from conftest import dark_tensor
 
@@ -185,8 +185,8 @@ def test_noise_scale_only_touches_the_noise_term():
     plain = loss_terms(image, outputs, priors, config)
     scaled = loss_terms(image, outputs, priors, config, noise_scale=0.5)
     torch.testing.assert_close(plain[:4], scaled[:4])
-    expected = plain[4] - 0.5 * config.noise_weight * plain[3]
-    torch.testing.assert_close(scaled[4], expected)
+    expected = plain.total - 0.5 * config.noise_weight * plain.noise
+    torch.testing.assert_close(scaled.total, expected)
 
 
 def test_noise_scale_keeps_balance_on_a_repeated_image():
@@ -210,7 +210,7 @@ def test_noise_scale_keeps_balance_on_a_repeated_image():
         patch, constant_outputs(16, 16), losses.image_priors(patch, 5, 3.0), config,
         noise_scale=math.sqrt(1 / k),
     )
-    torch.testing.assert_close(k * patch_terms[4], whole_terms[4], rtol=1e-5, atol=0)
+    torch.testing.assert_close(k * patch_terms.total, whole_terms.total, rtol=1e-5, atol=0)
 
 
 def test_convergence_stop():
