@@ -74,8 +74,9 @@ def _input_rgb(spec: dict) -> np.ndarray:
 def _worker_enhance(spec: dict) -> dict:
     import torch
 
-    from rrdnet_cli import enhance, load_config
+    from rrdnet_cli import enhance, load_config, runtime
 
+    runtime.tune_allocator()  # as the rrdnet command does
     rgb = _input_rgb(spec)
     image = common.to_tensor(rgb)
     del rgb
@@ -102,8 +103,9 @@ def _worker_enhance(spec: dict) -> dict:
 
 def _worker_paper_steps(spec: dict) -> dict:
     """Seconds per step of the paper preset (median of the steps after the first)."""
-    from rrdnet_cli import enhance, load_config
+    from rrdnet_cli import enhance, load_config, runtime
 
+    runtime.tune_allocator()  # as the rrdnet command does
     image = common.to_tensor(_input_rgb(spec))
     stamps = []
     config = load_config("paper", device="cpu", iterations=spec["steps"] + 1)

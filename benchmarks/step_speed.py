@@ -47,13 +47,14 @@ def measure(kind: str, config_name: str, steps: int, warmup: int) -> dict:
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(ROOT))
     import common
-    from rrdnet_cli import enhance, load_config
+    from rrdnet_cli import enhance, load_config, runtime
 
     image = _image()
     if kind == "reference":
         durations = common.reference_like_step_seconds(image, warmup + steps)
     else:
         config = load_config(config_name, iterations=warmup + steps, device="cpu")
+        runtime.tune_allocator()  # as the rrdnet command does
         stamps = [time.perf_counter()]
         enhance(image, config, on_step=lambda step, loss: stamps.append(time.perf_counter()))
         durations = [after - before for before, after in zip(stamps, stamps[1:])]

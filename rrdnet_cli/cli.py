@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, runtime
 from .batch import (
     FileResult,
     OutputOptions,
@@ -64,6 +64,8 @@ class OneLineErrors(click.Group):
     def main(self, args=None, prog_name=None, **extra):
         global _stopping_signal
         extra.pop("standalone_mode", None)
+        # Process-wide, so done here at the program's entry and never by the library itself.
+        runtime.tune_allocator()
         _stopping_signal = signal.SIGINT
         try:
             previous_handler = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)

@@ -282,6 +282,18 @@ def start_illumination_at_image_level(net: RRDNet, image: torch.Tensor) -> None:
         last.bias.fill_(torch.logit(level).item())
 
 
+def seeded_network(seed: int) -> RRDNet:
+    """A fresh RRDNet whose initial weights are drawn from ``seed``.
+
+    Drawn inside a fork of the CPU generator, so the caller's global RNG state is left exactly as
+    it was (a library must not reseed its caller's process); the weights are those that
+    ``torch.manual_seed(seed); RRDNet()`` gives.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        return RRDNet()
+
+
 def enhance(
     image: torch.Tensor,
     config: Config,
@@ -293,15 +305,15 @@ def enhance(
 
     ``net`` (optional) supplies the initial weights, e.g. the reference's; otherwise they are drawn
     from ``config.seed``. ``on_step(step, total_loss)`` is called after every Adam step.
+    Leaves the process as it found it: global RNG state, allocator and thread settings untouched
+    (``runtime.tune_allocator`` is the caller's choice; the CLI makes it).
     """
     check_image(image)
     device = resolve_device(config.device)
     if net is None:
-        torch.manual_seed(config.seed)
-        net = RRDNet()
+        net = seeded_network(config.seed)
         if config.initial_illumination == "image":
             start_illumination_at_image_level(net, image)
-    runtime.tune_allocator()
     # channels_last lets oneDNN run the 3x3 convolutions without layout reorders (1.3x a step).
     net = net.to(device=device, memory_format=torch.channels_last)
     image = image.to(device=device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)

@@ -1,7 +1,9 @@
 """Process-level and hardware facts the pipeline relies on: allocator tuning, bf16 support.
 
 Everything here is a safe no-op where it does not apply (non-glibc C libraries, no CUDA, CPUs
-without native bf16), so callers never need to check the platform themselves.
+without native bf16), so callers never need to check the platform themselves. Allocator tuning
+changes the whole process, so the library never does it by itself: the ``rrdnet`` command calls
+``tune_allocator`` at its entry, and a program using the API may call it too (see the README).
 """
 
 from __future__ import annotations
@@ -37,17 +39,22 @@ def tune_allocator() -> bool:
         _allocator_tuned = False
         if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
             try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                mallopt = libc.mallopt
+                # mallopt returns 1 on success; both must apply for the reuse to happen.
+                trimmed = _mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+                unmapped = _mallopt(_M_MMAP_MAX, 0)
             except (OSError, AttributeError):
                 return False
-            mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-            mallopt.restype = ctypes.c_int
-            # mallopt returns 1 on success; both must apply for the reuse to happen.
-            trimmed = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-            unmapped = mallopt(_M_MMAP_MAX, 0)
             _allocator_tuned = bool(trimmed and unmapped)
         return _allocator_tuned
+
+
+def _mallopt(parameter: int, value: int) -> int:
+    """glibc's ``mallopt(parameter, value)``; the one place that changes the process allocator."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    mallopt = libc.mallopt
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return mallopt(parameter, value)
 
 
 def bf16_is_fast(device: torch.device) -> bool:

@@ -2,8 +2,13 @@ import platform
 
 import pytest
 import torch
+from click.testing import CliRunner
 
-from rrdnet_cli import runtime
+from rrdnet_cli import RRDNet, enhance, runtime
+from rrdnet_cli.cli import main
+from rrdnet_cli.pipeline import seeded_network
+
+from conftest import dark_tensor
 
 
 def test_allocator_tuning_applies_on_glibc_and_is_idempotent():
@@ -35,3 +40,43 @@ def test_cuda_bf16_from_compute_capability_8(monkeypatch, major, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (major, 0))
     assert runtime.bf16_is_fast(torch.device("cuda")) is expected
+
+
+# ------------------------------------------------------------------ no process-wide side effects
+
+
+def test_enhance_leaves_the_caller_rng_state_alone(tiny_config):
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    expected_next = torch.rand(3)
+    torch.set_rng_state(before)
+    enhance(dark_tensor(), tiny_config)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(torch.rand(3), expected_next)
+
+
+def test_the_seeded_weights_are_those_of_the_global_seed():
+    torch.manual_seed(5)
+    expected = RRDNet().state_dict()
+    weights = seeded_network(5).state_dict()
+    assert all(torch.equal(weights[key], expected[key]) for key in expected)
+
+
+@pytest.fixture
+def mallopt_calls(monkeypatch):
+    calls = []
+    monkeypatch.setattr(runtime, "_mallopt", lambda parameter, value: calls.append((parameter, value)) or 1)
+    monkeypatch.setattr(runtime, "_allocator_tuned", None)
+    monkeypatch.setattr(runtime.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(runtime.platform, "libc_ver", lambda: ("glibc", "2.35"))
+    return calls
+
+
+def test_enhance_never_tunes_the_allocator(mallopt_calls, tiny_config):
+    enhance(dark_tensor(), tiny_config)
+    assert mallopt_calls == []
+
+
+def test_the_cli_entry_tunes_the_allocator(mallopt_calls):
+    result = CliRunner().invoke(main, ["config", "show"])
+    assert result.exit_code == 0 and len(mallopt_calls) == 2
