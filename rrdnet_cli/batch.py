@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from . import decomposition, images
 from .config import Config
-from .errors import Interrupted, OptimisationError, OutputError, RRDNetError, UsageError
+from .errors import Interrupted, OptimisationError, OutputError, RRDNetError, UsageError, cannot_write, naming, os_failure
 from .light import LightChoice
 from .pipeline import StepCallback, enhance, resolve_device
 from .result import Enhancement
@@ -160,7 +160,7 @@ def read_path_list(name: str, stdin: Optional[BinaryIO] = None) -> list[str]:
         else:
             data = Path(name).read_bytes()
     except OSError as error:
-        raise UsageError(f"{name}: cannot read the path list ({error.strerror or error})") from None
+        raise os_failure(UsageError, name, "cannot read the path list", error) from None
     # Bytes, decoded as the file system does, so that any file name survives the round trip.
     lines = [os.fsdecode(line.rstrip(b"\r")) for line in data.split(b"\n")]
     paths = [line for line in lines if line.strip()]
@@ -328,7 +328,7 @@ def prepare_output_dir(options: OutputOptions) -> None:
         with tempfile.TemporaryFile(dir=folder, prefix=".rrdnet-probe-"):
             pass
     except OSError as error:
-        raise OutputError(f"{folder}: output folder cannot be written ({error.strerror or error})") from None
+        raise os_failure(OutputError, folder, "output folder cannot be written", error) from None
 
 
 # ------------------------------------------------------------------------------------- running
@@ -412,7 +412,7 @@ def _write_stream(enhancement: Enhancement, loaded: images.LoadedImage, options:
         options.stream.write(data)
         options.stream.flush()
     except OSError as error:
-        raise OutputError(f"stdout: cannot write ({error.strerror or error})") from None
+        raise cannot_write("stdout", error) from None
 
 
 def _finished(destination: Path, extras: dict[str, Path]) -> bool:
@@ -436,9 +436,7 @@ def _run_job(job: Job, config: Config, options: OutputOptions, on_step: StepCall
         else:
             _write_outputs(enhancement, loaded, destination, extras, options.quality, config, job.relative.name)
     except (RRDNetError, torch.cuda.OutOfMemoryError, MemoryError) as error:
-        message = str(error) if isinstance(error, RRDNetError) else "out of memory"
-        if not message.startswith(job.name):
-            message = f"{job.name}: {message}"
+        message = naming(job.name, str(error) if isinstance(error, RRDNetError) else "out of memory")
         return FileResult(job.source, None, "failed", time.perf_counter() - started, message)
     return FileResult(
         job.source,

@@ -43,7 +43,7 @@ import yaml
 
 from . import images
 from .config import AUTO_BRIGHTNESS, Config
-from .errors import InputError, OutputError, UsageError
+from .errors import InputError, UsageError, cannot_write
 from .result import LOSS_COLUMNS, Enhancement, from_maps
 
 FORMAT_NAME = "rrdnet-decomposition"
@@ -123,7 +123,7 @@ def save(decomposition: Decomposition, path: str | Path) -> None:
             with open(temporary, "wb") as handle:
                 np.savez(handle, **arrays)
     except OSError as error:
-        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+        raise cannot_write(path, error) from None
 
 
 def _expect(arrays, key: str, path: Path, dtype: str, shape: tuple) -> np.ndarray:

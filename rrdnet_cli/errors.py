@@ -38,3 +38,22 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, summary=None):
         super().__init__("interrupted")
         self.summary = summary
+
+
+# Constructors for the messages the core repeats, so that every file reads and words them alike.
+
+
+def naming(name: object, message: str) -> str:
+    """``message`` led by ``name`` (``photo.jpg: file is empty``), unless it already starts so."""
+    name = str(name)
+    return message if message.startswith(name) else f"{name}: {message}"
+
+
+def os_failure(kind: type[RRDNetError], name: object, what: str, error: OSError) -> RRDNetError:
+    """``kind("NAME: WHAT (the system's reason)")`` for an ``OSError``, e.g. ``cannot write``."""
+    return kind(f"{name}: {what} ({error.strerror or error})")
+
+
+def cannot_write(path: object, error: OSError) -> OutputError:
+    """``OutputError("PATH: cannot write (reason)")``."""
+    return os_failure(OutputError, path, "cannot write", error)

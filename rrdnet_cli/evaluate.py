@@ -20,7 +20,7 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from . import images
-from .errors import InputError, OutputError, RRDNetError, UsageError
+from .errors import InputError, RRDNetError, UsageError, cannot_write
 from .niqe import MIN_SIDE as NIQE_MIN_SIDE
 from .niqe import niqe
 
@@ -194,7 +194,7 @@ class Report:
             with images.atomic_output(Path(path)) as temporary:
                 temporary.write_text(self.to_json() + "\n", encoding="utf-8")
         except OSError as error:
-            raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+            raise cannot_write(path, error) from None
 
 
 def evaluate(pairs: Iterable[tuple[Path, Path, Optional[Path]]]) -> Report:

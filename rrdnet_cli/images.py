@@ -33,7 +33,7 @@ import tifffile
 import torch
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, cannot_write, naming, os_failure
 
 # Pillow's format names for the extensions we read and write.
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP"}
@@ -107,7 +107,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except OSError as error:
-        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
+        raise os_failure(InputError, path, "cannot read", error) from None
     return decode_image(data, str(path))
 
 
@@ -499,7 +499,7 @@ def write_atomic(path: Path, data: bytes) -> None:
                 # On disk before the rename, so that a crash cannot leave an empty final file.
                 os.fsync(handle.fileno())
     except OSError as error:
-        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+        raise cannot_write(path, error) from None
 
 
 def save_image(
@@ -523,6 +523,5 @@ def write_like(pixels: torch.Tensor, path: Path, source: LoadedImage, *, quality
     try:
         data = encode_like(pixels, source, format_for(path), quality=quality)
     except OutputError as error:
-        message = str(error)
-        raise OutputError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+        raise OutputError(naming(path, str(error))) from None
     write_atomic(path, data)
