@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Optional, Sequence
 
 import torch
-from tqdm import tqdm
 
 from . import decomposition, images
 from .config import Config
@@ -169,6 +167,43 @@ def read_path_list(name: str, stdin: Optional[BinaryIO] = None) -> list[str]:
     return paths
 
 
+class _Collected:
+    """The jobs found so far, each input file once (by resolved path), in the order found."""
+
+    def __init__(self, recursive: bool, exclude: Optional[Path]) -> None:
+        self.recursive = recursive
+        self.excluded = exclude.resolve() if exclude is not None else None
+        self.jobs: list[Job] = []
+        self.seen: set[Path] = set()
+
+    def add(self, source: Path, relative: Path) -> None:
+        key = source.resolve()
+        if key not in self.seen:
+            self.seen.add(key)
+            self.jobs.append(Job(source, relative))
+
+    def add_folder(self, path: Path) -> None:
+        found = _images_in(path, self.recursive, self.excluded)
+        if not found:
+            hint = "" if self.recursive else " (use -r/--recursive to include subfolders)"
+            suffixes = ", ".join(sorted(images.IMAGE_SUFFIXES))
+            raise UsageError(f"{path}: no images found ({suffixes}){hint}")
+        for image in found:
+            self.add(image, image.relative_to(path))
+
+    def add_stdin(self, stdin: Optional[BinaryIO]) -> None:
+        if stdin is None or any(job.data is not None for job in self.jobs):
+            raise UsageError("'-' (stdin) can be given once, as the only source of stdin")
+        self.jobs.append(Job(STDIN, Path("stdin"), data=stdin.read()))
+
+    def add_pattern(self, pattern: str) -> None:
+        matches = sorted(Path(match) for match in glob.glob(pattern, recursive=self.recursive) if Path(match).is_file())
+        if not matches:
+            raise UsageError(f"{pattern}: pattern matches no files")
+        for match in matches:
+            self.add(match, Path(match.name))
+
+
 def collect_inputs(
     inputs: Sequence[str],
     recursive: bool = False,
@@ -183,54 +218,30 @@ def collect_inputs(
     image from ``stdin``. Files under ``exclude`` (the output folder) are never picked up from a
     folder, so a re-run does not enhance its own outputs.
     """
-    jobs: list[Job] = []
-    seen: set[Path] = set()
-    excluded = exclude.resolve() if exclude is not None else None
-
-    def add(source: Path, relative: Path) -> None:
-        key = source.resolve()
-        if key not in seen:
-            seen.add(key)
-            jobs.append(Job(source, relative))
-
-    def add_folder(path: Path) -> None:
-        found = _images_in(path, recursive, excluded)
-        if not found:
-            hint = "" if recursive else " (use -r/--recursive to include subfolders)"
-            suffixes = ", ".join(sorted(images.IMAGE_SUFFIXES))
-            raise UsageError(f"{path}: no images found ({suffixes}){hint}")
-        for image in found:
-            add(image, image.relative_to(path))
-
+    collected = _Collected(recursive, exclude)
     for text in inputs:
         path = Path(text)
         if text == "-":
-            if stdin is None or any(job.data is not None for job in jobs):
-                raise UsageError("'-' (stdin) can be given once, as the only source of stdin")
-            jobs.append(Job(STDIN, Path("stdin"), data=stdin.read()))
+            collected.add_stdin(stdin)
         elif path.is_dir():
-            add_folder(path)
+            collected.add_folder(path)
         elif path.exists():
-            add(path, Path(path.name))
+            collected.add(path, Path(path.name))
         elif _GLOB_CHARACTERS & set(text):
-            matches = sorted(Path(match) for match in glob.glob(text, recursive=recursive) if Path(match).is_file())
-            if not matches:
-                raise UsageError(f"{text}: pattern matches no files")
-            for match in matches:
-                add(match, Path(match.name))
+            collected.add_pattern(text)
         else:
             raise UsageError(f"{text}: no such file or folder")
     for number, text in enumerate(listed, start=1):
         path = Path(text)
         if path.is_dir():
-            add_folder(path)
+            collected.add_folder(path)
         elif path.exists():
-            add(path, _listed_relative(path))
+            collected.add(path, _listed_relative(path))
         else:
             raise UsageError(f"{text}: no such file or folder (path list, line {number})")
-    if not jobs:
+    if not collected.jobs:
         raise UsageError("no inputs given")
-    return jobs
+    return collected.jobs
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -419,7 +430,7 @@ def _finished(destination: Path, extras: dict[str, Path]) -> bool:
     return destination.exists() and all(path.exists() for path in extras.values())
 
 
-def _run_job(job: Job, config: Config, options: OutputOptions, on_step: StepCallback) -> FileResult:
+def _run_job(job: Job, config: Config, options: OutputOptions, on_step: Optional[StepCallback]) -> FileResult:
     destination = output_path(job, options)
     extras = extra_paths(job, options)
     if options.skip_existing and options.stream is None and _finished(destination, extras):
@@ -452,40 +463,33 @@ def run_batch(
     config: Config,
     options: OutputOptions,
     *,
-    progress: bool = True,
+    on_start: Optional[Callable[[Job], None]] = None,
+    on_step: Optional[StepCallback] = None,
     on_result: Optional[Callable[[FileResult], None]] = None,
 ) -> BatchSummary:
     """Enhance every job; a failing file is recorded and the batch goes on.
 
-    Ctrl-C raises ``Interrupted`` carrying the summary so far; no partial file is left behind.
+    ``on_start(job)``, ``on_step(step, total_loss)`` and ``on_result(result)`` let the caller
+    report progress; the batch itself prints nothing. Ctrl-C raises ``Interrupted`` carrying the
+    summary so far; no partial file is left behind.
     """
     check_outputs(jobs, options)
     resolve_device(config.device)  # a bad device is the whole run's error, not each file's
     if jobs:
         prepare_output_dir(options)
-    show = progress and sys.stderr.isatty()
     summary = BatchSummary()
     started = time.perf_counter()
-    files_bar = tqdm(total=len(jobs), unit="file", disable=not show or len(jobs) < 2, position=0)
     try:
         for job in jobs:
-            steps_bar = tqdm(total=config.iterations, unit="step", desc=job.relative.name, disable=not show, leave=False)
-
-            def on_step(step: int, loss: float) -> None:
-                steps_bar.update(step - steps_bar.n)
-
-            try:
-                result = _run_job(job, config, options, on_step)
-            finally:
-                steps_bar.close()
+            if on_start is not None:
+                on_start(job)
+            result = _run_job(job, config, options, on_step)
             summary.results.append(result)
-            files_bar.update()
             if on_result is not None:
                 on_result(result)
     except KeyboardInterrupt:
         summary.interrupted = True
         raise Interrupted(summary) from None
     finally:
-        files_bar.close()
         summary.seconds = time.perf_counter() - started
     return summary

@@ -10,13 +10,16 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Callable
 
 import click
 from tqdm import tqdm
 
 from . import __version__, runtime
 from .batch import (
+    BatchSummary,
     FileResult,
+    Job,
     OutputOptions,
     collect_inputs,
     parse_shard,
@@ -92,6 +95,106 @@ class OneLineErrors(click.Group):
             if previous_handler is not _NOT_INSTALLED and previous_handler is not None:
                 signal.signal(signal.SIGTERM, previous_handler)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _exit_code(failed: int) -> int:
+    """The rule every command shares: 1 when any file failed, else 0."""
+    return EXIT_FAILED if failed else 0
+
+
+class Reporter:
+    """Everything the enhance command tells the user: per-file lines, the summary, the exit code.
+
+    JSON lines (``--json``) go to stdout as each file finishes; all that is meant for people goes
+    to stderr: errors always, one line per file with ``--verbose``, the summary unless ``--quiet``.
+    """
+
+    def __init__(self, *, json_lines: bool, quiet: bool, verbose: bool) -> None:
+        self.json_lines, self.quiet, self.verbose = json_lines, quiet, verbose
+        self.failed = 0
+
+    def config(self, config) -> None:
+        if self.verbose:
+            click.echo(config.to_yaml().rstrip(), err=True)
+
+    def _emit(self, record: dict) -> None:
+        if self.json_lines:
+            click.echo(json.dumps(record))
+            sys.stdout.flush()  # scripts reading the pipe see each file as it finishes
+
+    def file(self, result: FileResult) -> None:
+        self._emit(result.to_json())
+        if result.status == "failed":
+            self.failed += 1
+            _error(result.error)
+        elif self.verbose:
+            if result.status == "skipped":
+                what = "skipped, output exists"
+            else:
+                what = f"{result.light.describe()}, {result.seconds:.1f} s"
+            tqdm.write(f"rrdnet: {result.source} -> {result.output} ({what})", file=sys.stderr)
+
+    def interrupted(self, summary: BatchSummary | None) -> None:
+        if summary is not None:
+            self._emit(summary.to_json())
+
+    def summary(self, summary: BatchSummary) -> None:
+        self._emit(summary.to_json())
+        if not self.quiet:
+            skipped = f", {summary.skipped} skipped" if summary.skipped else ""
+            click.echo(
+                f"rrdnet: {summary.done} done, {summary.failed} failed{skipped} in {summary.seconds:.1f} s", err=True
+            )
+
+    @property
+    def exit_code(self) -> int:
+        return _exit_code(self.failed)
+
+
+class Progress:
+    """Progress bars on stderr, over files (when more than one) and over each file's steps.
+
+    Driven by the batch's ``on_start``/``on_step``/``on_result`` callbacks; does nothing when
+    ``enabled`` is False (``--quiet``, or stderr is not a terminal).
+    """
+
+    def __init__(self, enabled: bool, files: int, steps: int) -> None:
+        self.enabled, self.files, self.steps = enabled, files, steps
+        self.files_bar = None
+        self.steps_bar = None
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._end_steps()
+        if self.files_bar is not None:
+            self.files_bar.close()
+
+    def start_file(self, job: Job) -> None:
+        if self.files_bar is None:
+            self.files_bar = tqdm(total=self.files, unit="file", disable=not self.enabled or self.files < 2, position=0)
+        self._end_steps()
+        self.steps_bar = tqdm(total=self.steps, unit="step", desc=job.relative.name, disable=not self.enabled, leave=False)
+
+    def step(self, step: int, loss: float) -> None:
+        if self.steps_bar is not None:
+            self.steps_bar.update(step - self.steps_bar.n)
+
+    def _end_steps(self) -> None:
+        if self.steps_bar is not None:
+            self.steps_bar.close()
+            self.steps_bar = None
+
+    def then(self, report: Callable[[FileResult], None]) -> Callable[[FileResult], None]:
+        """An ``on_result`` that closes the file's bars, then calls ``report``."""
+
+        def on_result(result: FileResult) -> None:
+            self._end_steps()
+            self.files_bar.update()
+            report(result)
+
+        return on_result
 
 
 class GammaType(click.ParamType):
@@ -204,15 +307,7 @@ def enhance(
     """Enhance INPUT images (files, folders, glob patterns, or '-' for one image on stdin)."""
     config = load_config(config_name, **overrides)
     to_stdout = str(output_dir) == "-"
-    if to_stdout and json_lines:
-        raise click.UsageError("--json and '-o -' would both write to stdout; choose one")
-    if files_from == "-" and "-" in inputs:
-        raise click.UsageError("stdin can hold the image or the path list, not both")
-    stdin = getattr(sys.stdin, "buffer", None)
-    listed = read_path_list(files_from, stdin) if files_from else []
-    jobs = collect_inputs(inputs, recursive, listed=listed, stdin=stdin, exclude=None if to_stdout else output_dir)
-    if shard is not None:
-        jobs = select_shard(jobs, *shard)
+    jobs = _gather_jobs(inputs, recursive, files_from, shard, to_stdout, json_lines, output_dir)
     options = OutputOptions(
         output_dir,
         suffix,
@@ -224,39 +319,31 @@ def enhance(
         skip_existing=skip_existing,
         stream=sys.stdout.buffer if to_stdout else None,
     )
-    if verbose:
-        click.echo(config.to_yaml().rstrip(), err=True)
+    reporter = Reporter(json_lines=json_lines, quiet=quiet, verbose=verbose)
+    reporter.config(config)
+    with Progress(not quiet and sys.stderr.isatty(), len(jobs), config.iterations) as progress:
+        try:
+            summary = run_batch(
+                jobs, config, options,
+                on_start=progress.start_file, on_step=progress.step, on_result=progress.then(reporter.file),
+            )
+        except Interrupted as error:
+            reporter.interrupted(error.summary)
+            raise
+    reporter.summary(summary)
+    ctx.exit(reporter.exit_code)
 
-    def emit(record: dict) -> None:
-        click.echo(json.dumps(record))
-        sys.stdout.flush()  # scripts reading the pipe see each file as it finishes
 
-    def report(result: FileResult) -> None:
-        if json_lines:
-            emit(result.to_json())
-        if result.status == "failed":
-            _error(result.error)
-        elif verbose:
-            if result.status == "skipped":
-                what = "skipped, output exists"
-            else:
-                what = f"{result.light.describe()}, {result.seconds:.1f} s"
-            tqdm.write(f"rrdnet: {result.source} -> {result.output} ({what})", file=sys.stderr)
-
-    try:
-        summary = run_batch(jobs, config, options, progress=not quiet, on_result=report)
-    except Interrupted as error:
-        if json_lines and error.summary is not None:
-            emit(error.summary.to_json())
-        raise
-    if json_lines:
-        emit(summary.to_json())
-    if not quiet:
-        skipped = f", {summary.skipped} skipped" if summary.skipped else ""
-        click.echo(
-            f"rrdnet: {summary.done} done, {summary.failed} failed{skipped} in {summary.seconds:.1f} s", err=True
-        )
-    ctx.exit(EXIT_FAILED if summary.failed else 0)
+def _gather_jobs(inputs, recursive, files_from, shard, to_stdout, json_lines, output_dir) -> list[Job]:
+    """The jobs the enhance command's arguments name, after the checks only the command can make."""
+    if to_stdout and json_lines:
+        raise click.UsageError("--json and '-o -' would both write to stdout; choose one")
+    if files_from == "-" and "-" in inputs:
+        raise click.UsageError("stdin can hold the image or the path list, not both")
+    stdin = getattr(sys.stdin, "buffer", None)
+    listed = read_path_list(files_from, stdin) if files_from else []
+    jobs = collect_inputs(inputs, recursive, listed=listed, stdin=stdin, exclude=None if to_stdout else output_dir)
+    return select_shard(jobs, *shard) if shard is not None else jobs
 
 
 @main.group("config")
@@ -305,4 +392,4 @@ def eval_command(ctx, enhanced_dir, reference_dir, json_file):
         click.echo(format_table(report))
         if json_file is not None:
             report.write_json(json_file)
-    ctx.exit(EXIT_FAILED if report.failed else 0)
+    ctx.exit(_exit_code(len(report.failed)))

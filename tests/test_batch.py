@@ -196,15 +196,15 @@ def test_skip_existing_does_only_what_is_missing(tmp_path, tiny_config):
         write_dark(tmp_path / "in" / name)
     jobs = collect_inputs([str(tmp_path / "in")])
     options = OutputOptions(tmp_path / "out", save_maps=True)
-    run_batch(jobs, tiny_config, options, progress=False)
+    run_batch(jobs, tiny_config, options)
     (tmp_path / "out" / "b.png").unlink()
     (tmp_path / "out" / "maps" / "c_noise.png").unlink()
     stamps = {path: path.stat().st_mtime_ns for path in (tmp_path / "out").rglob("*.png")}
-    resumed = run_batch(jobs, tiny_config, OutputOptions(tmp_path / "out", save_maps=True, skip_existing=True), progress=False)
+    resumed = run_batch(jobs, tiny_config, OutputOptions(tmp_path / "out", save_maps=True, skip_existing=True))
     assert [result.status for result in resumed.results] == ["skipped", "done", "done"]
     assert (tmp_path / "out" / "b.png").exists() and (tmp_path / "out" / "maps" / "c_noise.png").exists()
     assert (tmp_path / "out" / "a.png").stat().st_mtime_ns == stamps[tmp_path / "out" / "a.png"]
-    overwritten = run_batch(jobs, tiny_config, options, progress=False)
+    overwritten = run_batch(jobs, tiny_config, options)
     assert overwritten.done == 3
 
 
@@ -213,11 +213,11 @@ def test_skip_existing_redoes_an_input_whose_decomposition_or_sheet_is_missing(t
         write_dark(tmp_path / "in" / name)
     jobs = collect_inputs([str(tmp_path / "in")])
     options = OutputOptions(tmp_path / "out", save_decomposition=True, contact_sheet=True)
-    first = run_batch(jobs, tiny_config, options, progress=False)
+    first = run_batch(jobs, tiny_config, options)
     assert first.done == 3
     (tmp_path / "out" / "decompositions" / "b.npz").unlink()
     (tmp_path / "out" / "sheets" / "c_sheet.png").unlink()
-    resumed = run_batch(jobs, tiny_config, OutputOptions(**{**vars(options), "skip_existing": True}), progress=False)
+    resumed = run_batch(jobs, tiny_config, OutputOptions(**{**vars(options), "skip_existing": True}))
     assert [result.status for result in resumed.results] == ["skipped", "done", "done"]
     assert (tmp_path / "out" / "decompositions" / "b.npz").exists()
     assert (tmp_path / "out" / "sheets" / "c_sheet.png").exists()
@@ -237,7 +237,7 @@ def test_tiny_images_are_refused_and_the_batch_goes_on(tmp_path, tiny_config):
     (tmp_path / "in").mkdir()
     for side in (1, 3, 5):
         Image.fromarray(np.full((side, side, 3), 40, np.uint8)).save(tmp_path / "in" / f"side{side}.png")
-    summary = run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"), progress=False)
+    summary = run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"))
     statuses = {result.source.name: (result.status, result.error) for result in summary.results}
     for side in (1, 3):
         status, error = statuses[f"side{side}.png"]
@@ -264,7 +264,7 @@ def test_all_black_and_all_white_images_have_no_nan(tmp_path, tiny_config, value
 def test_nan_loss_fails_the_file_and_saves_nothing(tmp_path, tiny_config, monkeypatch):
     write_dark(tmp_path / "in" / "a.png")
     monkeypatch.setattr(losses, "noise_loss", lambda illumination, noise: (illumination * noise).sum() * float("nan"))
-    summary = run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"), progress=False)
+    summary = run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"))
     result = summary.results[0]
     assert result.status == "failed" and "a.png" in result.error and "loss became nan" in result.error
     assert list((tmp_path / "out").iterdir()) == []
@@ -282,7 +282,7 @@ def test_non_finite_result_is_never_saved(tmp_path, tiny_config, monkeypatch):
 
     monkeypatch.setattr(batch, "enhance", poisoned)
     write_dark(tmp_path / "in" / "a.png")
-    summary = run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"), progress=False)
+    summary = run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"))
     assert summary.failed == 1 and "NaN" in summary.results[0].error
     assert not (tmp_path / "out" / "a.png").exists()
 
@@ -291,7 +291,7 @@ def test_unwritable_output_folder_fails_once_up_front(tmp_path, tiny_config):
     write_dark(tmp_path / "in" / "a.png")
     (tmp_path / "file").write_text("a regular file")
     with pytest.raises(OutputError, match="file/out: output folder cannot be written"):
-        run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "file" / "out"), progress=False)
+        run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "file" / "out"))
 
 
 def test_interruption_keeps_finished_files_and_leaves_no_partial(tmp_path, tiny_config):
@@ -302,7 +302,7 @@ def test_interruption_keeps_finished_files_and_leaves_no_partial(tmp_path, tiny_
         raise KeyboardInterrupt
 
     with pytest.raises(Interrupted) as caught:
-        run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"), progress=False, on_result=stop_after_first)
+        run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"), on_result=stop_after_first)
     assert isinstance(caught.value, KeyboardInterrupt)
     assert caught.value.summary.done == 1 and caught.value.summary.interrupted
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png"]
@@ -311,7 +311,7 @@ def test_interruption_keeps_finished_files_and_leaves_no_partial(tmp_path, tiny_
 def test_stream_output_writes_one_encoded_image(tmp_path, tiny_config):
     stream = io.BytesIO()
     jobs = collect_inputs(["-"], stdin=io.BytesIO(write_dark(tmp_path / "a.jpg").read_bytes()))
-    summary = run_batch(jobs, tiny_config, OutputOptions(format="webp", stream=stream), progress=False)
+    summary = run_batch(jobs, tiny_config, OutputOptions(format="webp", stream=stream))
     assert summary.done == 1
     with Image.open(io.BytesIO(stream.getvalue())) as written:
         assert written.format == "WEBP" and written.size == (48, 40)

@@ -311,3 +311,22 @@ def test_shard_option_takes_its_share(tmp_path):
         done.append([json.loads(line)["input"] for line in result.stdout.splitlines()[:-1]])
     assert [len(share) for share in done] == [3, 2]
     assert sorted(done[0] + done[1]) == sorted(str(path) for path in (tmp_path / "in").iterdir())
+
+
+def test_reporter_owns_the_lines_the_summary_and_the_exit_code(capsys):
+    from rrdnet_cli.batch import BatchSummary, FileResult
+    from rrdnet_cli.cli import Reporter
+    from rrdnet_cli.light import LightChoice
+
+    reporter = Reporter(json_lines=True, quiet=False, verbose=True)
+    done = FileResult(Path("a.png"), Path("out/a.png"), "done", 1.0, light=LightChoice(0.1, 0.38, 0.5))
+    failed = FileResult(Path("b.png"), None, "failed", 0.0, "b.png: file is empty")
+    for result in (done, failed):
+        reporter.file(result)
+    reporter.summary(BatchSummary([done, failed], 1.0))
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["type"] for line in out.splitlines()] == ["file", "file", "summary"]
+    assert "(gamma 0.1, brightness 0.380, target 0.500 out of reach, 1.0 s)" in err
+    assert "rrdnet: error: b.png: file is empty" in err and "1 done, 1 failed in 1.0 s" in err
+    assert reporter.exit_code == 1
+    assert Reporter(json_lines=False, quiet=True, verbose=False).exit_code == 0
