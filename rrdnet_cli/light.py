@@ -22,10 +22,9 @@ from .errors import UsageError
 # The range searched for gamma when it is chosen for a target brightness. Up to 1: a chosen gamma
 # never renders a photo darker than its own (denoised) exposure, since this is a brightening tool.
 # Down to 0.1: below, the illumination is flattened to nearly 1, shading disappears and noise in
-# the darkest areas is amplified; on the real benchmark photos NIQE got worse (250-step preset:
-# 10.18 at a floor of 0.05, 10.24 at 0.01, against 10.14 at 0.1). Higher floors cost PSNR on the
-# synthetic pairs (0.2: 1.6 dB, 0.3: 3.5 dB) with no NIQE change beyond noise
-# (benchmarks/quality.py --floors, README).
+# the darkest areas is amplified, and NIQE on the real benchmark photos got worse. Higher floors
+# cost PSNR on the synthetic pairs with no NIQE gain (figures: README, "Benchmarks";
+# benchmarks/quality.py --floors).
 # A fixed --gamma may be any positive number.
 GAMMA_MIN = 0.1
 GAMMA_MAX = 1.0

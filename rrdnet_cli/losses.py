@@ -1,7 +1,7 @@
 """RRDNet's loss terms and the filters they use: pure tensor functions, no state.
 
 Norms follow the reference exactly: ``‖x‖₁`` is a sum (not a mean) and ``‖x‖₂`` a square root of a
-sum of squares, so the terms grow with the pixel count at different rates (see RRDNET_SPEC.md).
+sum of squares, so the terms grow with the pixel count at different rates (docs/algorithm.md).
 """
 
 from __future__ import annotations

@@ -272,9 +272,8 @@ def start_illumination_at_image_level(net: RRDNet, image: torch.Tensor) -> None:
 
     A fresh network outputs L ~ sigmoid(0) = 0.5 everywhere, while the loss pulls L towards the
     channel maximum, which in a dark photo is ~0.03-0.1: most of the early steps are spent only
-    moving that one level (a 384x256 photo with mean 0.034 still had L ~ 0.32 after 300 steps).
-    Starting there (the weights are the seed's; only this bias changes) leaves the steps for the
-    spatial structure.
+    moving that one level. Starting there (the weights are the seed's; only this bias changes)
+    leaves the steps for the spatial structure.
     """
     level = image.amax(dim=1).mean().clamp(0.01, 0.99)
     last = net.illumination_net[-1]
@@ -314,7 +313,7 @@ def enhance(
         net = seeded_network(config.seed)
         if config.initial_illumination == "image":
             start_illumination_at_image_level(net, image)
-    # channels_last lets oneDNN run the 3x3 convolutions without layout reorders (1.3x a step).
+    # channels_last lets oneDNN run the 3x3 convolutions without layout reorders.
     net = net.to(device=device, memory_format=torch.channels_last)
     image = image.to(device=device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
     history, outputs, steps = fit(net, image, config, on_step)

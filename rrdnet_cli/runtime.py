@@ -28,7 +28,7 @@ def tune_allocator() -> bool:
 
     Every optimisation step frees and re-allocates the same large activation buffers. By default
     glibc serves blocks over 128 KiB with ``mmap`` and unmaps them on ``free``, so each step pays
-    for fresh zeroed pages (page faults dominate: measured 1.5x slower per step). Disabling ``mmap``
+    for fresh zeroed pages (page faults then dominate a step). Disabling ``mmap``
     for large blocks and heap trimming makes the allocator reuse the buffers. Peak memory is
     unchanged; memory is simply kept until the process exits. Returns whether it applied.
     """

@@ -4,7 +4,7 @@ import torch
 
 from rrdnet_cli import losses
 
-# The normalised 1-D kernel the reference uses (RRDNET_SPEC.md).
+# The normalised 1-D kernel the reference uses (docs/algorithm.md).
 SPEC_KERNEL = torch.tensor([0.17820326, 0.21052227, 0.22254894, 0.21052227, 0.17820326])
 
 

@@ -9,7 +9,7 @@ import torch
 from rrdnet_cli import RRDNet, enhance, load_config
 
 FIXTURE = Path(__file__).parent / "data" / "rrdnet_reference_parity.npz"
-# The fixture's README: float64 vs float32 differ by 4e-6 after 10 steps, 5.5e-4 after 50.
+# The fixture's provenance and why these tolerances: docs/algorithm.md, "The parity fixture".
 TOLERANCES = {10: 1e-4, 50: 5e-3}
 
 
@@ -38,7 +38,7 @@ def test_paper_matches_reference(reference, steps):
     if steps == 10:
         np.testing.assert_allclose(ours, theirs, rtol=1e-4)
     else:
-        # After 50 steps rounding is amplified (2 % relative, per the fixture's README). The noise
+        # After 50 steps rounding is amplified (2 % relative, docs/algorithm.md). The noise
         # term is ~1e-2 and oscillates, so it is held to 2 % of the total its weight gives it.
         np.testing.assert_allclose(ours[:, [0, 1, 2, 4]], theirs[:, [0, 1, 2, 4]], rtol=2e-2)
         noise_share = np.abs(ours[:, 3] - theirs[:, 3]) * config.noise_weight / theirs[:, 4]
