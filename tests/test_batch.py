@@ -29,7 +29,7 @@ from rrdnet_cli.errors import Interrupted
 
 from rrdnet_cli.light import LightChoice
 
-from conftest import write_dark
+from helpers import write_dark
 
 
 @pytest.fixture

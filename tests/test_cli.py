@@ -9,14 +9,7 @@ from PIL import Image
 
 from rrdnet_cli.cli import main
 
-from conftest import crafted_png_header, write_dark
-
-FAST = ["--iterations", "2", "--device", "cpu"]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
+from helpers import DEFAULT_FAST, PAPER_FAST, crafted_png_header, run, write_dark
 
 def single_line_error(result):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -27,7 +20,7 @@ def single_line_error(result):
 
 def test_single_file_with_maps(tmp_path):
     source = write_dark(tmp_path / "dark.png", 36, 44)
-    result = run("enhance", source, "-o", tmp_path / "out", "--save-maps", *FAST)
+    result = run("enhance", source, "-o", tmp_path / "out", "--save-maps", *DEFAULT_FAST)
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "out" / "dark.png") as output:
         assert output.size == (44, 36) and output.mode == "RGB"
@@ -40,10 +33,10 @@ def test_single_file_with_maps(tmp_path):
 def test_folder_recursive_and_glob(tmp_path):
     write_dark(tmp_path / "in" / "a.png")
     write_dark(tmp_path / "in" / "deep" / "b.jpg")
-    result = run("enhance", tmp_path / "in", "-r", "-o", tmp_path / "out", "--suffix", "_x", *FAST)
+    result = run("enhance", tmp_path / "in", "-r", "-o", tmp_path / "out", "--suffix", "_x", *DEFAULT_FAST)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "a_x.png").exists() and (tmp_path / "out" / "deep" / "b_x.jpg").exists()
-    result = run("enhance", tmp_path / "in" / "*.png", "-o", tmp_path / "globbed", "--format", "webp", *FAST)
+    result = run("enhance", tmp_path / "in" / "*.png", "-o", tmp_path / "globbed", "--format", "webp", *DEFAULT_FAST)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "globbed").iterdir()) == ["a.webp"]
 
@@ -51,14 +44,14 @@ def test_folder_recursive_and_glob(tmp_path):
 def test_same_seed_gives_identical_files(tmp_path):
     source = write_dark(tmp_path / "dark.png")
     for folder in ("one", "two"):
-        assert run("enhance", source, "-o", tmp_path / folder, "-q", *FAST).exit_code == 0
+        assert run("enhance", source, "-o", tmp_path / folder, "-q", *DEFAULT_FAST).exit_code == 0
     assert (tmp_path / "one" / "dark.png").read_bytes() == (tmp_path / "two" / "dark.png").read_bytes()
 
 
 def test_a_failed_file_gives_exit_1_and_others_are_written(tmp_path):
     write_dark(tmp_path / "in" / "good.png")
     (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    result = run("enhance", tmp_path / "in", "-o", tmp_path / "out", *FAST)
+    result = run("enhance", tmp_path / "in", "-o", tmp_path / "out", *DEFAULT_FAST)
     assert result.exit_code == 1
     assert "broken.jpg" in result.stderr and "1 done, 1 failed" in result.stderr
     assert (tmp_path / "out" / "good.png").exists() and not (tmp_path / "out" / "broken.jpg").exists()
@@ -96,7 +89,7 @@ def test_bad_config_file_names_file_and_key(tmp_path):
 def test_output_equal_to_input_is_refused(tmp_path):
     source = write_dark(tmp_path / "dark.png")
     before = source.read_bytes()
-    result = run("enhance", source, "-o", tmp_path, *FAST)
+    result = run("enhance", source, "-o", tmp_path, *DEFAULT_FAST)
     assert result.exit_code == 2 and "overwrite an input" in single_line_error(result)
     assert source.read_bytes() == before
 
@@ -118,7 +111,7 @@ def test_config_show_prints_effective_yaml(tmp_path):
 
 def test_verbose_prints_config_and_each_file(tmp_path):
     source = write_dark(tmp_path / "dark.png")
-    result = run("enhance", source, "-o", tmp_path / "out", "-v", *FAST)
+    result = run("enhance", source, "-o", tmp_path / "out", "-v", *DEFAULT_FAST)
     assert result.exit_code == 0
     assert "iterations: 2" in result.stderr and "dark.png ->" in result.stderr
 
@@ -130,7 +123,7 @@ def test_module_entry_point_and_version():
 
 # ---------------------------------------------------------------------------- pipes and lists
 
-PAPER = ["--config", "paper", *FAST]
+PAPER = ["--config", "paper", *DEFAULT_FAST]
 
 
 def run_with_input(data, *args):
@@ -330,3 +323,32 @@ def test_reporter_owns_the_lines_the_summary_and_the_exit_code(capsys):
     assert "rrdnet: error: b.png: file is empty" in err and "1 done, 1 failed in 1.0 s" in err
     assert reporter.exit_code == 1
     assert Reporter(json_lines=False, quiet=True, verbose=False).exit_code == 0
+
+
+# ------------------------------------------------------------------------ light level
+
+
+def test_cli_brightness_hits_its_target_in_the_written_file(tmp_path):
+    source = write_dark(tmp_path / "dark.png", 40, 48)
+    result = run("enhance", source, "-o", tmp_path / "out", "--brightness", "0.18", "-v", *PAPER_FAST)
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "out" / "dark.png") as written:
+        mean = np.asarray(written, dtype=np.float64).mean() / 255.0
+    assert abs(mean - 0.18) < 0.01
+    line = next(line for line in result.stderr.splitlines() if "dark.png ->" in line)
+    assert "gamma " in line and "brightness 0.18" in line
+    assert "gamma: auto" in result.stderr and "brightness: 0.18" in result.stderr
+
+
+def test_cli_gamma_auto_and_bad_gamma(tmp_path):
+    source = write_dark(tmp_path / "dark.png")
+    result = run("enhance", source, "-o", tmp_path / "out", "--gamma", "auto", "-v", *PAPER_FAST)
+    assert result.exit_code == 0 and "gamma: auto" in result.stderr
+    result = run("enhance", source, "-o", tmp_path / "o2", "--gamma", "bright", *PAPER_FAST)
+    assert result.exit_code == 2 and "not a number or 'auto'" in result.stderr
+    result = run("enhance", source, "-o", tmp_path / "o3", "--gamma", "0.5", "--brightness", "0.3", *PAPER_FAST)
+    assert result.exit_code == 2 and "conflict" in result.stderr
+    assert not (tmp_path / "o3").exists()
+    result = run("enhance", source, "-o", tmp_path / "o4", "--brightness", "2", *PAPER_FAST)
+    assert result.exit_code == 2 and "brightness" in result.stderr
+

@@ -1,7 +1,7 @@
 import pytest
 
 from rrdnet_cli import Config, ConfigError, load_config
-from rrdnet_cli.config import preset_names
+from rrdnet_cli.config import AUTO_BRIGHTNESS, preset_names
 
 
 def test_paper_preset_holds_the_published_settings():
@@ -84,3 +84,31 @@ def test_partial_file_keeps_defaults(tmp_path):
     path.write_text("gamma: 0.6\n")
     config = load_config(path)
     assert config.gamma == 0.6 and config.iterations == Config().iterations
+
+
+def test_config_gamma_auto_and_brightness():
+    assert load_config("paper").brightness == AUTO_BRIGHTNESS
+    assert load_config("paper", gamma="auto").gamma == "auto"
+    config = load_config("paper", brightness=0.3)
+    assert (config.gamma, config.brightness) == ("auto", 0.3)
+    with pytest.raises(ConfigError, match="conflict"):
+        load_config("paper", gamma=0.5, brightness=0.3)
+    assert load_config("paper", gamma="auto", brightness=0.3).gamma == "auto"
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [("gamma: bright\n", "'auto'"), ("brightness: 1.5\n", "at most 1.0"), ("brightness: -0.1\n", "at least 0"), ("brightness: auto\n", "brightness")],
+)
+def test_bad_light_values_in_files(tmp_path, text, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(path)
+
+
+def test_config_file_with_gamma_auto_round_trips(tmp_path):
+    path = tmp_path / "auto.yaml"
+    path.write_text(load_config("paper", brightness=0.35).to_yaml())
+    assert "gamma: auto" in path.read_text()
+    assert load_config(path) == load_config("paper", brightness=0.35)

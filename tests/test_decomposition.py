@@ -1,22 +1,16 @@
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
 from rrdnet_cli import InputError, UsageError, enhance
 from rrdnet_cli import decomposition
 from rrdnet_cli.batch import enhance_file
-from rrdnet_cli.cli import main
 from rrdnet_cli.images import read_image
 
-from conftest import write_dark
+from helpers import PAPER_FAST, run, write_dark
 
-FAST = ["--config", "paper", "--iterations", "2", "--device", "cpu", "--seed", "3"]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(arg) for arg in args])
+PAPER_FAST_SEED_3 = [*PAPER_FAST, "--seed", "3"]
 
 
 @pytest.fixture
@@ -52,14 +46,14 @@ def test_file_is_a_plain_documented_npz(saved):
 @pytest.mark.parametrize("light", [["--gamma", "0.55"], ["--brightness", "0.17"]])
 def test_relight_equals_a_fresh_enhance_with_the_same_gamma_and_seed(tmp_path, light):
     source = write_dark(tmp_path / "in" / "photo.png", 40, 48, seed=2)
-    first = run("enhance", source, "-o", tmp_path / "a", "--save-decomposition", "-q", *FAST)
+    first = run("enhance", source, "-o", tmp_path / "a", "--save-decomposition", "-q", *PAPER_FAST_SEED_3)
     assert first.exit_code == 0, first.output
     saved = tmp_path / "a" / "decompositions" / "photo.npz"
     # Relight to another light level first, then back: nothing is re-solved, only recombined.
     assert run("relight", saved, "--gamma", "0.9", "-o", tmp_path / "other.png").exit_code == 0
     relit = run("relight", saved, *light, "-o", tmp_path / "relit.png")
     assert relit.exit_code == 0, relit.output
-    fresh = run("enhance", source, "-o", tmp_path / "b", "-q", *light, *FAST)
+    fresh = run("enhance", source, "-o", tmp_path / "b", "-q", *light, *PAPER_FAST_SEED_3)
     assert fresh.exit_code == 0, fresh.output
     assert (tmp_path / "relit.png").read_bytes() == (tmp_path / "b" / "photo.png").read_bytes()
     assert (tmp_path / "other.png").read_bytes() != (tmp_path / "relit.png").read_bytes()
@@ -69,7 +63,7 @@ def test_relight_equals_a_fresh_enhance_with_the_same_gamma_and_seed(tmp_path, l
 def test_relight_keeps_the_source_format_details(tmp_path):
     source = tmp_path / "grey.png"
     Image.fromarray((np.arange(36 * 40).reshape(36, 40) % 50).astype(np.uint8), "L").save(source)
-    assert run("enhance", source, "-o", tmp_path / "out", "--save-decomposition", "-q", *FAST).exit_code == 0
+    assert run("enhance", source, "-o", tmp_path / "out", "--save-decomposition", "-q", *PAPER_FAST_SEED_3).exit_code == 0
     assert run("relight", tmp_path / "out" / "decompositions" / "grey.npz", "--gamma", "0.3", "-o", tmp_path / "r.jpg").exit_code == 0
     with Image.open(tmp_path / "r.jpg") as image:
         assert image.mode == "L" and image.size == (40, 36)

@@ -3,16 +3,12 @@ import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from rrdnet_cli import UsageError
-from rrdnet_cli.cli import main
 from rrdnet_cli.evaluate import gt_mean_aligned, match_files, psnr, score_images, ssim
 
-
-def run(*args):
-    return CliRunner().invoke(main, [str(arg) for arg in args])
+from helpers import run
 
 
 def save(path, array):

@@ -15,7 +15,7 @@ from PIL import Image
 from rrdnet_cli import InputError
 from rrdnet_cli.images import LoadedImage, decode_image
 
-from conftest import dark_array
+from helpers import dark_array
 
 
 def _pillow(image_format, mode="RGB", **options) -> bytes:

@@ -23,7 +23,7 @@ from rrdnet_cli.images import (
     write_like,
 )
 
-from conftest import crafted_png_header, dark_array, write_dark
+from helpers import crafted_png_header, dark_array, write_dark
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 ORIENTATION, MAKE = 0x0112, 0x010F

@@ -17,10 +17,10 @@ from rrdnet_cli.pipeline import (
     resolve_device,
 )
 
-from rrdnet_cli.light import recombine
+from rrdnet_cli.light import mean_brightness, recombine
 from rrdnet_cli.result import LOSS_COLUMNS
 
-from conftest import dark_tensor
+from helpers import dark_tensor
 
 
 def test_enhance_brightens_and_reports_losses(tiny_config):
@@ -272,3 +272,14 @@ def test_initial_illumination_starts_at_image_level():
     assert from_dict({"initial_illumination": "image"}).initial_illumination == "image"
     with pytest.raises(ConfigError, match="initial_illumination"):
         from_dict({"initial_illumination": "zero"})
+
+
+def test_enhance_with_gamma_auto_reports_the_chosen_gamma(tiny_config):
+    image = dark_tensor()
+    enhancement = enhance(image, tiny_config.replace(brightness=0.18))
+    assert enhancement.target_brightness == 0.18
+    assert abs(mean_brightness(enhancement.result) - 0.18) < 0.01
+    assert enhancement.brightness == pytest.approx(mean_brightness(enhancement.result))
+    # The fit is the same as with a fixed gamma: only the recombination differs.
+    fixed = enhance(image, tiny_config.replace(gamma=enhancement.gamma))
+    assert torch.equal(fixed.result, enhancement.result) and fixed.target_brightness is None

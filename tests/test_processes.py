@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import cli_command, cli_environment, write_dark
+from helpers import PAPER_FAST, cli_command, cli_environment, write_dark
 
-FAST = ["--config", "paper", "--iterations", "2", "--device", "cpu"]
 # Generous: these only bound how long a broken run can hang the suite, nothing is timed.
 PROCESS_LIMIT = 240
 
@@ -43,7 +42,7 @@ def test_three_shards_in_parallel_cover_a_folder_exactly_once(tmp_path):
     for index in range(9):
         write_dark(tmp_path / "in" / f"img{index}.png", 24, 24, seed=index)
     runs = [
-        start("enhance", tmp_path / "in", "-o", tmp_path / "out", "--shard", f"{shard}/3", "--json", "-q", *FAST, folder=tmp_path, name=f"shard{shard}")
+        start("enhance", tmp_path / "in", "-o", tmp_path / "out", "--shard", f"{shard}/3", "--json", "-q", *PAPER_FAST, folder=tmp_path, name=f"shard{shard}")
         for shard in range(3)
     ]
     shares = []
@@ -81,7 +80,7 @@ def test_ctrl_c_stops_cleanly_and_skip_existing_finishes(tmp_path):
         with Image.open(out / name) as image:
             image.load()  # a complete file, not a partial one
 
-    process, stdout, stderr = start("enhance", tmp_path / "in", "-o", out, "--skip-existing", "--json", *FAST, folder=tmp_path, name="second")
+    process, stdout, stderr = start("enhance", tmp_path / "in", "-o", out, "--skip-existing", "--json", *PAPER_FAST, folder=tmp_path, name="second")
     assert process.wait(PROCESS_LIMIT) == 0, stderr.read_text()
     records = [json.loads(line) for line in stdout.read_text().splitlines()]
     statuses = {Path(record["input"]).name: record["status"] for record in records[:-1]}
@@ -104,7 +103,7 @@ def test_sigterm_stops_cleanly_too(tmp_path):
 
 def test_shell_pipe(tmp_path):
     source = write_dark(tmp_path / "a.jpg", 36, 44)
-    command = f"cat {shlex.quote(str(source))} | {shlex.join(cli_command('enhance', '-', '-o', '-', *FAST))} > {shlex.quote(str(tmp_path / 'b.png'))}"
+    command = f"cat {shlex.quote(str(source))} | {shlex.join(cli_command('enhance', '-', '-o', '-', *PAPER_FAST))} > {shlex.quote(str(tmp_path / 'b.png'))}"
     completed = subprocess.run(command, shell=True, env=cli_environment(), capture_output=True, timeout=PROCESS_LIMIT)
     assert completed.returncode == 0, completed.stderr.decode()
     with Image.open(tmp_path / "b.png") as image:

@@ -8,7 +8,7 @@ from rrdnet_cli import RRDNet, enhance, runtime
 from rrdnet_cli.cli import main
 from rrdnet_cli.pipeline import seeded_network
 
-from conftest import dark_tensor
+from helpers import dark_tensor
 
 
 def test_allocator_tuning_applies_on_glibc_and_is_idempotent():

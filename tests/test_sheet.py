@@ -8,7 +8,7 @@ from rrdnet_cli import enhance
 from rrdnet_cli.cli import main
 from rrdnet_cli.sheet import PANEL_SIZE, contact_sheet, noise_for_viewing, sheet_title
 
-from conftest import dark_tensor, write_dark
+from helpers import PAPER_FAST, dark_tensor, write_dark
 
 
 def test_sheet_shows_six_panels_and_the_loss_plot(tiny_config):
@@ -40,7 +40,7 @@ def test_title_names_steps_and_light(tiny_config):
 
 def test_cli_contact_sheet_and_collisions(tmp_path):
     source = write_dark(tmp_path / "in" / "sub" / "a.png")
-    args = ["--config", "paper", "--iterations", "2", "--device", "cpu"]
+    args = PAPER_FAST
     result = CliRunner().invoke(main, ["enhance", str(tmp_path / "in"), "-r", "-o", str(tmp_path / "out"), "--contact-sheet", *args])
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "out" / "sheets" / "sub" / "a_sheet.png") as sheet:
