@@ -135,7 +135,7 @@ def images_of(data: Path, limit: int) -> dict[str, list[tuple[str, Path, Path | 
     return {"synthetic": synthetic, "real": real}
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--config", default=DEFAULT_PRESET, help="preset name or YAML file")
@@ -148,20 +148,28 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cache", type=Path, default=REPO / "benchmarks" / "cache")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "quality.json")
-    arguments = parser.parse_args()
+    return parser.parse_args()
 
-    config = load_config(arguments.config, iterations=arguments.iterations, device=arguments.device)
-    targets = sorted({float(text) for text in arguments.targets.split(",") if text.strip()} | {arguments.auto_brightness})
+
+def _numbers(text: str) -> list[float]:
+    return sorted({float(part) for part in text.split(",") if part.strip()})
+
+
+def rendering_modes(arguments: argparse.Namespace, targets: list[float], floors: list[float]) -> dict:
+    """Every rendering scored, by name: the input itself, gamma 0.4, gamma auto, the sweeps."""
     modes = {"input": None, "fixed_0.4": {"gamma": FIXED_GAMMA}, "auto": {"brightness": arguments.auto_brightness}}
     modes.update({f"target_{target:g}": {"brightness": target} for target in targets})
-    floors = sorted({float(text) for text in arguments.floors.split(",") if text.strip()})
     modes.update({f"floor_{floor:g}": {"brightness": arguments.auto_brightness, "floor": floor} for floor in floors})
+    return modes
+
+
+def score_all(arguments: argparse.Namespace, config, modes: dict) -> tuple[dict, list[float]]:
+    """``{set: {mode: [row per image]}}`` and the seconds of each fit computed (not cached)."""
     rows: dict[str, dict[str, list[dict]]] = {}
-    fit_seconds, fitted = [], 0
-    started = time.perf_counter()
-    for set_name, images in images_of(arguments.data, arguments.limit).items():
+    fit_seconds = []
+    for set_name, pictures in images_of(arguments.data, arguments.limit).items():
         rows[set_name] = {mode: [] for mode in modes}
-        for name, low_path, reference_path in images:
+        for name, low_path, reference_path in pictures:
             loaded = load_picture(low_path, arguments.max_side)
             reference = None
             if reference_path is not None:
@@ -169,7 +177,6 @@ def main() -> None:
             saved, seconds, cached = cached_decomposition(loaded, name, config, arguments.cache)
             if not cached:
                 fit_seconds.append(seconds)
-                fitted += 1
             for mode, setting in modes.items():
                 if setting is None:
                     pixels, gamma, reached = loaded.pixels, None, None
@@ -178,6 +185,35 @@ def main() -> None:
                 scores = score_images(name, to_array(pixels), reference).__dict__
                 rows[set_name][mode].append({**scores, "gamma": gamma, "reached": reached})
             print(f"{name}: fitted in {seconds:.0f} s" if not cached else f"{name}: cached", file=sys.stderr)
+    return rows, fit_seconds
+
+
+def best_target(sweep: dict, targets: list[float]) -> float:
+    """The default target the sweep argues for.
+
+    Targets beyond what a decomposition can reach all render at the same gamma and tie, so the
+    choice is: among the targets within TIE_DB of the best synthetic PSNR, those within TIE_NIQE
+    of their best real NIQE; of these the lowest (the gentlest brightening).
+    """
+    def psnr_of(target):
+        return sweep[f"{target:g}"]["synthetic_psnr"] or -math.inf
+
+    def niqe_of(target):
+        return sweep[f"{target:g}"]["real_niqe"] or math.inf
+
+    best_psnr = max(psnr_of(target) for target in targets)
+    by_psnr = [target for target in targets if psnr_of(target) >= best_psnr - TIE_DB]
+    best_niqe = min(niqe_of(target) for target in by_psnr)
+    return min(target for target in by_psnr if niqe_of(target) <= best_niqe + TIE_NIQE)
+
+
+def main() -> None:
+    arguments = parse_arguments()
+    config = load_config(arguments.config, iterations=arguments.iterations, device=arguments.device)
+    targets = sorted(set(_numbers(arguments.targets)) | {arguments.auto_brightness})
+    floors = _numbers(arguments.floors)
+    started = time.perf_counter()
+    rows, fit_seconds = score_all(arguments, config, rendering_modes(arguments, targets, floors))
 
     summary = {set_name: {mode: summarise(mode_rows) for mode, mode_rows in by_mode.items()} for set_name, by_mode in rows.items()}
     sweep = {
@@ -188,19 +224,6 @@ def main() -> None:
         }
         for target in targets
     }
-    # Targets beyond what a decomposition can reach all render at the same gamma and tie, so the
-    # choice is: among the targets within TIE_DB of the best synthetic PSNR, those within TIE_NIQE
-    # of their best real NIQE; of these the lowest (the gentlest brightening).
-    def psnr_of(target):
-        return sweep[f"{target:g}"]["synthetic_psnr"] or -math.inf
-
-    def niqe_of(target):
-        return sweep[f"{target:g}"]["real_niqe"] or math.inf
-
-    best_psnr = max(psnr_of(target) for target in targets)
-    by_psnr = [target for target in targets if psnr_of(target) >= best_psnr - TIE_DB]
-    best_niqe = min(niqe_of(target) for target in by_psnr)
-    best = min(target for target in by_psnr if niqe_of(target) <= best_niqe + TIE_NIQE)
     synthetic, real = summary["synthetic"], summary["real"]
     record = {
         "benchmark": "quality",
@@ -210,7 +233,7 @@ def main() -> None:
         "limit": arguments.limit,
         "images": {set_name: len(by_mode["input"]) for set_name, by_mode in rows.items()},
         "auto_brightness": arguments.auto_brightness,
-        "best_target": best,
+        "best_target": best_target(sweep, targets),
         # Share of images whose auto target was reachable (the others render at the brightest gamma).
         "auto_target_reached": {
             set_name: round(float(np.mean([row["reached"] for row in by_mode["auto"]])), 3)
@@ -233,7 +256,7 @@ def main() -> None:
             }
             for floor in floors
         },
-        "fits": {"computed": fitted, "mean_seconds": round(float(np.mean(fit_seconds)), 1) if fit_seconds else None},
+        "fits": {"computed": len(fit_seconds), "mean_seconds": round(float(np.mean(fit_seconds)), 1) if fit_seconds else None},
         "seconds": round(time.perf_counter() - started, 1),
         "per_file": rows,
     }
@@ -241,6 +264,8 @@ def main() -> None:
     arguments.output.write_text(json.dumps(record, indent=1) + "\n")
     line = {key: value for key, value in record.items() if key != "per_file"}
     print(json.dumps(line))
+
+
 
 
 if __name__ == "__main__":
