@@ -21,7 +21,7 @@ import torch
 
 from . import decomposition, images
 from .config import Config
-from .errors import Interrupted, OptimisationError, OutputError, RRDNetError, UsageError, cannot_write, naming, os_failure
+from .errors import Interrupted, OptimisationError, OutputError, RRDNetError, UsageError, naming, os_failure
 from .light import LightChoice
 from .pipeline import StepCallback, enhance, resolve_device
 from .result import Enhancement
@@ -419,11 +419,7 @@ def _write_stream(enhancement: Enhancement, loaded: images.LoadedImage, options:
     image_format = images.FORMATS[options.format or "png"]
     # Encoded whole before the first byte goes out: a failed encoding writes nothing.
     data = images.encode_like(enhancement.result, loaded, image_format, quality=options.quality)
-    try:
-        options.stream.write(data)
-        options.stream.flush()
-    except OSError as error:
-        raise cannot_write("stdout", error) from None
+    images.write_fully(options.stream, data, "stdout")
 
 
 def _finished(destination: Path, extras: dict[str, Path]) -> bool:

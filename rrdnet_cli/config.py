@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,18 @@ import yaml
 from .errors import ConfigError
 
 DEFAULT_PRESET = "default"
+# A config is a few hundred bytes; a larger file is a mistake or an attack (see _load_yaml).
+MAX_CONFIG_BYTES = 1 << 20
+# What an error message quotes of a value: enough to recognise it, never a screenful.
+MAX_SHOWN = 200
+FLOAT32_MAX = 3.4028234663852886e38
+# torch.manual_seed takes a 64-bit unsigned seed.
+MAX_SEED = 2**64 - 1
 
 
 def _option(
-    default, help: str, *, minimum=None, exclusive=False, choices=None, maximum=None, pattern=None, keywords=()
+    default, help: str, *, minimum=None, exclusive=False, choices=None, maximum=None, pattern=None, keywords=(),
+    odd=False,
 ):
     # keywords: strings a numeric field also accepts in place of a number (gamma: "auto").
     return field(
@@ -34,6 +43,7 @@ def _option(
             "choices": choices,
             "pattern": pattern,
             "keywords": keywords,
+            "odd": odd,
         },
     )
 
@@ -64,9 +74,13 @@ class Config:
     brightness: float = _option(
         AUTO_BRIGHTNESS, "mean brightness of the result that gamma 'auto' aims for", minimum=0.0, maximum=1.0
     )
-    blur_size: int = _option(5, "side of the Gaussian that smooths the image gradients", minimum=1)
+    blur_size: int = _option(
+        5, "side of the Gaussian that smooths the image gradients (odd)", minimum=1, maximum=1001, odd=True
+    )
     blur_sigma: float = _option(3.0, "sigma of that Gaussian", minimum=0.0, exclusive=True)
-    seed: int = _option(0, "seed of the network's initial weights and of the crop positions", minimum=0)
+    seed: int = _option(
+        0, "seed of the network's initial weights and of the crop positions", minimum=0, maximum=MAX_SEED
+    )
     device: str = _option("auto", "auto, cpu, cuda or cuda:N", pattern=r"auto|cpu|cuda(:\d+)?")
     # Speed settings. Their defaults reproduce the paper: every step on the whole image in fp32.
     strategy: str = _option(
@@ -117,7 +131,7 @@ class Config:
             gamma = overrides.setdefault("gamma", "auto")
             if gamma != "auto":
                 raise ConfigError(
-                    f"option: gamma {gamma} and brightness {overrides['brightness']} conflict "
+                    f"option: gamma {shown(gamma)} and brightness {shown(overrides['brightness'])} conflict "
                     "(a brightness picks gamma per image; give one of them, or gamma 'auto')"
                 )
         values = self.to_dict()
@@ -126,6 +140,12 @@ class Config:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to ``MAX_SHOWN`` characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
 
 
 def _check_value(name: str, value: Any, source: str) -> Any:
@@ -138,35 +158,38 @@ def _check_value(name: str, value: Any, source: str) -> Any:
         return value
     # bool is an int subclass in Python; 'iterations: true' is a typo, not a number.
     if isinstance(value, bool):
-        raise ConfigError(f"{where}: expected {expected}, got boolean {value!r}")
+        raise ConfigError(f"{where}: expected {expected}, got boolean {shown(value)}")
     if expected == "int":
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {shown(value)}")
     elif expected == "float":
         if not isinstance(value, (int, float)):
             accepted = "".join(f" or '{keyword}'" for keyword in meta["keywords"])
-            raise ConfigError(f"{where}: expected a number{accepted}, got {value!r}")
+            raise ConfigError(f"{where}: expected a number{accepted}, got {shown(value)}")
         value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        # The network computes in float32: a larger number overflows to infinity there.
+        if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+            raise ConfigError(f"{where}: expected a finite number within float32's range, got {shown(value)}")
     elif expected == "str":
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {shown(value)}")
     minimum, maximum = meta["minimum"], meta["maximum"]
     if minimum is not None:
         if meta["exclusive"] and value <= minimum:
-            raise ConfigError(f"{where}: must be greater than {minimum}, got {value!r}")
+            raise ConfigError(f"{where}: must be greater than {minimum}, got {shown(value)}")
         if not meta["exclusive"] and value < minimum:
-            raise ConfigError(f"{where}: must be at least {minimum}, got {value!r}")
+            raise ConfigError(f"{where}: must be at least {minimum}, got {shown(value)}")
     if maximum is not None and value > maximum:
-        raise ConfigError(f"{where}: must be at most {maximum}, got {value!r}")
+        raise ConfigError(f"{where}: must be at most {maximum}, got {shown(value)}")
+    if meta["odd"] and value % 2 == 0:
+        raise ConfigError(f"{where}: must be odd, got {shown(value)}")
     if meta["choices"] is not None and value not in meta["choices"]:
         choices = ", ".join(map(str, meta["choices"]))
-        raise ConfigError(f"{where}: must be one of {choices}, got {value!r}")
+        raise ConfigError(f"{where}: must be one of {choices}, got {shown(value)}")
     if meta["pattern"] is not None and not re.fullmatch(meta["pattern"], value):
-        raise ConfigError(f"{where}: {spec.metadata['help']} expected, got {value!r}")
+        raise ConfigError(f"{where}: {spec.metadata['help']} expected, got {shown(value)}")
     return value
 
 
@@ -174,10 +197,10 @@ def from_dict(values: dict[str, Any], source: str = "config") -> Config:
     """Build a validated ``Config``; keys missing from ``values`` keep their defaults."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: expected a mapping of keys to values")
-    unknown = sorted(set(values) - set(FIELDS))
+    unknown = sorted((key for key in values if key not in FIELDS), key=str)
     if unknown:
         known = ", ".join(FIELDS)
-        raise ConfigError(f"{source}: unknown key '{unknown[0]}' (known keys: {known})")
+        raise ConfigError(f"{source}: unknown key {shown(unknown[0])} (known keys: {known})")
     checked = {name: _check_value(name, value, source) for name, value in values.items()}
     config = Config(**checked)
     _check_combinations(config, source)
@@ -214,31 +237,78 @@ def preset_names() -> list[str]:
     return sorted(path.stem for path in preset_dir().glob("*.yaml"))
 
 
+def _looks_like_path(text: str) -> bool:
+    separators = {os.sep, os.altsep or os.sep, "/"}
+    return any(separator in text for separator in separators) or text.endswith((".yaml", ".yml"))
+
+
 def _resolve(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"{name_or_path}: config file not found")
-        return path
-    preset = preset_dir() / f"{name_or_path}.yaml"
-    if not preset.is_file():
+    """A preset name wins over a file of the same name in the working directory: only an argument
+    that looks like a path (a separator in it, or a .yaml/.yml ending) is read as a file."""
+    if not _looks_like_path(name_or_path):
+        preset = preset_dir() / f"{name_or_path}.yaml"
+        if preset.is_file():
+            return preset
         names = ", ".join(preset_names())
-        raise ConfigError(f"{name_or_path}: no such preset or file (presets: {names})")
-    return preset
+        hint = f"; for the file, write ./{name_or_path}" if Path(name_or_path).is_file() else ""
+        raise ConfigError(f"{shown(name_or_path)}: no such preset (presets: {names}){hint}")
+    path = Path(name_or_path)
+    if path.is_dir():
+        raise ConfigError(f"{name_or_path}: is a folder, not a config file")
+    if not path.is_file():
+        raise ConfigError(f"{name_or_path}: config file not found")
+    return path
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe subset without anchors and aliases: a config never needs them, and nested
+    aliases let a few hundred bytes expand to gigabytes (a "billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"aliases are not allowed in a config (line {event.start_mark.line + 1})")
+        event = self.peek_event()
+        if getattr(event, "anchor", None) is not None:
+            raise yaml.YAMLError(f"anchors are not allowed in a config (line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config ({error.strerror or error})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: config file is larger than {MAX_CONFIG_BYTES // 1024} KiB; refused")
+    if b"\0" in data:
+        raise ConfigError(f"{path}: not a YAML config (binary data)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML config (not UTF-8 text)") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as error:
+        first_line = str(error).splitlines()[0] if str(error) else "invalid YAML"
+        raise ConfigError(f"{path}: invalid YAML: {first_line[:MAX_SHOWN]}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
 
 
 def load_config(name_or_path: str | Path | None = None, **overrides: Any) -> Config:
     """Load a preset by name (``"paper"``) or a YAML file, then apply ``overrides``.
 
-    ``None`` loads the default preset. Override values of ``None`` are ignored, so command-line
-    options that were not given leave the file's values alone.
+    ``None`` loads the default preset. A ``Path`` is always a file; a string is a preset name
+    unless it looks like a path (see ``_resolve``). Override values of ``None`` are ignored, so
+    command-line options that were not given leave the file's values alone.
     """
-    path = _resolve(str(name_or_path or DEFAULT_PRESET))
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read config: {error}") from None
-    except yaml.YAMLError as error:
-        first_line = str(error).splitlines()[0] if str(error) else "invalid YAML"
-        raise ConfigError(f"{path}: invalid YAML: {first_line}") from None
+    if isinstance(name_or_path, Path):
+        path = _resolve(str(name_or_path) if _looks_like_path(str(name_or_path)) else f".{os.sep}{name_or_path}")
+    else:
+        path = _resolve(name_or_path or DEFAULT_PRESET)
+    values = _load_yaml(path)
+    if values is not None and not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(values).__name__}")
     return from_dict(values or {}, source=str(path)).replace(**overrides)

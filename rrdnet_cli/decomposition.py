@@ -41,8 +41,10 @@ import numpy as np
 import torch
 import yaml
 
+from PIL import Image
+
 from . import images
-from .config import AUTO_BRIGHTNESS, Config
+from .config import AUTO_BRIGHTNESS, MAX_CONFIG_BYTES, Config
 from .errors import InputError, UsageError, cannot_write
 from .result import LOSS_COLUMNS, Enhancement, from_maps
 
@@ -126,67 +128,189 @@ def save(decomposition: Decomposition, path: str | Path) -> None:
         raise cannot_write(path, error) from None
 
 
-def _expect(arrays, key: str, path: Path, dtype: str, shape: tuple) -> np.ndarray:
-    if key not in arrays:
-        raise InputError(f"{path}: not an rrdnet decomposition (no '{key}')")
-    value = arrays[key]
-    if value.dtype.kind != np.dtype(dtype).kind or value.ndim != len(shape) or any(
-        want is not None and have != want for have, want in zip(value.shape, shape)
-    ):
-        raise InputError(f"{path}: '{key}' has dtype {value.dtype} and shape {value.shape}, expected {dtype} {shape}")
-    return value
+# Every field a relight reads: numpy dtype kind ("U" text, "b" bool, "i" integer, "u" unsigned,
+# "f" float) and shape, where "H", "W" are the image's sides, "n" any length, "A" the alpha
+# (either (H, W) or (0, 0)); int entries are fixed sides. Anything else in the file is never read.
+_FIELDS = {
+    "format": ("U", ()),
+    "version": ("iu", ()),
+    "input": ("f", (1, 3, "H", "W")),
+    "illumination": ("f", (1, 1, "H", "W")),
+    "reflectance": ("f", (1, 3, "H", "W")),
+    "noise": ("f", (1, 3, "H", "W")),
+    "losses": ("f", ("n", len(LOSS_COLUMNS))),
+    "gamma": ("fiu", ()),
+    "target_brightness": ("fiu", ()),
+    "config": ("U", ()),
+    "source_name": ("U", ()),
+    "source_format": ("U", ()),
+    "source_grayscale": ("b", ()),
+    "source_alpha": ("u", "A"),
+    "source_exif": ("u", ("n",)),
+    "source_icc_profile": ("u", ("n",)),
+}
+# Bytes a decomposition may hold per image pixel: four float32 maps of 3, 1, 3, 3 channels
+# and an 8-bit alpha.
+_BYTES_PER_PIXEL = (3 + 1 + 3 + 3) * 4 + 1
+# Beyond the maps: loss history (a million steps), EXIF, ICC profile and text fields.
+_METADATA_BYTES = 64 * 1024 * 1024 + 4 * MAX_CONFIG_BYTES
+# np.savez stores members uncompressed; a compressed member inflating more than this is a zip bomb,
+# not float maps (which compress a few times at most).
+_MAX_INFLATION = 100
+
+
+def _fail(path: Path, problem: str) -> InputError:
+    return InputError(f"{path}: {problem}")
+
+
+def _read_headers(path: Path) -> dict[str, tuple[np.dtype, tuple]]:
+    """Each known member's dtype and shape, from the zip directory and the .npy headers alone:
+    nothing is inflated or allocated before the sizes are known to be those of a real image."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise _fail(path, "no such file") from None
+    except IsADirectoryError:
+        raise _fail(path, "is a folder, not a decomposition") from None
+    except zipfile.BadZipFile:
+        raise _fail(path, "not a decomposition (.npz) file") from None
+    headers = {}
+    declared = 0
+    with archive:
+        for info in archive.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else None
+            if key not in _FIELDS:
+                continue
+            if info.compress_type != zipfile.ZIP_STORED and info.file_size > _MAX_INFLATION * max(info.compress_size, 1) + 4096:
+                raise _fail(path, f"'{key}' inflates from {info.compress_size} to {info.file_size} bytes; refused")
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise ValueError(f"'{key}' has .npy format version {version}")
+            if dtype.hasobject:
+                raise _fail(path, f"'{key}' holds Python objects; refused (decompositions hold numbers and text)")
+            headers[key] = dtype, shape
+            declared += math.prod(shape) * dtype.itemsize
+    missing = [key for key in _FIELDS if key not in headers]
+    if missing:
+        raise _fail(path, f"not an rrdnet decomposition (no '{missing[0]}')")
+    _check_headers(path, headers, declared)
+    return headers
+
+
+def _check_headers(path: Path, headers: dict, declared: int) -> None:
+    input_shape = headers["input"][1]
+    height, width = input_shape[2:] if len(input_shape) == 4 else (0, 0)
+    sides = {"H": height, "W": width}
+    # The input first: its sides are what every other field is measured against.
+    for key in ["input"] + [key for key in _FIELDS if key != "input"]:
+        kinds, wanted = _FIELDS[key]
+        dtype, shape = headers[key]
+        if wanted == "A":
+            wanted = (0, 0) if shape == (0, 0) else ("H", "W")
+        expected = tuple(sides.get(side, side) for side in wanted)
+        fits = len(shape) == len(expected) and all(
+            want == "n" or have == want for have, want in zip(shape, expected)
+        )
+        if dtype.kind not in kinds or not fits:
+            described = " x ".join(str(side) for side in expected) or "a single value"
+            raise _fail(path, f"'{key}' has dtype {dtype} and shape {shape}, expected {described}")
+        if key == "input":
+            limit = Image.MAX_IMAGE_PIXELS
+            if height < 1 or width < 1 or (limit is not None and height * width > limit):
+                raise _fail(path, f"image of {width}x{height} pixels; must be between 1 and {limit} pixels")
+    cap = height * width * _BYTES_PER_PIXEL + _METADATA_BYTES
+    if declared > cap:
+        raise _fail(path, f"holds {declared} bytes of arrays, more than a {width}x{height} image needs ({cap}); refused")
+
+
+def _scalar(arrays, key: str) -> object:
+    return arrays[key].item()
+
+
+def _checked_values(path: Path, arrays) -> dict:
+    """The fields' values, each checked for what relighting relies on."""
+    if _scalar(arrays, "format") != FORMAT_NAME:
+        raise _fail(path, "not an rrdnet decomposition")
+    version = _scalar(arrays, "version")
+    if version != FORMAT_VERSION:
+        raise _fail(path, f"decomposition format version {version}; this rrdnet reads {FORMAT_VERSION}")
+    values = {key: arrays[key] for key in ("input", "illumination", "reflectance", "noise")}
+    for key, value in values.items():
+        if not np.isfinite(value).all():
+            raise _fail(path, f"'{key}' holds NaN or infinite values")
+    image, illumination = values["input"], values["illumination"]
+    if image.min() < 0 or image.max() > 1:
+        raise _fail(path, f"'input' must lie in [0, 1], holds {image.min():.4g} to {image.max():.4g}")
+    # The result divides by L: it must be positive (the network's L is a sigmoid, in (0, 1)).
+    if illumination.min() <= 0 or illumination.max() > 1:
+        raise _fail(
+            path, f"'illumination' must lie in (0, 1], holds {illumination.min():.4g} to {illumination.max():.4g}"
+        )
+    gamma = float(_scalar(arrays, "gamma"))
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise _fail(path, f"'gamma' must be a positive number, got {gamma}")
+    target = float(_scalar(arrays, "target_brightness"))
+    if not (math.isnan(target) or 0 <= target <= 1):
+        raise _fail(path, f"'target_brightness' must be NaN (none) or in [0, 1], got {target}")
+    values.update(
+        losses=arrays["losses"].astype(np.float64),
+        gamma=gamma,
+        target=None if math.isnan(target) else target,
+        config=str(_scalar(arrays, "config")),
+        source_name=str(_scalar(arrays, "source_name")),
+        source_format=str(_scalar(arrays, "source_format")),
+        grayscale=bool(_scalar(arrays, "source_grayscale")),
+        alpha=arrays["source_alpha"].astype(np.uint8),
+        exif=arrays["source_exif"].astype(np.uint8).tobytes(),
+        icc_profile=arrays["source_icc_profile"].astype(np.uint8).tobytes(),
+    )
+    return values
 
 
 def load(path: str | Path) -> Decomposition:
-    """Read a decomposition written by ``save``; any problem is an ``InputError`` naming the file."""
+    """Read a decomposition written by ``save``; any problem is an ``InputError`` naming the file.
+
+    Untrusted files are safe to give: the sizes are checked from the headers before anything is
+    read, pickled objects are refused, and every field is checked before it is used.
+    """
     path = Path(path)
     try:
+        _read_headers(path)
         with np.load(path, allow_pickle=False) as arrays:
-            if "format" not in arrays or str(arrays["format"]) != FORMAT_NAME:
-                raise InputError(f"{path}: not an rrdnet decomposition")
-            version = int(arrays["version"])
-            if version != FORMAT_VERSION:
-                raise InputError(f"{path}: decomposition format version {version}; this rrdnet reads {FORMAT_VERSION}")
-            image = _expect(arrays, "input", path, "float32", (1, 3, None, None))
-            height, width = image.shape[-2:]
-            maps = {
-                "illumination": _expect(arrays, "illumination", path, "float32", (1, 1, height, width)),
-                "reflectance": _expect(arrays, "reflectance", path, "float32", (1, 3, height, width)),
-                "noise": _expect(arrays, "noise", path, "float32", (1, 3, height, width)),
-            }
-            alpha = _expect(arrays, "source_alpha", path, "uint8", (None, None))
-            exif = _expect(arrays, "source_exif", path, "uint8", (None,)).tobytes()
-            icc_profile = _expect(arrays, "source_icc_profile", path, "uint8", (None,)).tobytes()
-            pixels = torch.from_numpy(image.astype(np.float32))
-            source = images.LoadedImage(
-                pixels=pixels,
-                format=str(arrays["source_format"]),
-                grayscale=bool(arrays["source_grayscale"]),
-                alpha=alpha if alpha.size else None,
-                exif=exif or None,
-                icc_profile=icc_profile or None,
-            )
-            target = float(arrays["target_brightness"])
-            return Decomposition(
-                image=pixels,
-                illumination=torch.from_numpy(maps["illumination"].copy()),
-                reflectance=torch.from_numpy(maps["reflectance"].copy()),
-                noise=torch.from_numpy(maps["noise"].copy()),
-                losses=_expect(arrays, "losses", path, "float64", (None, len(LOSS_COLUMNS))).copy(),
-                gamma=float(arrays["gamma"]),
-                target_brightness=None if math.isnan(target) else target,
-                config_yaml=str(arrays["config"]),
-                source=source,
-                source_name=str(arrays["source_name"]),
-            )
+            values = _checked_values(path, arrays)
     except InputError:
         raise
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not a decomposition") from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
-        raise InputError(f"{path}: cannot read decomposition ({error})") from None
+    except MemoryError:
+        raise _fail(path, "not enough memory to read this decomposition") from None
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as error:
+        raise _fail(path, f"cannot read decomposition ({str(error)[:200]})") from None
+    pixels = torch.from_numpy(values["input"].astype(np.float32))
+    alpha = values["alpha"]
+    source = images.LoadedImage(
+        pixels=pixels,
+        format=values["source_format"],
+        grayscale=values["grayscale"],
+        alpha=alpha if alpha.size else None,
+        exif=values["exif"] or None,
+        icc_profile=values["icc_profile"] or None,
+    )
+    return Decomposition(
+        image=pixels,
+        illumination=torch.from_numpy(values["illumination"].astype(np.float32)),
+        reflectance=torch.from_numpy(values["reflectance"].astype(np.float32)),
+        noise=torch.from_numpy(values["noise"].astype(np.float32)),
+        losses=values["losses"],
+        gamma=values["gamma"],
+        target_brightness=values["target"],
+        config_yaml=values["config"],
+        source=source,
+        source_name=values["source_name"],
+    )
 
 
 def saved_brightness(decomposition: Decomposition) -> float:
@@ -236,6 +360,8 @@ def relight_file(
     quality: int = 95,
 ) -> Enhancement:
     """Load the decomposition ``source``, relight it and write the image ``destination``."""
+    # The output name is the user's choice: an unknown extension is a usage error, found first.
+    images.format_for(Path(destination), UsageError)
     decomposition = load(source)
     enhancement = relight(decomposition, gamma=gamma, brightness=brightness)
     images.write_like(enhancement.result, Path(destination), decomposition.source, quality=quality)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import io
 import os
 import struct
@@ -40,6 +41,11 @@ FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": 
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tiff", "BMP": ".bmp"}
 IMAGE_SUFFIXES = frozenset("." + extension for extension in FORMATS)
 DEFAULT_QUALITY = 95
+# The decoders an input may use: the formats we write plus simple, widely used raster formats.
+# Everything else Pillow knows is refused before decoding: its EPS/PS and PDF support runs
+# Ghostscript, and rarely used decoders are attack surface an image enhancer does not need.
+# (JPEG includes the multi-picture JPEGs many cameras write, MPO; PPM covers PBM, PGM and PPM.)
+READ_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF", "PPM", "ICO")
 
 _ORIENTATION = 0x0112
 _EXIF_IFD = 0x8769
@@ -122,7 +128,7 @@ def decode_image(data: bytes, name: str) -> LoadedImage:
             # too, since enhancing one would need tens of gigabytes anyway.
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as opened:
+            with Image.open(io.BytesIO(data), formats=READ_FORMATS) as opened:
                 width, height = opened.size
                 if limit is not None and width * height > limit:
                     raise Image.DecompressionBombError()
@@ -130,7 +136,7 @@ def decode_image(data: bytes, name: str) -> LoadedImage:
     except InputError:
         raise
     except UnidentifiedImageError:
-        raise InputError(f"{name}: not an image (unknown format, or the header is damaged)") from None
+        raise InputError(f"{name}: {_unidentified(data)}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(
             f"{name}: image has more than {limit} pixels, the limit that guards against "
@@ -147,6 +153,46 @@ def decode_image(data: bytes, name: str) -> LoadedImage:
         if "truncat" in detail.lower():
             detail = "the file is truncated"
         raise InputError(f"{name}: cannot decode image ({detail})") from None
+
+
+def _unidentified(data: bytes) -> str:
+    """Why no allowed decoder took ``data``, from its first bytes only: nothing is decoded."""
+    prefix = data[:16]
+    if prefix[:4] in (b"II*\x00", b"MM\x00*"):
+        unsupported = _unsupported_tiff(data)
+        if unsupported:
+            return unsupported
+    Image.init()
+    for format_name, (_, accept) in Image.OPEN.items():
+        # accept() only compares magic bytes; the plugin's decoder (and any program it would run)
+        # is never reached for a format outside READ_FORMATS.
+        if format_name in READ_FORMATS or accept is None:
+            continue
+        try:
+            recognised = accept(prefix)
+        except Exception:
+            recognised = False
+        if recognised:
+            return f"unsupported image format {format_name} (formats read: {', '.join(READ_FORMATS)})"
+    return f"not an image (unknown format, or the header is damaged; formats read: {', '.join(READ_FORMATS)})"
+
+
+def _unsupported_tiff(data: bytes) -> Optional[str]:
+    """A TIFF that Pillow does not read: name its sample type (32-bit float, say), from its header."""
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+            page = tiff.pages.first
+            kind = {
+                tifffile.SAMPLEFORMAT.IEEEFP: "floating-point",
+                tifffile.SAMPLEFORMAT.INT: "signed integer",
+                tifffile.SAMPLEFORMAT.UINT: "unsigned integer",
+            }.get(page.sampleformat, "other")
+            bits = page.bitspersample
+    except Exception:
+        return None
+    if kind == "unsigned integer" and bits in (1, 8, 16):
+        return None
+    return f"{bits}-bit {kind} TIFF is not supported (only 8- and 16-bit unsigned integer samples)"
 
 
 @contextlib.contextmanager
@@ -230,7 +276,8 @@ def _decode_with_pillow(
     if mode.startswith("I;16"):
         return np.asarray(opened).astype(np.uint16)[:, :, None], 65535, icc_profile
     if mode in ("I", "F"):
-        raise InputError(f"{name}: 32-bit integer or floating-point pixels are not supported")
+        kind = "floating-point" if mode == "F" else "integer"
+        raise InputError(f"{name}: 32-bit {kind} pixels are not supported (only 8- and 16-bit unsigned integer samples)")
     if mode == "CMYK":
         return _cmyk_to_rgb(opened, icc_profile)
     if mode in ("1", "L"):
@@ -299,6 +346,17 @@ def _read_exif(opened: Image.Image) -> Optional[Image.Exif]:
         return None
 
 
+def _keep_text_bytes(tags) -> None:
+    """Let non-ASCII text tags (a UTF-8 "Caméra") go back out byte for byte.
+
+    Pillow reads a text tag's bytes as Latin-1 and writes text back as ASCII, turning each byte
+    above 127 into "?"; the original bytes, handed back as bytes, are written as they were.
+    """
+    for tag, value in list(tags.items()):
+        if isinstance(value, str) and not value.isascii():
+            tags[tag] = value.encode("latin-1", "replace")
+
+
 def _exif_for_output(exif: Optional[Image.Exif], size: tuple[int, int]) -> Optional[bytes]:
     if exif is None:
         return None
@@ -313,6 +371,8 @@ def _exif_for_output(exif: Optional[Image.Exif], size: tuple[int, int]) -> Optio
             details[_PIXEL_X_DIMENSION] = size[0]
         if _PIXEL_Y_DIMENSION in details:
             details[_PIXEL_Y_DIMENSION] = size[1]
+        _keep_text_bytes(exif)
+        _keep_text_bytes(details)
         return exif.tobytes() if len(exif) else None
     except Exception:
         return None
@@ -321,12 +381,14 @@ def _exif_for_output(exif: Optional[Image.Exif], size: tuple[int, int]) -> Optio
 # ----------------------------------------------------------------------------------------- writing
 
 
-def format_for(path: Path) -> str:
-    """Pillow's name of the format that ``path``'s extension names."""
+def format_for(path: Path, error: type = OutputError) -> str:
+    """Pillow's name of the format that ``path``'s extension names; ``error`` if it names none
+    (``UsageError`` where the user chose the name, so that nothing is processed)."""
     try:
         return FORMATS[path.suffix.lower().lstrip(".")]
     except KeyError:
-        raise OutputError(f"{path}: unknown image extension '{path.suffix}'") from None
+        known = ", ".join(sorted(set(FORMATS)))
+        raise error(f"{path}: unknown image extension '{path.suffix}' (known: {known})") from None
 
 
 def to_array(
@@ -444,7 +506,8 @@ def _encode_tiff_16(array: np.ndarray, exif: Optional[bytes], icc_profile: Optio
         loaded.load(exif)
         for tag in _TIFF_TEXT_TAGS:
             if isinstance(loaded.get(tag), str):
-                tags.append((tag, "s", 0, loaded[tag], True))
+                # Pillow reads text as Latin-1: its bytes are the file's own (UTF-8, say).
+                tags.append((tag, "s", 0, loaded[tag].encode("latin-1", "replace"), True))
         if _ORIENTATION in loaded:
             tags.append((_ORIENTATION, "H", 1, 1, True))
     buffer = io.BytesIO()
@@ -474,11 +537,34 @@ def _umask() -> int:
     return mask
 
 
+# mkstemp's random part, and the dot, dots and ".part" around the name in a temporary file's name.
+_TEMPORARY_EXTRA = len(".") + len(".") + 8 + len(".part")
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _temporary_stem(path: Path) -> str:
+    """The final name, shortened (with a hash, so that names stay distinct) where the temporary
+    name built on it would exceed the folder's file-name limit: any name valid there can be written."""
+    name = path.name
+    room = _name_max(path.parent) - _TEMPORARY_EXTRA
+    if len(os.fsencode(name)) <= room:
+        return name
+    digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:16]
+    kept = os.fsencode(name)[: max(room - len(digest) - 1, 0)]
+    return kept.decode("utf-8", "ignore") + "~" + digest
+
+
 @contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{_temporary_stem(path)}.", suffix=".part", dir=path.parent)
     os.close(handle)
     try:
         os.chmod(temporary, _default_file_mode())
@@ -489,15 +575,46 @@ def atomic_output(path: Path) -> Iterator[Path]:
         raise
 
 
+def write_fully(target, data: bytes, name: str) -> None:
+    """Write all of ``data`` to ``target`` (a file descriptor or a binary file object) or raise
+    ``OutputError`` naming ``name``: a short write that makes no progress, a full disk, a pipe
+    whose reader has gone (EPIPE) or any other ``OSError`` never passes for success.
+
+    A file object with a descriptor (``sys.stdout.buffer``) is flushed and then written through the
+    descriptor, so that no part of ``data`` stays in a Python buffer to fail later, at exit.
+    """
+    view = memoryview(data).cast("B")
+    try:
+        if not isinstance(target, int):
+            target.flush()
+            try:
+                target = target.fileno()
+            except (AttributeError, OSError, ValueError):
+                pass  # an in-memory stream: write to the object itself
+        written = 0
+        while written < len(view):
+            count = os.write(target, view[written:]) if isinstance(target, int) else target.write(view[written:])
+            if not count:
+                # None (a non-blocking stream that would block) or 0: no progress, so no end to it.
+                raise OSError(f"wrote {written} of {len(view)} bytes")
+            written += count
+        if not isinstance(target, int):
+            target.flush()
+    except OSError as error:
+        raise OutputError(f"{name}: cannot write ({error.strerror or error})") from None
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename; ``OutputError`` on failure."""
     try:
         with atomic_output(path) as temporary:
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_BINARY", 0))
+            try:
+                write_fully(descriptor, data, str(path))
                 # On disk before the rename, so that a crash cannot leave an empty final file.
-                os.fsync(handle.fileno())
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
     except OSError as error:
         raise cannot_write(path, error) from None
 

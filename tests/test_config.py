@@ -96,6 +96,28 @@ def test_config_gamma_auto_and_brightness():
     assert load_config("paper", gamma="auto", brightness=0.3).gamma == "auto"
 
 
+# ----------------------------------------------------------------------------- untrusted configs
+
+
+@pytest.mark.parametrize("stray", ["file", "folder"])
+def test_a_stray_file_or_folder_named_like_a_preset_does_not_hijack_it(tmp_path, monkeypatch, stray):
+    monkeypatch.chdir(tmp_path)
+    if stray == "file":
+        (tmp_path / "default").write_text("gamma: 5\n")
+    else:
+        (tmp_path / "default").mkdir()
+    assert load_config("default") == load_config(None)
+    assert load_config("default").gamma != 5
+
+
+def test_a_file_is_read_when_the_argument_looks_like_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine").write_text("gamma: 0.7\n")
+    assert load_config("./mine").gamma == 0.7
+    with pytest.raises(ConfigError, match="no such preset .*write ./mine"):
+        load_config("mine")
+
+
 @pytest.mark.parametrize(
     "text, needle",
     [("gamma: bright\n", "'auto'"), ("brightness: 1.5\n", "at most 1.0"), ("brightness: -0.1\n", "at least 0"), ("brightness: auto\n", "brightness")],
@@ -107,8 +129,98 @@ def test_bad_light_values_in_files(tmp_path, text, needle):
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("blur_size: 4\n", "blur_size': must be odd, got 4"),
+        ("seed: 18446744073709551616\n", "seed': must be at most 18446744073709551615"),
+        ("seed: -1\n", "seed': must be at least 0"),
+        ("blur_sigma: 1.0e+300\n", "blur_sigma': expected a finite number within float32's range"),
+        ("learning_rate: 1.0e+39\n", "learning_rate': expected a finite number within float32's range"),
+    ],
+)
+def test_values_that_would_crash_later_are_rejected(tmp_path, text, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(path)
+
+
 def test_config_file_with_gamma_auto_round_trips(tmp_path):
     path = tmp_path / "auto.yaml"
     path.write_text(load_config("paper", brightness=0.35).to_yaml())
     assert "gamma: auto" in path.read_text()
     assert load_config(path) == load_config("paper", brightness=0.35)
+
+
+def test_the_largest_seed_is_accepted_by_torch():
+    import torch
+
+    config = load_config("paper", seed=2**64 - 1)
+    torch.Generator().manual_seed(config.seed)  # must not raise
+
+
+def test_alias_bomb_is_refused_quickly_and_briefly(tmp_path):
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for depth in range(1, 10):
+        previous = f"*a{depth - 1}"
+        lines.append(f"a{depth}: &a{depth} [{', '.join([previous] * 9)}]")
+    lines.append("gamma: *a9")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="anchors are not allowed") as caught:
+        load_config(path)
+    assert len(str(caught.value)) < 300
+
+
+def test_long_values_are_cut_in_messages(tmp_path):
+    path = tmp_path / "long.yaml"
+    path.write_text("gamma: [" + ", ".join(["1"] * 5000) + "]\n")
+    with pytest.raises(ConfigError, match="gamma") as caught:
+        load_config(path)
+    assert len(str(caught.value)) < 300 + len(str(path))
+
+
+@pytest.mark.parametrize(
+    "kind, needle",
+    [
+        ("folder", "is a folder"),
+        ("binary", "binary data"),
+        ("latin1", "not UTF-8"),
+        ("huge", "larger than 1024 KiB"),
+        ("scalar", "expected a mapping of keys to values, got int"),
+    ],
+)
+def test_config_files_that_are_not_configs(tmp_path, kind, needle):
+    path = tmp_path / "c.yaml"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        contents = {
+            "binary": b"\x89PNG\r\n\x1a\n\x00\x00",
+            "latin1": "gamma: 0.5 # caf\xe9\n".encode("latin-1"),
+            "huge": b"# " + b"x" * (1 << 20) + b"\n",
+            "scalar": b"42\n",
+        }[kind]
+        path.write_bytes(contents)
+    with pytest.raises(ConfigError, match=needle) as caught:
+        load_config(path)
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_unreadable_config_file(tmp_path, monkeypatch):
+    # Faked: CI runs as root, who reads every file whatever its mode.
+    import builtins
+
+    path = tmp_path / "c.yaml"
+    path.write_text("gamma: 0.5\n")
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    with pytest.raises(ConfigError, match="cannot read config \\(Permission denied\\)"):
+        load_config(path)

@@ -107,3 +107,102 @@ def test_wrong_version_is_refused(tmp_path, saved):
     np.savez(tmp_path / "future.npz", **values)
     with pytest.raises(InputError, match="version 99"):
         decomposition.load(tmp_path / "future.npz")
+
+
+# ---------------------------------------------------------------------- untrusted decompositions
+
+
+def rewritten(tmp_path, path, **changes):
+    with np.load(path) as arrays:
+        values = dict(arrays)
+    values.update(changes)
+    target = tmp_path / "changed.npz"
+    np.savez(target, **values)
+    return target
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"version": np.array([1, 1])}, "'version' has dtype int64 and shape \\(2,\\), expected a single value"),
+        ({"gamma": np.zeros((2, 2))}, "'gamma' has dtype float64 and shape \\(2, 2\\)"),
+        ({"target_brightness": np.array([0.5])}, "'target_brightness' .* expected a single value"),
+        ({"source_alpha": np.zeros((5, 7), np.uint8)}, "'source_alpha' .* shape \\(5, 7\\), expected 36 x 44"),
+        ({"noise": np.zeros((1, 3, 36, 43), np.float32)}, "'noise' .* expected 1 x 3 x 36 x 44"),
+        ({"illumination": np.full((1, 1, 36, 44), np.nan, np.float32)}, "'illumination' holds NaN"),
+        ({"illumination": np.zeros((1, 1, 36, 44), np.float32)}, "'illumination' must lie in \\(0, 1\\]"),
+        ({"input": np.full((1, 3, 36, 44), 2.0, np.float32)}, "'input' must lie in \\[0, 1\\]"),
+        ({"gamma": np.array(-0.5)}, "'gamma' must be a positive number"),
+        ({"target_brightness": np.array(7.0)}, "'target_brightness' must be NaN"),
+        ({"config": np.array([b"x"], dtype=object)}, "'config' holds Python objects"),
+    ],
+)
+def test_every_field_is_checked_before_use(tmp_path, saved, changes, needle):
+    path = rewritten(tmp_path, saved[1], **changes)
+    with pytest.raises(InputError, match=needle) as caught:
+        decomposition.load(path)
+    assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
+
+
+def test_relight_of_a_zero_illumination_fails_and_writes_nothing(tmp_path, saved):
+    path = rewritten(tmp_path, saved[1], illumination=np.zeros((1, 1, 36, 44), np.float32))
+    result = run("relight", path, "--gamma", "0.5", "-o", tmp_path / "x.png")
+    assert result.exit_code == 1 and "illumination" in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def _npy_header(shape, dtype="<f4") -> bytes:
+    header = repr({"descr": dtype, "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+
+
+def test_huge_array_headers_are_refused_before_reading(tmp_path, saved, monkeypatch):
+    import zipfile
+
+    # The header claims a 112 GiB input; the data is not there at all.
+    path = tmp_path / "huge.npz"
+    with np.load(saved[1]) as arrays, zipfile.ZipFile(path, "w") as archive:
+        for key in arrays.files:
+            if key != "input":
+                with archive.open(f"{key}.npy", "w") as member:
+                    np.lib.format.write_array(member, arrays[key])
+        archive.writestr("input.npy", _npy_header((1, 3, 100_000, 100_000)))
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("array data was read")
+
+    monkeypatch.setattr(np.lib.format, "read_array", no_reading)
+    with pytest.raises(InputError, match="image of 100000x100000 pixels; must be between 1 and"):
+        decomposition.load(path)
+
+
+def test_zip_bomb_is_refused_from_the_zip_directory(tmp_path, saved, monkeypatch):
+    with np.load(saved[1]) as arrays:
+        values = dict(arrays)
+    values["source_exif"] = np.zeros(50_000_000, np.uint8)
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, **values)
+    assert path.stat().st_size < 1_000_000
+    monkeypatch.setattr(np.lib.format, "read_array", lambda *a, **k: pytest.fail("array data was read"))
+    with pytest.raises(InputError, match="'source_exif' inflates from \\d+ to 50000\\d+ bytes; refused"):
+        decomposition.load(path)
+
+
+def test_metadata_beyond_what_an_image_needs_is_refused(tmp_path, saved):
+    path = rewritten(tmp_path, saved[1], source_icc_profile=np.zeros(80_000_000, np.uint8))
+    with pytest.raises(InputError, match="holds \\d+ bytes of arrays, more than a 44x36 image needs"):
+        decomposition.load(path)
+
+
+def test_an_image_given_to_relight_is_named_plainly(tmp_path):
+    source = write_dark(tmp_path / "photo.png", 32, 32)
+    result = run("relight", source, "--gamma", "0.5", "-o", tmp_path / "x.png")
+    assert result.exit_code == 1
+    assert "photo.png: not a decomposition (.npz) file" in result.stderr and "pickle" not in result.stderr
+
+
+def test_unknown_output_extension_is_a_usage_error(tmp_path, saved):
+    result = run("relight", saved[1], "--gamma", "0.5", "-o", tmp_path / "x.gif")
+    assert result.exit_code == 2 and "x.gif: unknown image extension '.gif'" in result.stderr
+    assert not (tmp_path / "x.gif").exists()

@@ -1,8 +1,10 @@
 """Reading and writing every kind of image file: formats, modes, 16 bits, metadata, safety."""
 
+import errno
 import io
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import imagecodecs
@@ -20,6 +22,7 @@ from rrdnet_cli.images import (
     encode_like,
     read_image,
     write_atomic,
+    write_fully,
     write_like,
 )
 
@@ -387,3 +390,134 @@ def test_decode_from_memory_matches_file(tmp_path):
     buffer = io.BytesIO(encode_like(from_memory.pixels, from_memory, "PNG"))
     with Image.open(buffer) as written:
         assert written.format == "PNG" and written.size == (48, 40)
+
+
+# ------------------------------------------------------------------------ untrusted input, writes
+
+
+class ShortWrites(io.RawIOBase):
+    """A stream that takes at most ``chunk`` bytes a call, then (past ``capacity``) none at all."""
+
+    def __init__(self, chunk, capacity):
+        self.chunk, self.capacity, self.data = chunk, capacity, bytearray()
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        count = min(self.chunk, len(data), self.capacity - len(self.data))
+        self.data += bytes(data[:count])
+        return count
+
+
+def test_write_fully_completes_short_writes():
+    stream = ShortWrites(chunk=7, capacity=10_000)
+    write_fully(stream, bytes(range(256)) * 4, "stdout")
+    assert bytes(stream.data) == bytes(range(256)) * 4
+
+
+def test_write_fully_refuses_a_stream_that_stops_taking_bytes():
+    stream = ShortWrites(chunk=7, capacity=100)
+    with pytest.raises(OutputError, match="^stdout: cannot write \\(wrote 100 of 1024 bytes\\)$"):
+        write_fully(stream, bytes(1024), "stdout")
+
+
+def test_write_fully_reports_a_closed_pipe():
+    reading, writing = os.pipe()
+    os.close(reading)
+    with os.fdopen(writing, "wb") as stream:
+        with pytest.raises(OutputError, match="^stdout: cannot write \\(Broken pipe\\)$"):
+            write_fully(stream, b"x" * 100_000, "stdout")
+
+
+def test_write_fully_reports_a_full_disk(monkeypatch):
+    def full(descriptor, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OutputError, match="out.png: cannot write \\(No space left on device\\)"):
+        write_fully(1, b"data", "out.png")
+
+
+def test_atomic_write_of_a_short_writing_disk_leaves_nothing(tmp_path, monkeypatch):
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda descriptor, data: real_write(descriptor, data[:3]) if len(data) > 5 else 0)
+    with pytest.raises(OutputError, match="cannot write \\(wrote 6 of 10 bytes\\)"):
+        write_atomic(tmp_path / "out.png", b"0123456789")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_names_up_to_the_limit_can_be_written(tmp_path):
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    for length in (name_max - 14, name_max - 5, name_max):
+        target = tmp_path / ("n" * (length - 4) + ".png")
+        write_atomic(target, b"data")
+        assert target.read_bytes() == b"data"
+    assert all(len(path.name) <= name_max for path in tmp_path.iterdir())
+    with pytest.raises(OutputError, match="cannot write"):
+        write_atomic(tmp_path / ("n" * name_max + ".png"), b"data")
+
+
+def test_temporary_names_of_long_outputs_stay_distinct(tmp_path):
+    seen = []
+    for ending in ("a.png", "b.png"):
+        with atomic_output(tmp_path / ("é" * 123 + ending)) as temporary:
+            seen.append(temporary.name)
+            assert len(os.fsencode(temporary.name)) <= 255
+    assert seen[0][:-14] != seen[1][:-14]
+
+
+def test_postscript_named_png_is_refused_before_decoding(tmp_path, monkeypatch):
+    def no_programs(*args, **kwargs):
+        raise AssertionError("a decoder tried to run a program")
+
+    monkeypatch.setattr(subprocess, "Popen", no_programs)
+    monkeypatch.setattr(subprocess, "check_call", no_programs)
+    path = tmp_path / "photo.png"
+    path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\nshowpage\n")
+    with pytest.raises(InputError, match="photo.png: unsupported image format EPS \\(formats read: JPEG"):
+        read_image(path)
+
+
+def test_pdf_and_other_formats_outside_the_list_are_refused(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(dark_array(32, 32)).save(buffer, format="PCX")
+    with pytest.raises(InputError, match="unsupported image format PCX"):
+        decode_image(buffer.getvalue(), "x.png")
+    with pytest.raises(InputError, match="x.png: "):
+        decode_image(b"%PDF-1.4\n" + bytes(200), "x.png")
+
+
+@pytest.mark.parametrize("image_format", ["GIF", "PPM", "ICO"])
+def test_simple_formats_beyond_the_written_ones_are_read(image_format):
+    buffer = io.BytesIO()
+    Image.fromarray(dark_array(32, 32)).save(buffer, format=image_format)
+    assert decode_image(buffer.getvalue(), "x").size == (32, 32)
+
+
+@pytest.mark.parametrize("dtype, words", [(np.float32, "32-bit floating-point"), (np.int16, "16-bit signed integer")])
+def test_unsupported_tiff_samples_are_named(tmp_path, dtype, words):
+    # RGB float TIFFs are not even identified by Pillow: the message must still say what they are.
+    tifffile.imwrite(tmp_path / "x.tiff", np.zeros((32, 32, 3), dtype), photometric="rgb")
+    with pytest.raises(InputError, match=f"x.tiff: {words} TIFF is not supported"):
+        read_image(tmp_path / "x.tiff")
+
+
+def test_utf8_text_tags_survive_the_16_bit_tiff_path(tmp_path):
+    tifffile.imwrite(
+        tmp_path / "in.tiff", random_uint16((32, 32, 3)), photometric="rgb",
+        extratags=[(MAKE, "s", 0, "Caméra".encode("utf-8"), True)],
+    )
+    loaded = read_image(tmp_path / "in.tiff")
+    write_like(loaded.pixels, tmp_path / "out.tiff", loaded)
+    with tifffile.TiffFile(tmp_path / "out.tiff") as written:
+        assert written.pages[0].tags[MAKE].value == "Caméra"
+
+
+@pytest.mark.parametrize("extension", ["jpg", "png"])
+def test_utf8_text_tags_survive_8_bit_outputs(tmp_path, extension):
+    source = write_dark(tmp_path / "in.jpg", 32, 32, exif=exif_bytes(make="Caméra".encode("utf-8")))
+    loaded = read_image(source)
+    write_like(loaded.pixels, tmp_path / f"out.{extension}", loaded)
+    with Image.open(tmp_path / f"out.{extension}") as written:
+        assert written.getexif()[MAKE].encode("latin-1").decode("utf-8") == "Caméra"
