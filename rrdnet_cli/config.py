@@ -105,9 +105,15 @@ class Config:
         "fp32", "network arithmetic while optimising: fp32, bf16, or auto (bf16 where it is fast)",
         choices=("fp32", "bf16", "auto"),
     )
+    initial_weights: str = _option(
+        "random", "where the fit starts: weights drawn from the seed (the paper), or the shipped "
+        "meta-learned set (rrdnet_cli/data/initial_weights.md), which needs far fewer steps",
+        choices=("random", "learned"),
+    )
     initial_illumination: str = _option(
         "network", "illumination at step 0: the network's own (about 0.5), or the image's mean "
-        "channel maximum (its last bias set so; dark photos then need far fewer steps)",
+        "channel maximum (its last bias set so; dark photos then need far fewer steps); "
+        "random initial weights only",
         choices=("network", "image"),
     )
     tile_size: int = _option(

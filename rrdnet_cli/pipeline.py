@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from . import losses, runtime, tiling
+from . import losses, runtime, tiling, weights
 from .config import Config
 from .errors import InputError, OptimisationError, UsageError
 from .model import RRDNet
@@ -95,7 +95,7 @@ def _autocast(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def _run_network(net: RRDNet, image: torch.Tensor, bf16: bool) -> Outputs:
+def run_network(net: RRDNet, image: torch.Tensor, bf16: bool) -> Outputs:
     with _autocast(image.device, bf16):
         outputs = net(image)
     # The losses stay in fp32: sums over many pixels would lose their small changes in bf16.
@@ -206,7 +206,7 @@ def optimise(
     for step in range(config.iterations):
         if sampler is not None:
             batch, batch_priors = sampler.sample()
-        terms = loss_terms(batch, _run_network(net, batch, bf16), batch_priors, config, noise_scale)
+        terms = loss_terms(batch, run_network(net, batch, bf16), batch_priors, config, noise_scale)
         total_value = terms.total.item()
         if not math.isfinite(total_value):
             raise OptimisationError(f"the loss became {total_value} at step {step}")
@@ -232,7 +232,7 @@ def final_loss_row(net: RRDNet, fitted: Optimisation, image: torch.Tensor, outpu
         if fitted.whole_image:
             # Paper mode: the final row is the loss of the final pass itself, as in the reference.
             return loss_terms(image, outputs, fitted.priors, config)
-        outputs_seen = _run_network(net, fitted.batch, fitted.bf16)
+        outputs_seen = run_network(net, fitted.batch, fitted.bf16)
         return loss_terms(fitted.batch, outputs_seen, fitted.priors, config, fitted.noise_scale)
 
 
@@ -293,6 +293,17 @@ def seeded_network(seed: int) -> RRDNet:
         return RRDNet()
 
 
+def initial_network(config: Config, image: torch.Tensor) -> RRDNet:
+    """The network a fit of ``image`` starts from, as ``config`` says."""
+    if config.initial_weights == "learned":
+        # The learned weights already put L at the photo's level: no bias to set.
+        return weights.learned_network()
+    net = seeded_network(config.seed)
+    if config.initial_illumination == "image":
+        start_illumination_at_image_level(net, image)
+    return net
+
+
 def enhance(
     image: torch.Tensor,
     config: Config,
@@ -310,9 +321,7 @@ def enhance(
     check_image(image)
     device = resolve_device(config.device)
     if net is None:
-        net = seeded_network(config.seed)
-        if config.initial_illumination == "image":
-            start_illumination_at_image_level(net, image)
+        net = initial_network(config, image)
     # channels_last lets oneDNN run the 3x3 convolutions without layout reorders.
     net = net.to(device=device, memory_format=torch.channels_last)
     image = image.to(device=device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
