@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -188,7 +189,7 @@ def read_path_list(name: str, stdin: Optional[BinaryIO] = None) -> list[str]:
     try:
         if name == "-":
             if stdin is None:
-                raise UsageError("a path list on stdin was asked for, but no stdin was given")
+                raise UsageError("--files-from -: stdin is closed, there is no path list to read")
             data = stdin.read()
         else:
             data = Path(name).read_bytes()
@@ -275,6 +276,18 @@ class _Collected:
             self.add(match, Path(match.name))
 
 
+def _kind(text: str, where: str = "") -> Optional[str]:
+    """``"folder"``, ``"file"`` (anything else that exists) or None (nothing there) for an input;
+    a name the system refuses (too long, a NUL, a loop of links) is a usage error naming it."""
+    try:
+        return "folder" if stat.S_ISDIR(os.stat(text).st_mode) else "file"
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) else str(error)
+        raise UsageError(f"{text[:200]!r}{where}: cannot use this input ({reason})") from None
+
+
 def collect_inputs(
     inputs: Sequence[str],
     recursive: bool = False,
@@ -297,9 +310,9 @@ def collect_inputs(
         path = Path(text)
         if text == "-":
             collected.add_stdin(stdin)
-        elif path.is_dir():
+        elif (kind := _kind(text)) == "folder":
             collected.add_folder(path)
-        elif path.exists():
+        elif kind is not None:
             collected.add(path, Path(path.name))
         elif _GLOB_CHARACTERS & set(text):
             collected.add_pattern(text)
@@ -307,9 +320,9 @@ def collect_inputs(
             raise UsageError(f"{text}: no such file or folder")
     for number, text in enumerate(listed, start=1):
         path = Path(text)
-        if path.is_dir():
+        if (kind := _kind(text, f" (path list, line {number})")) == "folder":
             collected.add_folder(path)
-        elif path.exists():
+        elif kind is not None:
             collected.add(path, _listed_relative(path))
         else:
             raise UsageError(f"{text}: no such file or folder (path list, line {number})")

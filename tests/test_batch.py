@@ -1,5 +1,6 @@
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -403,3 +404,12 @@ def test_closed_stdin_and_input_inside_the_output_folder_say_so(tmp_path):
     write_dark(tmp_path / "shots" / "a.png")
     with pytest.raises(UsageError, match="is the output folder or inside it"):
         collect_inputs([str(tmp_path / "shots")], exclude=tmp_path / "shots")
+
+
+@pytest.mark.parametrize("name, reason", [("x" * 300 + ".png", "File name too long"), ("a\0b.png", "embedded null")])
+def test_inputs_the_system_refuses_to_name_are_usage_errors(tmp_path, name, reason):
+    with pytest.raises(UsageError, match=reason):
+        collect_inputs([str(tmp_path / name)])
+    (tmp_path / "list.txt").write_bytes(os.fsencode(str(tmp_path / name)) + b"\n")
+    with pytest.raises(UsageError, match=f"line 1[)]: cannot use this input [(]{reason}"):
+        collect_inputs([], listed=read_path_list(str(tmp_path / "list.txt")))
