@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,16 @@ import torch
 
 from . import decomposition, images
 from .config import Config
-from .errors import Interrupted, OptimisationError, OutputError, RRDNetError, UsageError, naming, os_failure
+from .errors import (
+    InputError,
+    Interrupted,
+    OptimisationError,
+    OutputError,
+    RRDNetError,
+    UsageError,
+    naming,
+    os_failure,
+)
 from .light import LightChoice
 from .pipeline import StepCallback, enhance, resolve_device
 from .result import Enhancement
@@ -37,11 +47,14 @@ class Job:
     """One input and its path relative to the folder it was found in (mirrored in the output).
 
     ``data`` holds the encoded image when it came from standard input (``source`` is then ``-``).
+    ``error`` marks an input that failed before it could be read (a folder that cannot be listed):
+    the batch reports it as a failed file and goes on.
     """
 
     source: Path
     relative: Path
     data: Optional[bytes] = field(default=None, repr=False)
+    error: Optional[str] = None
 
     @property
     def name(self) -> str:
@@ -62,6 +75,11 @@ class OutputOptions:
     skip_existing: bool = False
     # Write the single result here (standard output) instead of into output_dir.
     stream: Optional[BinaryIO] = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # A separator in the suffix would move outputs to other folders, even out of output_dir.
+        if any(character in self.suffix for character in {"/", os.sep, os.altsep or "/", "\0"}):
+            raise UsageError(f"suffix {self.suffix[:200]!r} cannot contain a path separator or NUL")
 
 
 @dataclass
@@ -131,13 +149,31 @@ def _inside(path: Path, folder: Optional[Path]) -> bool:
     return folder is not None and path.resolve().is_relative_to(folder)
 
 
-def _images_in(folder: Path, recursive: bool, exclude: Optional[Path]) -> list[Path]:
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        path
-        for path in candidates
-        if path.is_file() and path.suffix.lower() in images.IMAGE_SUFFIXES and not _inside(path, exclude)
-    )
+def _files_in(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[Path, OSError]]]:
+    """The files directly inside ``folder`` (with ``recursive``, in its subfolders too; symbolic
+    links to folders are not followed), and each folder that could not be listed with its error."""
+    files: list[Path] = []
+    unlisted: list[tuple[Path, OSError]] = []
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    path = current / entry.name
+                    if recursive and entry.is_dir(follow_symlinks=False):
+                        pending.append(path)
+                    elif entry.is_file():
+                        files.append(path)
+        except OSError as error:  # unreadable, vanished, or a path too long for the system
+            unlisted.append((current, error))
+    return files, unlisted
+
+
+def _images_in(folder: Path, recursive: bool, exclude: Optional[Path]) -> tuple[list[Path], list[tuple[Path, OSError]]]:
+    files, unlisted = _files_in(folder, recursive)
+    found = sorted(path for path in files if path.suffix.lower() in images.IMAGE_SUFFIXES and not _inside(path, exclude))
+    return found, sorted(unlisted, key=lambda item: item[0])
 
 
 def _listed_relative(path: Path) -> Path:
@@ -153,7 +189,7 @@ def read_path_list(name: str, stdin: Optional[BinaryIO] = None) -> list[str]:
     try:
         if name == "-":
             if stdin is None:
-                raise UsageError("a path list on stdin was asked for, but no stdin was given")
+                raise UsageError("--files-from -: stdin is closed, there is no path list to read")
             data = stdin.read()
         else:
             data = Path(name).read_bytes()
@@ -168,33 +204,69 @@ def read_path_list(name: str, stdin: Optional[BinaryIO] = None) -> list[str]:
 
 
 class _Collected:
-    """The jobs found so far, each input file once (by resolved path), in the order found."""
+    """The jobs found so far, each input file once (by resolved path), in the order found.
+
+    When several inputs are one file (``a.png`` and a symbolic link to it), the file is enhanced
+    once, under the name of the input that is not a link if there is one (else the first found);
+    ``aliases`` maps each resolved file to the other inputs that named it.
+    """
 
     def __init__(self, recursive: bool, exclude: Optional[Path]) -> None:
         self.recursive = recursive
         self.excluded = exclude.resolve() if exclude is not None else None
         self.jobs: list[Job] = []
-        self.seen: set[Path] = set()
+        self.seen: dict[Path, int] = {}
+        self.aliases: dict[Path, list[Path]] = {}
 
     def add(self, source: Path, relative: Path) -> None:
         key = source.resolve()
         if key not in self.seen:
-            self.seen.add(key)
+            self.seen[key] = len(self.jobs)
             self.jobs.append(Job(source, relative))
+            return
+        kept = self.jobs[self.seen[key]]
+        if kept.source == source:
+            return
+        if kept.source.is_symlink() and not source.is_symlink():
+            self.jobs[self.seen[key]] = Job(source, relative)
+            source = kept.source
+        self.aliases.setdefault(key, []).append(source)
 
     def add_folder(self, path: Path) -> None:
-        found = _images_in(path, self.recursive, self.excluded)
-        if not found:
-            hint = "" if self.recursive else " (use -r/--recursive to include subfolders)"
-            suffixes = ", ".join(sorted(images.IMAGE_SUFFIXES))
-            raise UsageError(f"{path}: no images found ({suffixes}){hint}")
+        found, unlisted = _images_in(path, self.recursive, self.excluded)
+        if not found and not unlisted:
+            raise UsageError(self._nothing_in(path))
         for image in found:
             self.add(image, image.relative_to(path))
+        for folder, error in unlisted:
+            message = str(os_failure(InputError, folder, "cannot list the folder", error))
+            self.jobs.append(Job(folder, folder.relative_to(path), error=message))
+
+    def _nothing_in(self, path: Path) -> str:
+        if _inside(path, self.excluded):
+            return (
+                f"{path}: no images to enhance: the folder is the output folder or inside it, "
+                "whose files are never taken as inputs; give another -o"
+            )
+        hint = "" if self.recursive else " (use -r/--recursive to include subfolders)"
+        suffixes = ", ".join(sorted(images.IMAGE_SUFFIXES))
+        return f"{path}: no images found ({suffixes}){hint}"
 
     def add_stdin(self, stdin: Optional[BinaryIO]) -> None:
-        if stdin is None or any(job.data is not None for job in self.jobs):
+        if stdin is None:
+            raise UsageError("'-': stdin is closed, there is no image to read")
+        if any(job.data is not None for job in self.jobs):
             raise UsageError("'-' (stdin) can be given once, as the only source of stdin")
         self.jobs.append(Job(STDIN, Path("stdin"), data=stdin.read()))
+
+    def duplicates(self) -> list[tuple[Path, Path]]:
+        """``(input, the input enhanced in its place)`` for each input that was the same file as
+        another, when a symbolic link made them so."""
+        pairs = []
+        for key, others in self.aliases.items():
+            kept = self.jobs[self.seen[key]].source
+            pairs += [(other, kept) for other in others if other.is_symlink() or kept.is_symlink()]
+        return pairs
 
     def add_pattern(self, pattern: str) -> None:
         matches = sorted(Path(match) for match in glob.glob(pattern, recursive=self.recursive) if Path(match).is_file())
@@ -204,6 +276,18 @@ class _Collected:
             self.add(match, Path(match.name))
 
 
+def _kind(text: str, where: str = "") -> Optional[str]:
+    """``"folder"``, ``"file"`` (anything else that exists) or None (nothing there) for an input;
+    a name the system refuses (too long, a NUL, a loop of links) is a usage error naming it."""
+    try:
+        return "folder" if stat.S_ISDIR(os.stat(text).st_mode) else "file"
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) else str(error)
+        raise UsageError(f"{text[:200]!r}{where}: cannot use this input ({reason})") from None
+
+
 def collect_inputs(
     inputs: Sequence[str],
     recursive: bool = False,
@@ -211,21 +295,24 @@ def collect_inputs(
     listed: Sequence[str] = (),
     stdin: Optional[BinaryIO] = None,
     exclude: Optional[Path] = None,
+    on_duplicate: Optional[Callable[[Path, Path], None]] = None,
 ) -> list[Job]:
     """Expand files, folders and glob patterns into jobs, sorted within each input, no duplicates.
 
     ``listed`` paths (from a path list) are taken literally, never as patterns. ``-`` reads one
     image from ``stdin``. Files under ``exclude`` (the output folder) are never picked up from a
-    folder, so a re-run does not enhance its own outputs.
+    folder, so a re-run does not enhance its own outputs. A folder that cannot be listed becomes a
+    job that fails (``Job.error``). Inputs that are one file through a symbolic link are enhanced
+    once (see ``_Collected``); ``on_duplicate(input, kept)`` hears of each one left out.
     """
     collected = _Collected(recursive, exclude)
     for text in inputs:
         path = Path(text)
         if text == "-":
             collected.add_stdin(stdin)
-        elif path.is_dir():
+        elif (kind := _kind(text)) == "folder":
             collected.add_folder(path)
-        elif path.exists():
+        elif kind is not None:
             collected.add(path, Path(path.name))
         elif _GLOB_CHARACTERS & set(text):
             collected.add_pattern(text)
@@ -233,14 +320,17 @@ def collect_inputs(
             raise UsageError(f"{text}: no such file or folder")
     for number, text in enumerate(listed, start=1):
         path = Path(text)
-        if path.is_dir():
+        if (kind := _kind(text, f" (path list, line {number})")) == "folder":
             collected.add_folder(path)
-        elif path.exists():
+        elif kind is not None:
             collected.add(path, _listed_relative(path))
         else:
             raise UsageError(f"{text}: no such file or folder (path list, line {number})")
     if not collected.jobs:
         raise UsageError("no inputs given")
+    if on_duplicate is not None:
+        for dropped, kept in collected.duplicates():
+            on_duplicate(dropped, kept)
     return collected.jobs
 
 
@@ -317,16 +407,25 @@ def check_outputs(jobs: Sequence[Job], options: OutputOptions) -> None:
                 "maps, decompositions and contact sheets cannot be written to stdout: give an output folder"
             )
         return
+    jobs = [job for job in jobs if job.error is None]
     sources = {job.source.resolve(): job for job in jobs if job.data is None}
     claimed: dict[Path, Job] = {}
     for job in jobs:
         for destination in [output_path(job, options), *extra_paths(job, options).values()]:
+            if not _confined(destination, options.output_dir):
+                raise UsageError(f"{job.name}: output {destination} would be outside the output folder {options.output_dir}")
             key = destination.resolve()
             if key in sources:
                 raise UsageError(f"{job.name}: output {destination} would overwrite an input")
             if key in claimed:
                 raise UsageError(f"{job.name} and {claimed[key].name} would both write {destination}")
             claimed[key] = job
+
+
+def _confined(path: Path, folder: Path) -> bool:
+    """Whether ``path`` names something strictly inside ``folder`` (as written, before links)."""
+    relative = os.path.relpath(os.path.normpath(os.path.abspath(path)), os.path.normpath(os.path.abspath(folder)))
+    return relative != os.curdir and relative != os.pardir and not relative.startswith(os.pardir + os.sep)
 
 
 def prepare_output_dir(options: OutputOptions) -> None:
@@ -423,16 +522,28 @@ def _write_stream(enhancement: Enhancement, loaded: images.LoadedImage, options:
 
 
 def _finished(destination: Path, extras: dict[str, Path]) -> bool:
-    return destination.exists() and all(path.exists() for path in extras.values())
+    # isfile, not exists: a folder where the image should be is no finished output.
+    return all(os.path.isfile(path) for path in [destination, *extras.values()])
+
+
+def _check_free(job: Job, destination: Path, extras: dict[str, Path]) -> None:
+    """Refuse an output path taken by something other than a file (a folder, a device, ...)."""
+    for path in [destination, *extras.values()]:
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise OutputError(naming(job.name, f"output {path} exists and is not a file"))
 
 
 def _run_job(job: Job, config: Config, options: OutputOptions, on_step: Optional[StepCallback]) -> FileResult:
+    if job.error is not None:
+        return FileResult(job.source, None, "failed", 0.0, job.error)
     destination = output_path(job, options)
     extras = extra_paths(job, options)
-    if options.skip_existing and options.stream is None and _finished(destination, extras):
-        return FileResult(job.source, destination, "skipped", 0.0)
     started = time.perf_counter()
     try:
+        if options.stream is None:
+            _check_free(job, destination, extras)
+            if options.skip_existing and _finished(destination, extras):
+                return FileResult(job.source, destination, "skipped", 0.0)
         if job.data is not None:
             loaded = images.decode_image(job.data, job.name)
         else:

@@ -1,16 +1,26 @@
 """The ``rrdnet`` command line: parse, load the config, call one function, report.
 
 The only module that imports Click. Every error reaches the user as one line on stderr:
-exit 2 for usage and config errors, 1 when a file failed, 130 when interrupted (143 on SIGTERM).
+exit 2 for usage and config errors, 1 when a file failed, 130 when interrupted (143 on SIGTERM),
+70 for an internal error (a bug: any other exception, never shown as a traceback).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import Callable
+
+# Start-up is interrupt-safe: torch's import takes seconds, and a Ctrl-C in the middle of it ended
+# in a traceback (once a RecursionError). SIGINT is held back until the imports are done, then
+# delivered as one line and exit 130 (below). The package's own __init__ imports nothing heavy.
+_HOLD_SIGINT = hasattr(signal, "pthread_sigmask") and signal.SIGINT not in signal.pthread_sigmask(
+    signal.SIG_BLOCK, {signal.SIGINT}
+)
 
 import click
 from tqdm import tqdm
@@ -29,13 +39,21 @@ from .batch import (
 )
 from .config import AUTO_BRIGHTNESS, DEFAULT_PRESET, load_config, preset_names
 from .decomposition import relight_file
-from .errors import ConfigError, Interrupted, RRDNetError, UsageError
+from .errors import ConfigError, Interrupted, OutputError, RRDNetError, UsageError
 from .evaluate import evaluate_folder, format_table
 from .images import DEFAULT_QUALITY
+
+if _HOLD_SIGINT:
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    except KeyboardInterrupt:  # pressed during the imports
+        sys.stderr.write("rrdnet: error: interrupted\n")
+        sys.exit(130)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70  # EX_SOFTWARE
 # The signal that stopped the run, for the conventional exit code 128 + its number.
 _stopping_signal = signal.SIGINT
 _NOT_INSTALLED = object()
@@ -54,27 +72,62 @@ def _interrupt_on_sigterm(signum, frame):
 
 
 def _interrupted_message(error: BaseException) -> str:
-    # Click turns a KeyboardInterrupt into Abort, keeping the original as the cause.
     summary = getattr(error, "summary", None) or getattr(error.__cause__, "summary", None)
     if summary is None:
         return "interrupted"
     return f"interrupted after {summary.done} done; rerun with --skip-existing to do only the rest"
 
 
+class _Stopped(Exception):
+    """A KeyboardInterrupt or an EPIPE carried past Click, which would print a blank line for the
+    first and exit silently for the second."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null after it failed, so that no later write or the flush at exit
+    raises again (what Python's documentation recommends for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass  # no usable stdout at all: nothing will flush it either
+
+
+def _stdout_failed(error: OSError) -> str:
+    _silence_stdout()
+    return f"stdout: cannot write ({error.strerror or error})"
+
+
 class OneLineErrors(click.Group):
     """A group whose errors are single lines with meaningful exit codes, never tracebacks."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as error:
+            raise _Stopped(error) from error
+        except OSError as error:
+            if error.errno != errno.EPIPE:
+                raise
+            raise _Stopped(error) from error
 
     def main(self, args=None, prog_name=None, **extra):
         global _stopping_signal
         extra.pop("standalone_mode", None)
-        # Process-wide, so done here at the program's entry and never by the library itself.
-        runtime.tune_allocator()
         _stopping_signal = signal.SIGINT
+        previous_handler = _NOT_INSTALLED
         try:
-            previous_handler = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
-        except ValueError:
-            previous_handler = _NOT_INSTALLED  # not the main thread, where only signals can be set
-        try:
+            # Process-wide, so done here at the program's entry and never by the library itself.
+            runtime.tune_allocator()
+            try:
+                previous_handler = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+            except ValueError:
+                pass  # not the main thread, where only signals can be set
             code = super().main(args, prog_name or "rrdnet", standalone_mode=False, **extra)
         except click.UsageError as error:
             _error(error.format_message())
@@ -88,9 +141,19 @@ class OneLineErrors(click.Group):
         except RRDNetError as error:
             _error(str(error))
             code = EXIT_FAILED
+        except _Stopped as stopped:
+            if isinstance(stopped.error, OSError):
+                _error(_stdout_failed(stopped.error))
+                code = EXIT_FAILED
+            else:
+                _error(_interrupted_message(stopped.error))
+                code = 128 + _stopping_signal
         except (KeyboardInterrupt, click.Abort) as error:
             _error(_interrupted_message(error))
             code = 128 + _stopping_signal
+        except Exception as error:  # a bug: still one line, never a traceback
+            _error(f"internal error: {type(error).__name__}: {error}")
+            code = EXIT_INTERNAL
         finally:
             if previous_handler is not _NOT_INSTALLED and previous_handler is not None:
                 signal.signal(signal.SIGTERM, previous_handler)
@@ -112,15 +175,28 @@ class Reporter:
     def __init__(self, *, json_lines: bool, quiet: bool, verbose: bool) -> None:
         self.json_lines, self.quiet, self.verbose = json_lines, quiet, verbose
         self.failed = 0
+        self.stdout_failed = False
 
     def config(self, config) -> None:
         if self.verbose:
             click.echo(config.to_yaml().rstrip(), err=True)
 
     def _emit(self, record: dict) -> None:
-        if self.json_lines:
-            click.echo(json.dumps(record))
+        if not self.json_lines or self.stdout_failed:
+            return
+        try:
+            if sys.stdout is None:  # closed when the program started
+                raise OSError(errno.EBADF, "stdout is closed")
+            sys.stdout.write(json.dumps(record) + "\n")
             sys.stdout.flush()  # scripts reading the pipe see each file as it finishes
+        except OSError as error:
+            # A reader gone (`| head -n1`) must not stop the batch: the images are files.
+            self.stdout_failed = True
+            _error(f"{_stdout_failed(error)}; JSON lines dropped")
+
+    def duplicate(self, dropped: Path, kept: Path) -> None:
+        if not self.quiet:
+            tqdm.write(f"rrdnet: note: {dropped} is the same file as {kept} (a symbolic link); enhanced once, as {kept}", file=sys.stderr)
 
     def file(self, result: FileResult) -> None:
         self._emit(result.to_json())
@@ -148,7 +224,7 @@ class Reporter:
 
     @property
     def exit_code(self) -> int:
-        return _exit_code(self.failed)
+        return _exit_code(self.failed + self.stdout_failed)
 
 
 class Progress:
@@ -307,7 +383,11 @@ def enhance(
     """Enhance INPUT images (files, folders, glob patterns, or '-' for one image on stdin)."""
     config = load_config(config_name, **overrides)
     to_stdout = str(output_dir) == "-"
-    jobs = _gather_jobs(inputs, recursive, files_from, shard, to_stdout, json_lines, output_dir)
+    reporter = Reporter(json_lines=json_lines, quiet=quiet, verbose=verbose)
+    jobs = _gather_jobs(inputs, recursive, files_from, shard, to_stdout, json_lines, output_dir, reporter.duplicate)
+    stream = getattr(sys.stdout, "buffer", None) if to_stdout else None
+    if to_stdout and stream is None:
+        raise OutputError("stdout: cannot write (stdout is closed)")
     options = OutputOptions(
         output_dir,
         suffix,
@@ -317,9 +397,8 @@ def enhance(
         save_decomposition=save_decomposition,
         contact_sheet=contact_sheet,
         skip_existing=skip_existing,
-        stream=sys.stdout.buffer if to_stdout else None,
+        stream=stream,
     )
-    reporter = Reporter(json_lines=json_lines, quiet=quiet, verbose=verbose)
     reporter.config(config)
     with Progress(not quiet and sys.stderr.isatty(), len(jobs), config.iterations) as progress:
         try:
@@ -334,7 +413,7 @@ def enhance(
     ctx.exit(reporter.exit_code)
 
 
-def _gather_jobs(inputs, recursive, files_from, shard, to_stdout, json_lines, output_dir) -> list[Job]:
+def _gather_jobs(inputs, recursive, files_from, shard, to_stdout, json_lines, output_dir, on_duplicate=None) -> list[Job]:
     """The jobs the enhance command's arguments name, after the checks only the command can make."""
     if to_stdout and json_lines:
         raise click.UsageError("--json and '-o -' would both write to stdout; choose one")
@@ -342,7 +421,9 @@ def _gather_jobs(inputs, recursive, files_from, shard, to_stdout, json_lines, ou
         raise click.UsageError("stdin can hold the image or the path list, not both")
     stdin = getattr(sys.stdin, "buffer", None)
     listed = read_path_list(files_from, stdin) if files_from else []
-    jobs = collect_inputs(inputs, recursive, listed=listed, stdin=stdin, exclude=None if to_stdout else output_dir)
+    jobs = collect_inputs(
+        inputs, recursive, listed=listed, stdin=stdin, exclude=None if to_stdout else output_dir, on_duplicate=on_duplicate
+    )
     return select_shard(jobs, *shard) if shard is not None else jobs
 
 

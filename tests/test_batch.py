@@ -1,5 +1,6 @@
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -315,3 +316,100 @@ def test_stream_output_writes_one_encoded_image(tmp_path, tiny_config):
     assert summary.done == 1
     with Image.open(io.BytesIO(stream.getvalue())) as written:
         assert written.format == "WEBP" and written.size == (48, 40)
+
+
+# ------------------------------------------------------------------- issue 13: untrusted trees
+
+
+def test_a_symlink_and_its_file_are_one_job_under_the_real_name(tmp_path):
+    write_dark(tmp_path / "shots" / "zz.png")
+    (tmp_path / "shots" / "aa.png").symlink_to("zz.png")  # sorts first
+    outside = write_dark(tmp_path / "elsewhere" / "x.png")
+    (tmp_path / "shots" / "link1.png").symlink_to(outside)
+    (tmp_path / "shots" / "link2.png").symlink_to(outside)
+    noted = []
+    jobs = collect_inputs([str(tmp_path / "shots")], on_duplicate=lambda *pair: noted.append(pair))
+    assert relatives(jobs) == ["zz.png", "link1.png"]
+    shots = tmp_path / "shots"
+    assert sorted(noted) == [(shots / "aa.png", shots / "zz.png"), (shots / "link2.png", shots / "link1.png")]
+    # The same file spelled twice is one job, and no note.
+    noted.clear()
+    again = collect_inputs([str(shots / "zz.png"), str(shots / "." / "zz.png")], on_duplicate=lambda *pair: noted.append(pair))
+    assert len(again) == 1 and noted == []
+
+
+def test_an_unlistable_subfolder_fails_alone(tmp_path, tiny_config, monkeypatch):
+    import os
+
+    write_dark(tmp_path / "in" / "a.png", 32, 32)
+    write_dark(tmp_path / "in" / "locked" / "b.png", 32, 32)
+    locked = tmp_path / "in" / "locked"
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    jobs = collect_inputs([str(tmp_path / "in")], recursive=True)
+    summary = run_batch(jobs, tiny_config, OutputOptions(tmp_path / "out"))
+    assert (summary.done, summary.failed) == (1, 1)
+    failure = next(result for result in summary.results if result.status == "failed")
+    assert failure.error == f"{locked}: cannot list the folder (Permission denied)"
+    assert (tmp_path / "out" / "a.png").exists()
+
+
+def test_a_path_too_long_for_the_system_fails_alone(tmp_path, tiny_config, monkeypatch):
+    import os
+
+    write_dark(tmp_path / "in" / "a.png", 32, 32)
+    monkeypatch.chdir(tmp_path / "in")
+    for _ in range(18):  # 18 x 251 bytes: past PATH_MAX (4096) as a path from tmp_path
+        os.mkdir("d" * 250)
+        os.chdir("d" * 250)
+    monkeypatch.chdir(tmp_path)
+    summary = run_batch(collect_inputs(["in"], recursive=True), tiny_config, OutputOptions(tmp_path / "out"))
+    assert (summary.done, summary.failed) == (1, 1)
+    failure = next(result for result in summary.results if result.status == "failed")
+    assert failure.error.endswith(": cannot list the folder (File name too long)")
+
+
+def test_skip_existing_fails_a_folder_at_the_output_path(tmp_path, tiny_config):
+    source = write_dark(tmp_path / "a.png", 32, 32)
+    (tmp_path / "out" / "a.png").mkdir(parents=True)
+    for skip_existing in (True, False):
+        summary = run_batch(collect_inputs([str(source)]), tiny_config, OutputOptions(tmp_path / "out", skip_existing=skip_existing))
+        assert summary.failed == 1 and summary.skipped == 0
+        assert summary.results[0].error == f"{source}: output {tmp_path / 'out' / 'a.png'} exists and is not a file"
+    assert (tmp_path / "out" / "a.png").is_dir()
+
+
+@pytest.mark.parametrize("suffix", ["/../../escaped", "_a/b", "x\0y"])
+def test_suffixes_with_separators_are_refused(suffix):
+    with pytest.raises(UsageError, match="suffix .* cannot contain a path separator or NUL"):
+        OutputOptions(Path("out"), suffix=suffix)
+
+
+def test_every_output_stays_inside_the_output_folder(tmp_path):
+    source = write_dark(tmp_path / "a.png")
+    for relative in ("../a.png", "/tmp/a.png", "x/../../a.png"):
+        with pytest.raises(UsageError, match="outside the output folder"):
+            check_outputs([Job(source, Path(relative))], OutputOptions(tmp_path / "out"))
+
+
+def test_closed_stdin_and_input_inside_the_output_folder_say_so(tmp_path):
+    with pytest.raises(UsageError, match="stdin is closed"):
+        collect_inputs(["-"], stdin=None)
+    write_dark(tmp_path / "shots" / "a.png")
+    with pytest.raises(UsageError, match="is the output folder or inside it"):
+        collect_inputs([str(tmp_path / "shots")], exclude=tmp_path / "shots")
+
+
+@pytest.mark.parametrize("name, reason", [("x" * 300 + ".png", "File name too long"), ("a\0b.png", "embedded null")])
+def test_inputs_the_system_refuses_to_name_are_usage_errors(tmp_path, name, reason):
+    with pytest.raises(UsageError, match=reason):
+        collect_inputs([str(tmp_path / name)])
+    (tmp_path / "list.txt").write_bytes(os.fsencode(str(tmp_path / name)) + b"\n")
+    with pytest.raises(UsageError, match=f"line 1[)]: cannot use this input [(]{reason}"):
+        collect_inputs([], listed=read_path_list(str(tmp_path / "list.txt")))

@@ -352,3 +352,48 @@ def test_cli_gamma_auto_and_bad_gamma(tmp_path):
     result = run("enhance", source, "-o", tmp_path / "o4", "--brightness", "2", *PAPER_FAST)
     assert result.exit_code == 2 and "brightness" in result.stderr
 
+
+
+# --------------------------------------------------------------------- issue 13: one-line errors
+
+
+def test_output_folder_equal_to_the_input_folder_says_so(tmp_path):
+    write_dark(tmp_path / "shots" / "a.png")
+    result = run("enhance", tmp_path / "shots", "-o", tmp_path / "shots", *PAPER)
+    assert result.exit_code == 2
+    assert "is the output folder or inside it" in single_line_error(result)
+
+
+def test_suffix_with_a_separator_is_a_usage_error(tmp_path):
+    source = write_dark(tmp_path / "in" / "a.png")
+    result = run("enhance", source, "-o", tmp_path / "out", "--suffix", "/../../escaped", *PAPER)
+    assert result.exit_code == 2
+    assert "cannot contain a path separator" in single_line_error(result)
+    assert not list(tmp_path.rglob("*escaped*"))
+
+
+def test_symlinked_duplicate_is_noted_and_enhanced_once(tmp_path):
+    write_dark(tmp_path / "shots" / "zz.png")
+    (tmp_path / "shots" / "aa.png").symlink_to("zz.png")
+    result = run("enhance", tmp_path / "shots", "-o", tmp_path / "out", *PAPER)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["zz.png"]
+    assert "aa.png is the same file as" in result.stderr and "1 done" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "raised, code, message",
+    [
+        (KeyboardInterrupt(), 130, "rrdnet: error: interrupted"),
+        (ValueError("boom"), 70, "rrdnet: error: internal error: ValueError: boom"),
+    ],
+)
+def test_interrupts_and_bugs_are_one_line(tmp_path, monkeypatch, raised, code, message):
+    def fail(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr("rrdnet_cli.cli.run_batch", fail)
+    result = run("enhance", write_dark(tmp_path / "a.png"), "-o", tmp_path / "out", *PAPER)
+    assert result.exit_code == code
+    assert result.stderr == message + "\n"  # no blank line before it, no traceback
+

@@ -4,6 +4,7 @@ import json
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -108,3 +109,55 @@ def test_shell_pipe(tmp_path):
     assert completed.returncode == 0, completed.stderr.decode()
     with Image.open(tmp_path / "b.png") as image:
         assert image.format == "PNG" and image.size == (44, 36)
+
+
+def error_lines(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    return [line for line in stderr.splitlines() if line.startswith("rrdnet: error:")]
+
+
+def test_a_reader_gone_from_the_json_pipe_does_not_stop_the_batch(tmp_path):
+    sources = [write_dark(tmp_path / f"{name}.png", 32, 32) for name in "abc"]
+    process = subprocess.Popen(
+        cli_command("enhance", *sources, "-o", tmp_path / "out", "--json", "-q", *PAPER_FAST),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_environment(),
+    )
+    first = json.loads(process.stdout.readline())  # like `| head -n1`
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(PROCESS_LIMIT) == 1
+    assert first["status"] == "done"
+    assert error_lines(stderr) == ["rrdnet: error: stdout: cannot write (Broken pipe); JSON lines dropped"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+
+
+@pytest.mark.parametrize(
+    "redirect, code, message",
+    [
+        (">&-", 1, "rrdnet: error: stdout: cannot write (stdout is closed)"),
+        ("<&-", 2, "rrdnet: error: '-': stdin is closed, there is no image to read"),
+    ],
+)
+def test_closed_standard_streams_are_one_line_errors(tmp_path, redirect, code, message):
+    source = write_dark(tmp_path / "a.png", 32, 32)
+    command = f"{shlex.join(cli_command('enhance', '-', '-o', '-', *PAPER_FAST))} < {shlex.quote(str(source))} {redirect}"
+    completed = subprocess.run(command, shell=True, env=cli_environment(), stderr=subprocess.PIPE, timeout=PROCESS_LIMIT)
+    assert completed.returncode == code
+    assert error_lines(completed.stderr.decode()) == [message]
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path):
+    # Deterministic: SIGINT arrives while torch is being imported, as a Ctrl-C in the first seconds.
+    script = (
+        "import os, signal, sys\n"
+        "class Hook:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Hook())\n"
+        "from rrdnet_cli.cli import main\n"
+        "main(['--version'])\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], env=cli_environment(), capture_output=True, timeout=PROCESS_LIMIT)
+    assert completed.returncode == 130
+    assert completed.stderr.decode() == "rrdnet: error: interrupted\n"
