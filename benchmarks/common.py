@@ -1,4 +1,4 @@
-"""Benchmark helpers: reading the shared images, cached paper references.
+"""Benchmark helpers: reading the shared images, cached paper references, the machine's description.
 
 Image metrics are ``rrdnet_cli.evaluate``'s (the ones ``rrdnet eval`` prints), never a second copy.
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,51 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 CACHE = Path(__file__).resolve().parent / "cache"
+# CPU features that decide the fast paths (bf16 autocast is native with AVX-512 BF16 or AMX).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def machine(jobs: int | None = 1) -> dict:
+    """What a figure was measured on, recorded with every benchmark run (JSON key ``"machine"``).
+
+    CPU model and the ``CPU_FEATURES`` it has (from ``/proc/cpuinfo``; ``None`` where that file is
+    missing), the logical cores this process may use (its affinity mask, not the host's count), torch's
+    intra-op threads, the concurrent jobs the benchmark ran (1: one image at a time), and the load
+    average when the run began (the project's machine is shared, so single timings are noisy).
+    """
+    import torch
+
+    model, flags = None, None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:  # the first processor's block is enough: the cores are alike
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if not key:
+                    break
+                if key == "model name":
+                    model = value
+                elif key in ("flags", "Features"):  # x86, Arm
+                    flags = set(value.split())
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count()
+    try:
+        load = [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        load = None
+    return {
+        "cpu": model or platform.processor() or None,
+        "features": None if flags is None else {feature: feature in flags for feature in CPU_FEATURES},
+        "logical_cores": cores,
+        "torch_threads": torch.get_num_threads(),
+        "jobs": jobs,
+        "load_average": load,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def load_rgb(path: Path, max_side: int | None = None) -> np.ndarray:
@@ -49,10 +96,13 @@ def cache_path(kind: str, rgb: np.ndarray, settings: dict) -> Path:
     return CACHE / f"{kind}-{rgb.shape[1]}x{rgb.shape[0]}-{digest}.npz"
 
 
-def paper_reference(rgb: np.ndarray, steps: int, seed: int = 0) -> tuple[np.ndarray, float, bool]:
+def paper_reference(
+    rgb: np.ndarray, steps: int, seed: int = 0, cached_only: bool = False
+) -> tuple[np.ndarray, float, bool] | None:
     """The ``paper`` preset's result for ``rgb`` (cached: it takes minutes).
 
-    Returns ``(result (H, W, 3), seconds it took when computed, whether it came from the cache)``.
+    Returns ``(result (H, W, 3), seconds it took when computed, whether it came from the cache)``;
+    ``None`` when ``cached_only`` and it is not in the cache (nothing is computed then).
     """
     import time
 
@@ -63,6 +113,8 @@ def paper_reference(rgb: np.ndarray, steps: int, seed: int = 0) -> tuple[np.ndar
     if path.is_file():
         stored = np.load(path)
         return stored["result"], float(stored["seconds"]), True
+    if cached_only:
+        return None
     config = load_config("paper", iterations=steps, seed=seed, device="cpu")
     start = time.perf_counter()
     enhancement = enhance(to_tensor(rgb), config)

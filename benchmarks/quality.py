@@ -1,17 +1,29 @@
-"""Quality of the light level: fixed gamma 0.4 against gamma "auto", on the shared benchmark data.
+"""Quality of the light level and of the rendering, against other ways to brighten a photo.
 
     python benchmarks/quality.py [--data ../shared/data] [--config PRESET] [--iterations N]
                                  [--max-side 384] [--limit N] [--targets 0.3,0.35,...]
+                                 [--floors 0.2,0.3] [--sweep KEY=V1,V2 ...]
 
 For every image of ``synthetic/low`` (paired with ``synthetic/high``) and of ``real/*`` it fits
 the decomposition once (cached in ``benchmarks/cache/`` as a saved decomposition, keyed by the
-pixels and every config value that affects the fit), then renders it with gamma 0.4, with gamma
-"auto" (the target brightness ``--auto-brightness``, default the package's) and with each target
-of ``--targets``: only the recombination changes, so every variant shares one decomposition.
+pixels and every config value that affects the fit), then renders it several ways; only the
+rendering changes, so every RRDNet variant shares one decomposition:
+
+* ``default``: the ``--config`` preset's own rendering (``rrdnet_cli.result.from_maps`` with that
+  config's render-time settings, ``RENDER_KEYS``: what ``rrdnet enhance`` writes);
+* ``fixed_0.4``: the paper's rendering of the same fit: gamma 0.4, denoising off;
+* ``auto`` and ``target_T``: gamma "auto" for ``--auto-brightness`` and for each of ``--targets``;
+  ``floor_F``: gamma "auto" with other lower ends of its gamma range (``--floors``);
+* ``sweep ...``: each combination of ``--sweep`` (render-time settings only);
+* peers, on the same photos (``peers.py``; the optional extra ``[benchmarks]``): ``input`` (the
+  dark photo itself), ``gamma_curve`` (one global ``x ** p``, ``p`` bisected to the mean brightness
+  of ``default``'s result), ``clahe`` (OpenCV CLAHE on Lab's L, clip limit 2, 8x8 tiles) and
+  ``zero_dce_pp`` (Zero-DCE++ with the weights of the MIT-licensed wheel neuro-low-light 0.1.0).
+
 Each rendering is rounded to 8 bits, as a written file is, and scored with ``rrdnet_cli.evaluate``
-(PSNR, SSIM raw and GT-mean aligned against the reference; NIQE; mean brightness). With
-``--floors``, gamma "auto" is also rendered with other lower ends of its gamma range, to show
-what the package's floor (``light.GAMMA_MIN``) trades.
+(PSNR, SSIM raw and GT-mean aligned against the reference; NIQE; mean brightness). ``default`` is
+compared with every other rendering image by image: the mean paired difference and its standard
+error, for NIQE on the real photos and SSIM and GT-mean-aligned PSNR on the synthetic pairs.
 
 Prints one JSON line and writes it, indented, to ``benchmarks/results/quality.json``. The sweep
 over targets is what chose the package's default target (README, "Light level").
@@ -21,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
+import itertools
 import json
 import math
 import sys
@@ -33,18 +47,31 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
+import common  # noqa: E402
+import peers  # noqa: E402
 from rrdnet_cli import decomposition, images, light  # noqa: E402
-from rrdnet_cli.config import AUTO_BRIGHTNESS, DEFAULT_PRESET, load_config  # noqa: E402
+from rrdnet_cli.config import AUTO_BRIGHTNESS, DEFAULT_PRESET, FIELDS, ConfigError, load_config  # noqa: E402
 from rrdnet_cli.evaluate import score_images  # noqa: E402
 from rrdnet_cli.pipeline import enhance  # noqa: E402
+from rrdnet_cli.result import from_maps  # noqa: E402
 
 FIXED_GAMMA = 0.4
 TIE_DB = 0.1
 TIE_NIQE = 0.05
-# Config keys that change the recombination only, not the fit: left out of the cache key.
-LIGHT_KEYS = ("gamma", "brightness", "device")
+# Config keys that change the rendering only, not the fit: the ones --sweep may vary, left out of
+# the cache key. Keys this rrdnet_cli does not have yet are harmless here (and gamma_floor is
+# applied by this script while the package lacks it: render_config).
+RENDER_KEYS = ("gamma", "brightness", "denoise", "gamma_floor")
+LIGHT_KEYS = RENDER_KEYS + ("device",)
+# The paper's rendering: its fixed gamma, no denoising (keys the config lacks are left out).
+PAPER_RENDERING = {"gamma": FIXED_GAMMA, "denoise": "off"}
 SUMMARY_METRICS = ("psnr", "psnr_gtmean", "ssim", "ssim_gtmean", "niqe", "brightness", "gamma")
+REPORTED = ("input", "fixed_0.4", "auto", "default", "gamma_curve", "clahe", "zero_dce_pp")
+# default against every other rendering, image by image: which metrics, per set.
+PAIRED_METRICS = {"synthetic": ("ssim", "psnr_gtmean"), "real": ("niqe",)}
+LOWER_IS_BETTER = {"niqe"}
 
 
 def load_picture(path: Path, max_side: int) -> images.LoadedImage:
@@ -84,30 +111,80 @@ def cached_decomposition(loaded, name: str, config, cache: Path) -> tuple[decomp
     return saved, seconds, False
 
 
-def render(saved: decomposition.Decomposition, mode: dict):
-    """``(pixels, gamma, reached)`` of one rendering: ``{"gamma": G}``, ``{"brightness": T}``, or
-    ``{"brightness": T, "floor": F}`` (gamma auto searched over [F, light.GAMMA_MAX])."""
-    if "floor" in mode:
+def render_config(saved: decomposition.Decomposition, config, floor: float | None = None):
+    """``(pixels, gamma, reached)`` of ``config``'s rendering of ``saved``: the one call of the
+    package's renderer, so an API change is adapted here only.
+
+    ``from_maps`` gets the config itself once it takes one, else gamma and brightness plus any
+    other ``RENDER_KEYS`` it accepts as keywords. ``floor``: a lower end for gamma "auto" that the
+    config cannot hold (the package has no ``gamma_floor`` yet): the gamma is then chosen here, by
+    the package's own search, and rendered as a fixed gamma.
+    """
+    parameters = inspect.signature(from_maps).parameters
+    maps = (saved.image, saved.illumination, saved.reflectance, saved.noise, saved.losses)
+    gamma, brightness, reached = config.gamma, config.brightness, None
+    if floor is not None and gamma == "auto":
         choice = light.gamma_for_brightness(
-            saved.image, saved.illumination, saved.noise, mode["brightness"], gamma_range=(mode["floor"], light.GAMMA_MAX)
+            saved.image, saved.illumination, saved.noise, brightness, gamma_range=(floor, light.GAMMA_MAX)
         )
-        pixels = light.render(saved.image, saved.illumination, saved.noise, choice.gamma)[0]
+        gamma, reached = choice.gamma, choice.reached
+    if "config" in parameters and floor is None:
+        result = from_maps(*maps, config=config)
     else:
-        relit = decomposition.relight(saved, **mode)
-        pixels, choice = relit.result, relit.light
-    return pixels, choice.gamma, None if choice.target is None else choice.reached
+        extra = {key: getattr(config, key) for key in RENDER_KEYS[2:] if key in parameters and hasattr(config, key)}
+        result = from_maps(*maps, gamma, brightness, **extra)
+    if reached is None and result.light.target is not None:
+        reached = result.light.reached
+    return result.result, result.gamma, reached
+
+
+def produce(saved: decomposition.Decomposition, setting: dict, rendered: dict[str, torch.Tensor]):
+    """``(pixels, gamma or exponent, reached)`` of one rendering ``setting`` (see ``rendering_modes``);
+    ``rendered``: the pixels of the renderings before it (the gamma curve matches one's brightness)."""
+    kind = setting["kind"]
+    if kind == "input":
+        return saved.image, None, None
+    if kind == "config":
+        return render_config(saved, setting["config"], setting.get("floor"))
+    if kind == "gamma_curve":
+        pixels, exponent = peers.gamma_curve(saved.image, light.mean_brightness(rendered[setting["match"]]))
+        return pixels, exponent, None
+    if kind == "clahe":
+        return peers.clahe(saved.image), None, None
+    if kind == "zero_dce_pp":
+        return peers.zero_dce_pp(saved.image), None, None
+    raise ValueError(f"unknown rendering {kind}")
+
+
+def paired(rows: dict[str, list[dict]], mode: str, baseline: str, metric: str = "niqe") -> dict:
+    """``metric`` of ``mode`` minus ``baseline``, image by image (images where either lacks it are
+    left out): mean, its standard error, and on how many images ``mode`` scored better."""
+    pairs = [(a[metric], b[metric]) for a, b in zip(rows[mode], rows[baseline]) if a[metric] is not None and b[metric] is not None]
+    differences = np.array([a - b for a, b in pairs], dtype=np.float64)
+    if not len(differences):
+        return {"mean": None, "standard_error": None, "better_on": 0, "images": 0}
+    error = differences.std(ddof=1) / math.sqrt(len(differences)) if len(differences) > 1 else math.nan
+    better = differences < 0 if metric in LOWER_IS_BETTER else differences > 0
+    return {
+        "mean": round(float(differences.mean()), 4),
+        "standard_error": None if math.isnan(error) else round(float(error), 4),
+        "better_on": int(better.sum()),
+        "images": len(differences),
+    }
 
 
 def paired_niqe(rows: dict[str, list[dict]], mode: str, baseline: str = "fixed_0.4") -> dict:
-    """NIQE of ``mode`` minus ``baseline``, image by image: mean, its standard error, and on how
-    many images ``mode`` scored better (lower)."""
-    differences = np.array([a["niqe"] - b["niqe"] for a, b in zip(rows[mode], rows[baseline])])
-    error = differences.std(ddof=1) / math.sqrt(len(differences)) if len(differences) > 1 else math.nan
+    return paired(rows, mode, baseline, "niqe")
+
+
+def default_against_others(rows: dict[str, dict[str, list[dict]]], others: list[str]) -> dict:
+    """``{set: {other: {metric: paired(default - other)}}}``, metrics per set from PAIRED_METRICS."""
     return {
-        "mean": round(float(differences.mean()), 4),
-        "standard_error": round(float(error), 4),
-        "better_on": int((differences < 0).sum()),
-        "images": len(differences),
+        set_name: {
+            other: {metric: paired(by_mode, "default", other, metric) for metric in PAIRED_METRICS[set_name]}
+            for other in others if other != "default"
+        }
+        for set_name, by_mode in rows.items()
     }
 
 
@@ -145,6 +222,11 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--targets", default="0.3,0.35,0.4,0.45,0.5,0.55,0.6", help="brightness targets to sweep")
     parser.add_argument("--auto-brightness", type=float, default=AUTO_BRIGHTNESS, help="target of gamma auto")
     parser.add_argument("--floors", default="", help="other lowest gammas to try for gamma auto, e.g. 0.2,0.3")
+    parser.add_argument(
+        "--sweep", nargs="+", default=[], metavar="KEY=V1,V2",
+        help=f"render-time settings ({', '.join(RENDER_KEYS)}) to vary around --config's rendering; every "
+        "combination is rendered from the same decomposition, e.g. brightness=0.4,0.5 denoise=off,auto",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cache", type=Path, default=REPO / "benchmarks" / "cache")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "quality.json")
@@ -155,11 +237,55 @@ def _numbers(text: str) -> list[float]:
     return sorted({float(part) for part in text.split(",") if part.strip()})
 
 
-def rendering_modes(arguments: argparse.Namespace, targets: list[float], floors: list[float]) -> dict:
-    """Every rendering scored, by name: the input itself, gamma 0.4, gamma auto, the sweeps."""
-    modes = {"input": None, "fixed_0.4": {"gamma": FIXED_GAMMA}, "auto": {"brightness": arguments.auto_brightness}}
-    modes.update({f"target_{target:g}": {"brightness": target} for target in targets})
-    modes.update({f"floor_{floor:g}": {"brightness": arguments.auto_brightness, "floor": floor} for floor in floors})
+def _value(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def sweep_settings(items: list[str], config) -> dict[str, dict]:
+    """``{name: setting}`` for every combination of ``--sweep KEY=V1,V2 ...``: the config with the
+    combination applied (checked now, so a bad value fails before any fit); a ``gamma_floor`` the
+    config cannot hold yet goes to ``render_config`` as ``floor``."""
+    axes = []
+    for item in items:
+        key, _, values = item.partition("=")
+        if key not in RENDER_KEYS or not values:
+            raise ConfigError(f"--sweep {item}: expected KEY=V1,V2,... with KEY one of {', '.join(RENDER_KEYS)}")
+        axes.append([(key, _value(value.strip())) for value in values.split(",") if value.strip()])
+    settings = {}
+    for combination in itertools.product(*axes):
+        values = dict(combination)
+        floor = values.pop("gamma_floor") if "gamma_floor" in values and "gamma_floor" not in FIELDS else None
+        name = "sweep " + " ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in combination)
+        try:
+            varied = config.replace(**values)
+        except ConfigError as error:
+            raise ConfigError(f"--sweep {name[6:]}: {error}") from None
+        settings[name] = {"kind": "config", "config": varied, "floor": floor, "values": dict(combination)}
+    return settings
+
+
+def rendering_modes(arguments: argparse.Namespace, config, targets: list[float], floors: list[float]) -> dict:
+    """Every rendering scored, by name (see the module's docstring), in order: ``default`` comes
+    before ``gamma_curve``, which matches its brightness."""
+    paper_style = {key: value for key, value in PAPER_RENDERING.items() if key in FIELDS}
+    modes = {
+        "input": {"kind": "input"},
+        "default": {"kind": "config", "config": config},
+        "fixed_0.4": {"kind": "config", "config": config.replace(**paper_style)},
+        "auto": {"kind": "config", "config": config.replace(brightness=arguments.auto_brightness)},
+        "gamma_curve": {"kind": "gamma_curve", "match": "default"},
+        "clahe": {"kind": "clahe"},
+        "zero_dce_pp": {"kind": "zero_dce_pp"},
+    }
+    modes.update({f"target_{target:g}": {"kind": "config", "config": config.replace(brightness=target)} for target in targets})
+    modes.update({
+        f"floor_{floor:g}": {"kind": "config", "config": config.replace(brightness=arguments.auto_brightness), "floor": floor}
+        for floor in floors
+    })
+    modes.update(sweep_settings(arguments.sweep, config))
     return modes
 
 
@@ -177,11 +303,10 @@ def score_all(arguments: argparse.Namespace, config, modes: dict) -> tuple[dict,
             saved, seconds, cached = cached_decomposition(loaded, name, config, arguments.cache)
             if not cached:
                 fit_seconds.append(seconds)
+            rendered = {}
             for mode, setting in modes.items():
-                if setting is None:
-                    pixels, gamma, reached = loaded.pixels, None, None
-                else:
-                    pixels, gamma, reached = render(saved, setting)
+                pixels, gamma, reached = produce(saved, setting, rendered)
+                rendered[mode] = pixels
                 scores = score_images(name, to_array(pixels), reference).__dict__
                 rows[set_name][mode].append({**scores, "gamma": gamma, "reached": reached})
             print(f"{name}: fitted in {seconds:.0f} s" if not cached else f"{name}: cached", file=sys.stderr)
@@ -207,14 +332,14 @@ def best_target(sweep: dict, targets: list[float]) -> float:
     return min(target for target in by_psnr if niqe_of(target) <= best_niqe + TIE_NIQE)
 
 
-def main() -> None:
-    arguments = parse_arguments()
-    config = load_config(arguments.config, iterations=arguments.iterations, device=arguments.device)
-    targets = sorted(set(_numbers(arguments.targets)) | {arguments.auto_brightness})
-    floors = _numbers(arguments.floors)
-    started = time.perf_counter()
-    rows, fit_seconds = score_all(arguments, config, rendering_modes(arguments, targets, floors))
+def _change(summary: dict, mode: str, baseline: str, metric: str, digits: int) -> float | None:
+    """Mean ``metric`` of ``mode`` minus ``baseline``'s (None when either has none, e.g. NIQE on
+    pictures smaller than it needs)."""
+    a, b = summary[mode][metric], summary[baseline][metric]
+    return None if a is None or b is None else round(a - b, digits)
 
+
+def build_record(arguments, config, rows: dict, modes: dict, targets: list[float], floors: list[float]) -> dict:
     summary = {set_name: {mode: summarise(mode_rows) for mode, mode_rows in by_mode.items()} for set_name, by_mode in rows.items()}
     sweep = {
         f"{target:g}": {
@@ -225,13 +350,15 @@ def main() -> None:
         for target in targets
     }
     synthetic, real = summary["synthetic"], summary["real"]
-    record = {
+    psnr_gain, niqe_change = _change(synthetic, "auto", "fixed_0.4", "psnr", 3), _change(real, "auto", "fixed_0.4", "niqe", 4)
+    return {
         "benchmark": "quality",
         "config": arguments.config,
         "iterations": config.iterations,
         "max_side": arguments.max_side,
         "limit": arguments.limit,
         "images": {set_name: len(by_mode["input"]) for set_name, by_mode in rows.items()},
+        "default_rendering": {key: getattr(config, key) for key in RENDER_KEYS if hasattr(config, key)},
         "auto_brightness": arguments.auto_brightness,
         "best_target": best_target(sweep, targets),
         # Share of images whose auto target was reachable (the others render at the brightest gamma).
@@ -239,33 +366,56 @@ def main() -> None:
             set_name: round(float(np.mean([row["reached"] for row in by_mode["auto"]])), 3)
             for set_name, by_mode in rows.items()
         },
-        "synthetic": {mode: synthetic[mode] for mode in ("input", "fixed_0.4", "auto")},
-        "real": {mode: real[mode] for mode in ("input", "fixed_0.4", "auto")},
+        "synthetic": {mode: synthetic[mode] for mode in REPORTED},
+        "real": {mode: real[mode] for mode in REPORTED},
+        # default minus each other rendering, image by image (better_on: images where default wins).
+        "default_against": default_against_others(rows, list(REPORTED)),
         "sweep": sweep,
+        "settings_sweep": {
+            name: {"settings": modes[name]["values"], **{set_name: summary[set_name][name] for set_name in summary}}
+            for name in modes if name.startswith("sweep ")
+        },
         "goals": {
-            "psnr_gain_db": round(synthetic["auto"]["psnr"] - synthetic["fixed_0.4"]["psnr"], 3),
-            "auto_beats_fixed_by_2db": synthetic["auto"]["psnr"] - synthetic["fixed_0.4"]["psnr"] >= 2.0,
-            "niqe_change_real": round(real["auto"]["niqe"] - real["fixed_0.4"]["niqe"], 4),
-            "auto_no_worse_niqe_real": real["auto"]["niqe"] <= real["fixed_0.4"]["niqe"],
+            "psnr_gain_db": psnr_gain,
+            "auto_beats_fixed_by_2db": psnr_gain is not None and psnr_gain >= 2.0,
+            "niqe_change_real": niqe_change,
+            "auto_no_worse_niqe_real": niqe_change is not None and niqe_change <= 0,
             "niqe_change_real_paired": paired_niqe(rows["real"], "auto"),
         },
         "floors": {
             f"{floor:g}": {
-                "synthetic_psnr_gain_db": round(synthetic[f"floor_{floor:g}"]["psnr"] - synthetic["fixed_0.4"]["psnr"], 3),
+                "synthetic_psnr_gain_db": _change(synthetic, f"floor_{floor:g}", "fixed_0.4", "psnr", 3),
                 "niqe_change_real_paired": paired_niqe(rows["real"], f"floor_{floor:g}"),
             }
             for floor in floors
         },
-        "fits": {"computed": len(fit_seconds), "mean_seconds": round(float(np.mean(fit_seconds)), 1) if fit_seconds else None},
-        "seconds": round(time.perf_counter() - started, 1),
         "per_file": rows,
     }
+
+
+def main() -> None:
+    arguments = parse_arguments()
+    absent = peers.missing()
+    if absent:
+        print(f"quality.py: the peers need the optional extra [benchmarks] ({peers.INSTALL_HINT}); missing: {', '.join(absent)}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        config = load_config(arguments.config, iterations=arguments.iterations, device=arguments.device)
+        targets = sorted(set(_numbers(arguments.targets)) | {arguments.auto_brightness})
+        floors = _numbers(arguments.floors)
+        modes = rendering_modes(arguments, config, targets, floors)
+    except ConfigError as error:
+        print(f"quality.py: {error}", file=sys.stderr)
+        sys.exit(2)
+    started = time.perf_counter()
+    rows, fit_seconds = score_all(arguments, config, modes)
+    record = build_record(arguments, config, rows, modes, targets, floors)
+    record["fits"] = {"computed": len(fit_seconds), "mean_seconds": round(float(np.mean(fit_seconds)), 1) if fit_seconds else None}
+    record["seconds"] = round(time.perf_counter() - started, 1)
+    record["machine"] = common.machine(jobs=1)
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text(json.dumps(record, indent=1) + "\n")
-    line = {key: value for key, value in record.items() if key != "per_file"}
-    print(json.dumps(line))
-
-
+    print(json.dumps({key: value for key, value in record.items() if key != "per_file"}))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ The bundled example resized to 560x420 (the size of the reference timings in PER
 measurement runs in a fresh child process, so its peak RSS and allocator settings are its own;
 the preset and the reference-like loop alternate (``--rounds`` times each) so that a noisy
 machine slows both alike, and each reports the median of its steps after ``--warmup``. Prints one
-JSON line and writes it to benchmarks/results/step_speed.json.
+JSON line, with the machine it ran on (``common.machine``), and writes it to
+benchmarks/results/step_speed.json.
 
     .venv/bin/python benchmarks/step_speed.py [--config paper] [--steps 10] [--warmup 2] [--rounds 2]
 """
@@ -79,7 +80,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child, args.config, args.steps, args.warmup)))
         return
-    import torch
+    sys.path.insert(0, str(HERE))
+    import common
 
     runs: dict[str, list[dict]] = {"preset": [], "reference": []}
     for _ in range(args.rounds):
@@ -91,7 +93,7 @@ def main() -> None:
         "benchmark": "step_speed",
         "config": args.config,
         "size": f"{WIDTH}x{HEIGHT}",
-        "threads": torch.get_num_threads(),
+        "machine": common.machine(jobs=1),
         "steps_measured": sum(len(run["durations"]) for run in runs["preset"]),
         "seconds_per_step_median": round(per_step["preset"], 4),
         "projected_seconds_1000_steps": round(per_step["preset"] * 1000, 1),
