@@ -91,7 +91,7 @@ def render(saved: decomposition.Decomposition, mode: dict):
         choice = light.gamma_for_brightness(
             saved.image, saved.illumination, saved.noise, mode["brightness"], gamma_range=(mode["floor"], light.GAMMA_MAX)
         )
-        pixels = light.render(saved.image, saved.illumination, saved.noise, choice.gamma)[0]
+        pixels = light.render_choice(saved.image, saved.illumination, saved.noise, choice)[0]
     else:
         relit = decomposition.relight(saved, **mode)
         pixels, choice = relit.result, relit.light
