@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -143,26 +143,16 @@ def recombine(
 
 
 def render(
-    image: torch.Tensor,
-    illumination: torch.Tensor,
-    noise: torch.Tensor,
-    gamma: float,
-    *,
-    exposure: float = 1.0,
-    tone: bool = False,
-    denoised: Optional[torch.Tensor] = None,
+    image: torch.Tensor, illumination: torch.Tensor, noise: torch.Tensor, gamma: float, **options: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The result ``(1, 3, H, W)`` and adjusted illumination ``(1, 1, H, W)``; see ``recombine``.
+    """The result ``(1, 3, H, W)`` and adjusted illumination ``(1, 1, H, W)``: ``recombine`` with
+    its keyword ``options`` (exposure, tone, denoised), on contiguous maps, without autograd.
 
-    ``image``, ``noise`` and ``denoised``: ``(1, 3, H, W)``; ``illumination``: ``(1, 1, H, W)``. The
-    single code path shared by ``enhance`` and ``relight``, so both give bit-identical results.
+    ``image`` and ``noise``: ``(1, 3, H, W)``; ``illumination``: ``(1, 1, H, W)``. The single code
+    path shared by ``enhance`` and ``relight``, so both give bit-identical results.
     """
     with torch.no_grad():
-        denoised = None if denoised is None else denoised.contiguous()
-        return recombine(
-            image.contiguous(), illumination.contiguous(), noise.contiguous(), gamma,
-            exposure=exposure, tone=tone, denoised=denoised,
-        )
+        return recombine(image.contiguous(), illumination.contiguous(), noise.contiguous(), gamma, **options)
 
 
 def render_choice(
@@ -179,18 +169,10 @@ def render_choice(
 
 
 def brightness_at(
-    image: torch.Tensor,
-    illumination: torch.Tensor,
-    noise: torch.Tensor,
-    gamma: float,
-    *,
-    exposure: float = 1.0,
-    tone: bool = False,
-    denoised: Optional[torch.Tensor] = None,
+    image: torch.Tensor, illumination: torch.Tensor, noise: torch.Tensor, gamma: float, **options: Any
 ) -> float:
     """Mean brightness of the result for ``gamma``; arguments as in ``render``."""
-    result = render(image, illumination, noise, gamma, exposure=exposure, tone=tone, denoised=denoised)[0]
-    return mean_brightness(result)
+    return mean_brightness(render(image, illumination, noise, gamma, **options)[0])
 
 
 def _bisect(
