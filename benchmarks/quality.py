@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import itertools
 import json
 import math
@@ -113,28 +112,13 @@ def cached_decomposition(loaded, name: str, config, cache: Path) -> tuple[decomp
 
 def render_config(saved: decomposition.Decomposition, config, floor: float | None = None):
     """``(pixels, gamma, reached)`` of ``config``'s rendering of ``saved``: the one call of the
-    package's renderer, so an API change is adapted here only.
-
-    ``from_maps`` gets the config itself once it takes one, else gamma and brightness plus any
-    other ``RENDER_KEYS`` it accepts as keywords. ``floor``: a lower end for gamma "auto" that the
-    config cannot hold (the package has no ``gamma_floor`` yet): the gamma is then chosen here, by
-    the package's own search, and rendered as a fixed gamma.
-    """
-    parameters = inspect.signature(from_maps).parameters
+    package's renderer, so an API change is adapted here only. ``floor`` replaces the config's
+    ``gamma_floor`` (the ``--floors`` study)."""
+    if floor is not None:
+        config = config.replace(gamma_floor=floor)
     maps = (saved.image, saved.illumination, saved.reflectance, saved.noise, saved.losses)
-    gamma, brightness, reached = config.gamma, config.brightness, None
-    if floor is not None and gamma == "auto":
-        choice = light.gamma_for_brightness(
-            saved.image, saved.illumination, saved.noise, brightness, gamma_range=(floor, light.GAMMA_MAX)
-        )
-        gamma, reached = choice.gamma, choice.reached
-    if "config" in parameters and floor is None:
-        result = from_maps(*maps, config=config)
-    else:
-        extra = {key: getattr(config, key) for key in RENDER_KEYS[2:] if key in parameters and hasattr(config, key)}
-        result = from_maps(*maps, gamma, brightness, **extra)
-    if reached is None and result.light.target is not None:
-        reached = result.light.reached
+    result = from_maps(*maps, config.gamma, config.brightness, gamma_floor=config.gamma_floor, denoise=config.denoise)
+    reached = result.light.reached if result.light.target is not None else None
     return result.result, result.gamma, reached
 
 

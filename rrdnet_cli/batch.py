@@ -37,7 +37,7 @@ from .pipeline import StepCallback, enhance, resolve_device
 from .result import Enhancement
 from .sheet import save_contact_sheet, sheet_title
 
-MAP_NAMES = ("illumination", "illumination_adjusted", "reflectance", "noise")
+MAP_NAMES = ("illumination", "illumination_adjusted", "reflectance", "noise", "denoised_away")
 STDIN = Path("-")
 _GLOB_CHARACTERS = frozenset("*?[")
 
@@ -444,15 +444,20 @@ def prepare_output_dir(options: OutputOptions) -> None:
 # ------------------------------------------------------------------------------------- running
 
 
+def stretched(values: torch.Tensor) -> torch.Tensor:
+    """``values`` (any shape) min-max stretched to [0, 1] for viewing."""
+    return (values - values.min()) / (values.max() - values.min()).clamp_min(1e-12)
+
+
 def save_maps(enhancement: Enhancement, paths: dict[str, Path]) -> None:
-    # Noise is signed: stretch it to [0, 1] for viewing, as the reference does.
-    noise = enhancement.noise
-    noise_view = (noise - noise.min()) / (noise.max() - noise.min()).clamp_min(1e-12)
+    # Noise and what the denoising removed are signed: stretch them to [0, 1] for viewing, as the
+    # reference does for the noise.
     maps = {
         "illumination": enhancement.illumination,
         "illumination_adjusted": enhancement.adjusted_illumination,
         "reflectance": enhancement.reflectance,
-        "noise": noise_view,
+        "noise": stretched(enhancement.noise),
+        "denoised_away": stretched(enhancement.removed),
     }
     for name, path in paths.items():
         images.save_image(images.to_pil(maps[name]), path)

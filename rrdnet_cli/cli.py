@@ -273,21 +273,29 @@ class Progress:
         return on_result
 
 
-class GammaType(click.ParamType):
-    """A gamma on the command line: a number, or 'auto' (chosen per image for a target brightness)."""
+class NumberOrKeyword(click.ParamType):
+    """A number, or one of a few keywords: a gamma ('auto': chosen per image for a target
+    brightness) or a denoise strength ('auto', 'off')."""
 
-    name = "G|auto"
+    def __init__(self, metavar: str, keywords: tuple[str, ...]) -> None:
+        self.name, self.keywords = metavar, keywords
 
     def convert(self, value, param, ctx):
-        if isinstance(value, float) or value == "auto":
+        if isinstance(value, float) or value in self.keywords:
             return value
         try:
             return float(value)
         except ValueError:
-            self.fail(f"'{value}' is not a number or 'auto'", param, ctx)
+            accepted = " or ".join(f"'{keyword}'" for keyword in self.keywords)
+            self.fail(f"'{value}' is not a number or {accepted}", param, ctx)
 
 
-GAMMA = GammaType()
+GAMMA = NumberOrKeyword("G|auto", ("auto",))
+DENOISE = NumberOrKeyword("auto|off|STRENGTH", ("auto", "off"))
+DENOISE_HELP = (
+    "Denoise where the light was raised: 'auto', 'off', or a STRENGTH (multiple of the noise level "
+    "estimated from the image)."
+)
 BRIGHTNESS_HELP = "Pick gamma per image so the result's mean brightness is T (0-1); implies --gamma auto."
 
 
@@ -307,6 +315,7 @@ def config_options(command):
             help=f"Illumination exponent (smaller is brighter), or 'auto': the gamma that gives the target brightness (default {AUTO_BRIGHTNESS}).",
         ),
         click.option("--brightness", type=float, metavar="T", help=BRIGHTNESS_HELP),
+        click.option("--denoise", type=DENOISE, help=DENOISE_HELP),
         click.option("--lr", "learning_rate", type=float, help="Adam learning rate."),
         click.option("--seed", type=int, help="Seed of the initial weights."),
         click.option("--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
@@ -444,12 +453,13 @@ def config_show(config_name, **overrides):
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Image to write (format from its extension).")
 @click.option("--gamma", type=GAMMA, help="Illumination exponent, or 'auto' (the target brightness of the saved config).")
 @click.option("--brightness", type=float, metavar="T", help="Pick the gamma that gives mean brightness T (0-1).")
+@click.option("--denoise", type=DENOISE, help=DENOISE_HELP + " Default: the saved config's.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line.")
-def relight(decomposition_file, output, gamma, brightness, quiet):
+def relight(decomposition_file, output, gamma, brightness, denoise, quiet):
     """Render a new result from a saved decomposition FILE (enhance --save-decomposition), instantly."""
     if gamma is None and brightness is None:
         raise click.UsageError("give --gamma G|auto or --brightness T")
-    enhancement = relight_file(decomposition_file, output, gamma=gamma, brightness=brightness)
+    enhancement = relight_file(decomposition_file, output, gamma=gamma, brightness=brightness, denoise=denoise)
     if not quiet:
         click.echo(f"rrdnet: {decomposition_file} -> {output} ({enhancement.light.describe()})", err=True)
 

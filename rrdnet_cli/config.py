@@ -74,6 +74,18 @@ class Config:
     brightness: float = _option(
         AUTO_BRIGHTNESS, "mean brightness of the result that gamma 'auto' aims for", minimum=0.0, maximum=1.0
     )
+    gamma_floor: float = _option(
+        # light.GAMMA_MIN; the config stays free of torch imports.
+        0.1, "lowest gamma that 'auto' tries; a brighter target is reached with an exposure gain",
+        minimum=0.0, exclusive=True, maximum=1.0,
+    )
+    denoise: float | str = _option(
+        "off",
+        "denoise where the light was raised: 'auto', 'off', or a strength (multiple of the estimated noise level)",
+        minimum=0.0,
+        exclusive=True,
+        keywords=("auto", "off"),
+    )
     blur_size: int = _option(
         5, "side of the Gaussian that smooths the image gradients (odd)", minimum=1, maximum=1001, odd=True
     )
@@ -162,6 +174,9 @@ def _check_value(name: str, value: Any, source: str) -> Any:
     where = f"{source}: key '{name}'"
     if isinstance(value, str) and value in meta["keywords"]:
         return value
+    # YAML 1.1 reads an unquoted "off" as false: for a key that takes 'off', that is what was meant.
+    if value is False and "off" in meta["keywords"]:
+        return "off"
     # bool is an int subclass in Python; 'iterations: true' is a typo, not a number.
     if isinstance(value, bool):
         raise ConfigError(f"{where}: expected {expected}, got boolean {shown(value)}")
@@ -197,6 +212,13 @@ def _check_value(name: str, value: Any, source: str) -> Any:
     if meta["pattern"] is not None and not re.fullmatch(meta["pattern"], value):
         raise ConfigError(f"{where}: {spec.metadata['help']} expected, got {shown(value)}")
     return value
+
+
+def check_value(name: str, value: Any, source: str = "config") -> Any:
+    """``value`` checked (and normalised) as config key ``name``; ``ConfigError`` if it is not one."""
+    if name not in FIELDS:
+        raise ConfigError(f"{source}: unknown key {shown(name)}")
+    return _check_value(name, value, source)
 
 
 def from_dict(values: dict[str, Any], source: str = "config") -> Config:

@@ -35,7 +35,7 @@ import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -44,8 +44,8 @@ import yaml
 from PIL import Image
 
 from . import images
-from .config import AUTO_BRIGHTNESS, MAX_CONFIG_BYTES, Config
-from .errors import InputError, UsageError, cannot_write
+from .config import MAX_CONFIG_BYTES, Config, check_value
+from .errors import ConfigError, InputError, UsageError, cannot_write
 from .result import LOSS_COLUMNS, Enhancement, from_maps
 
 FORMAT_NAME = "rrdnet-decomposition"
@@ -313,22 +313,35 @@ def load(path: str | Path) -> Decomposition:
     )
 
 
-def saved_brightness(decomposition: Decomposition) -> float:
-    """The target brightness in the decomposition's saved config (the default if it has none)."""
+def saved_setting(decomposition: Decomposition, key: str) -> Any:
+    """The value of config ``key`` in the decomposition's saved config, checked as a config value;
+    the ``Config`` default when the saved config lacks it (an older file) or it is unusable."""
+    default = getattr(Config(), key)
     try:
         values = yaml.safe_load(decomposition.config_yaml) or {}
-        return float(values.get("brightness", AUTO_BRIGHTNESS))
-    except (yaml.YAMLError, AttributeError, TypeError, ValueError):
-        return AUTO_BRIGHTNESS
+        return check_value(key, values.get(key, default))
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError, ConfigError):
+        return default
+
+
+def saved_brightness(decomposition: Decomposition) -> float:
+    """The target brightness in the decomposition's saved config (the default if it has none)."""
+    return float(saved_setting(decomposition, "brightness"))
 
 
 def relight(
-    decomposition: Decomposition, *, gamma: float | str | None = None, brightness: Optional[float] = None
+    decomposition: Decomposition,
+    *,
+    gamma: float | str | None = None,
+    brightness: Optional[float] = None,
+    denoise: float | str | None = None,
 ) -> Enhancement:
     """A new result from a saved decomposition: a fixed ``gamma``, or the one for ``brightness``.
 
     ``gamma="auto"`` without a ``brightness`` aims for the brightness of the saved config, as an
-    enhance with that config would. Costs milliseconds: no optimisation runs.
+    enhance with that config would; the gamma floor is the saved config's, and so is ``denoise``
+    (``"auto"``, ``"off"`` or a strength) unless given. Costs milliseconds to a second: no
+    optimisation runs.
     """
     if gamma is None and brightness is None:
         raise UsageError("relight needs a gamma or a brightness")
@@ -340,6 +353,10 @@ def relight(
         raise UsageError(f"gamma {gamma}: must be a number greater than 0, or 'auto'")
     if brightness is not None and not 0.0 <= brightness <= 1.0:
         raise UsageError(f"brightness {brightness}: must be between 0 and 1")
+    if denoise is None:
+        denoise = saved_setting(decomposition, "denoise")
+    else:
+        denoise = check_value("denoise", denoise, source="option")
     return from_maps(
         decomposition.image,
         decomposition.illumination,
@@ -348,6 +365,8 @@ def relight(
         decomposition.losses,
         gamma,
         brightness,
+        gamma_floor=saved_setting(decomposition, "gamma_floor"),
+        denoise=denoise,
     )
 
 
@@ -357,12 +376,13 @@ def relight_file(
     *,
     gamma: float | str | None = None,
     brightness: Optional[float] = None,
+    denoise: float | str | None = None,
     quality: int = 95,
 ) -> Enhancement:
     """Load the decomposition ``source``, relight it and write the image ``destination``."""
     # The output name is the user's choice: an unknown extension is a usage error, found first.
     images.format_for(Path(destination), UsageError)
     decomposition = load(source)
-    enhancement = relight(decomposition, gamma=gamma, brightness=brightness)
+    enhancement = relight(decomposition, gamma=gamma, brightness=brightness, denoise=denoise)
     images.write_like(enhancement.result, Path(destination), decomposition.source, quality=quality)
     return enhancement

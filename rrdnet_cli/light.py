@@ -1,4 +1,5 @@
-"""The light level of a result: choosing gamma for a target brightness, and rendering a result.
+"""The light level of a result: choosing gamma (and an exposure) for a target brightness, and
+rendering a result.
 
 RRDNet's decomposition is fixed once fitted; only the recombination
 ``clamp(L^gamma · (I − N) / L, 0, 1)`` depends on gamma. So picking the gamma that gives a
@@ -7,48 +8,73 @@ wanted mean brightness needs no new optimisation, only a few dozen recombination
 The mean brightness of the result never increases with gamma: L lies in (0, 1), so ``L^(gamma-1)``
 shrinks as gamma grows, for every pixel, and clamping keeps that order. A bisection on log gamma
 therefore finds the gamma for any target between the darkest and brightest reachable results.
+
+A chosen gamma (gamma "auto") ends with a tone step instead of the clamp:
+``roll_off(e · L^gamma · (I − N) / L)``, a smooth highlight roll-off that never reaches 1, so the
+highlights that the clamp would flatten to white keep their shading. When even the floor of the
+gamma range is too dark for the target, an exposure gain ``e`` > 1 (found by a second bisection, on
+log e) brightens further; otherwise ``e`` = 1. A fixed gamma renders exactly as the paper: clamp,
+no gain, no roll-off.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 
+from .denoise import blend_weight
 from .errors import UsageError
 
-# The range searched for gamma when it is chosen for a target brightness. Up to 1: a chosen gamma
-# never renders a photo darker than its own (denoised) exposure, since this is a brightening tool.
-# Down to 0.1: below, the illumination is flattened to nearly 1, shading disappears and noise in
-# the darkest areas is amplified, and NIQE on the real benchmark photos got worse. Higher floors
-# cost PSNR on the synthetic pairs with no NIQE gain (figures: README, "Benchmarks";
-# benchmarks/quality.py --floors).
+# The default floor of the range searched for gamma when it is chosen for a target brightness
+# (config key gamma_floor). Up to 1: a chosen gamma never renders a photo darker than its own
+# (denoised) exposure, since this is a brightening tool. Down to 0.1: below, the illumination is
+# flattened to nearly 1, shading disappears and noise in the darkest areas is amplified, and NIQE on
+# the real benchmark photos got worse. Higher floors cost PSNR on the synthetic pairs with no NIQE
+# gain (figures: README, "Benchmarks"; benchmarks/quality.py --floors).
 # A fixed --gamma may be any positive number.
 GAMMA_MIN = 0.1
 GAMMA_MAX = 1.0
 # Bisection stops when the mean brightness is this close to the target (well inside
-# REACHED_TOLERANCE) or after BISECTION_STEPS halvings of the log-gamma interval (2^-40 of it).
+# REACHED_TOLERANCE) or after BISECTION_STEPS halvings of the log interval (2^-40 of it).
 BRIGHTNESS_TOLERANCE = 1e-4
 BISECTION_STEPS = 40
 # A target counts as reached when the result's mean brightness is this close to it: about the
 # smallest difference in mean brightness that people notice.
 REACHED_TOLERANCE = 0.01
+# The highlight roll-off of the tone step is the identity up to KNEE, so mid-tones keep the
+# recombination's values; above, it bends towards 1 along a hyperbola: a pixel needs ~20 times full
+# scale before it rounds to 8-bit white. An exponential roll-off (1 − exp) with the same knee
+# saturates within ~1.7 times full scale and, at a mean brightness of 0.6-0.8, clipped 12-98 % of
+# the pixels of the synthetic pairs, where this one clipped none (the test: tests/test_light.py).
+KNEE = 0.8
+# The largest exposure gain tried: a target that needs more is out of reach. At the gamma floor
+# the illumination is already nearly flattened (L^-0.9 lifts L = 0.05 fifteen times); the darkest
+# synthetic pair needed a gain of 14 for brightness 0.8.
+EXPOSURE_MAX = 32.0
 
 
 @dataclass(frozen=True)
 class LightChoice:
-    """The gamma used for one image and the mean brightness it gives.
+    """The gamma and exposure gain used for one image and the mean brightness they give.
 
-    ``target`` is ``None`` when gamma was fixed rather than chosen. When the target lies outside
-    what any gamma in the searched range can give, ``gamma`` is the end of that range that comes
-    closest and ``reached`` is False: the single place that decides "out of reach".
+    ``target`` is ``None`` when gamma was fixed rather than chosen; only a chosen gamma renders with
+    the tone step (``tone``). When the target lies outside what the searched range can give,
+    ``gamma`` and ``exposure`` are the end of that range that comes closest and ``reached`` is
+    False: the single place that decides "out of reach".
     """
 
     gamma: float
     brightness: float
     target: Optional[float] = None
+    exposure: float = 1.0
+
+    @property
+    def tone(self) -> bool:
+        """Whether the result ends with the exposure gain and roll-off (gamma chosen) or the clamp."""
+        return self.target is not None
 
     @property
     def reached(self) -> bool:
@@ -56,8 +82,12 @@ class LightChoice:
         return self.target is None or abs(self.brightness - self.target) <= REACHED_TOLERANCE
 
     def describe(self) -> str:
-        """``gamma 0.412, brightness 0.400``, plus ``, target 0.500 out of reach`` when missed."""
-        text = f"gamma {self.gamma:.3g}, brightness {self.brightness:.3f}"
+        """``gamma 0.412, brightness 0.400``, plus ``, exposure 1.8`` when a gain was applied and
+        ``, target 0.500 out of reach`` when missed."""
+        text = f"gamma {self.gamma:.3g}"
+        if self.exposure != 1.0:
+            text += f", exposure {self.exposure:.3g}"
+        text += f", brightness {self.brightness:.3f}"
         if not self.reached:
             text += f", target {self.target:.3f} out of reach"
         return text
@@ -72,35 +102,100 @@ def mean_brightness(image: torch.Tensor) -> float:
     return image.detach().contiguous().double().mean().item()
 
 
-def recombine(
-    image: torch.Tensor, illumination: torch.Tensor, noise: torch.Tensor, gamma: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``clamp(L^gamma · (I − N) / L, 0, 1)`` and ``L^gamma``.
+def roll_off(values: torch.Tensor, knee: float = KNEE) -> torch.Tensor:
+    """The tone curve: ``y`` up to ``knee``, ``knee + (1 − knee) · t / (1 + t)`` above, with
+    ``t = (y − knee) / (1 − knee)``; any shape, values >= 0.
 
-    ``image`` and ``noise``: ``(1, 3, H, W)``; ``illumination``: ``(1, 1, H, W)``.
+    Continuous with a continuous slope (1) at the knee, increasing, and below 1 for every finite
+    ``y``: highlights are compressed, never flattened.
+    """
+    span = 1.0 - knee
+    excess = (values - knee).clamp_min(0.0) / span
+    return torch.where(values <= knee, values, knee + span * excess / (1.0 + excess))
+
+
+def recombine(
+    image: torch.Tensor,
+    illumination: torch.Tensor,
+    noise: torch.Tensor,
+    gamma: float,
+    *,
+    exposure: float = 1.0,
+    tone: bool = False,
+    denoised: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The result and ``L^gamma``: ``clamp(L^gamma · S / L, 0, 1)``, or with ``tone``
+    ``roll_off(max(e · L^gamma · S / L, 0))`` (``e`` = ``exposure``).
+
+    ``S`` is the signal ``I − N``, or with ``denoised`` (``denoise.denoise_signal``'s copy of it)
+    their blend by ``denoise.blend_weight`` of the per-pixel gain ``e · L^(gamma − 1)``.
+    ``image``, ``noise``, ``denoised``: ``(1, 3, H, W)``; ``illumination``: ``(1, 1, H, W)``.
     """
     adjusted = illumination.pow(gamma)
-    result = (adjusted * (image - noise) / illumination).clamp(0.0, 1.0)
-    return result, adjusted
+    signal = image - noise
+    if denoised is not None:
+        signal = torch.lerp(signal, denoised, blend_weight(exposure * adjusted / illumination))
+    brightened = adjusted * signal / illumination
+    if not tone:
+        # The paper's recombination, operation for operation (the golden and parity tests pin it).
+        return brightened.clamp(0.0, 1.0), adjusted
+    return roll_off((exposure * brightened).clamp_min(0.0)), adjusted
 
 
 def render(
-    image: torch.Tensor, illumination: torch.Tensor, noise: torch.Tensor, gamma: float
+    image: torch.Tensor, illumination: torch.Tensor, noise: torch.Tensor, gamma: float, **options: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The result ``(1, 3, H, W)`` and adjusted illumination ``(1, 1, H, W)`` for ``gamma``.
+    """The result ``(1, 3, H, W)`` and adjusted illumination ``(1, 1, H, W)``: ``recombine`` with
+    its keyword ``options`` (exposure, tone, denoised), on contiguous maps, without autograd.
 
     ``image`` and ``noise``: ``(1, 3, H, W)``; ``illumination``: ``(1, 1, H, W)``. The single code
     path shared by ``enhance`` and ``relight``, so both give bit-identical results.
     """
     with torch.no_grad():
-        return recombine(image.contiguous(), illumination.contiguous(), noise.contiguous(), gamma)
+        return recombine(image.contiguous(), illumination.contiguous(), noise.contiguous(), gamma, **options)
+
+
+def render_choice(
+    image: torch.Tensor,
+    illumination: torch.Tensor,
+    noise: torch.Tensor,
+    choice: LightChoice,
+    denoised: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``render`` with the gamma, exposure and tone step of ``choice``; shapes as in ``render``."""
+    return render(
+        image, illumination, noise, choice.gamma, exposure=choice.exposure, tone=choice.tone, denoised=denoised
+    )
 
 
 def brightness_at(
-    image: torch.Tensor, illumination: torch.Tensor, noise: torch.Tensor, gamma: float
+    image: torch.Tensor, illumination: torch.Tensor, noise: torch.Tensor, gamma: float, **options: Any
 ) -> float:
-    """Mean brightness of the result for ``gamma``; shapes as in ``render``."""
-    return mean_brightness(render(image, illumination, noise, gamma)[0])
+    """Mean brightness of the result for ``gamma``; arguments as in ``render``."""
+    return mean_brightness(render(image, illumination, noise, gamma, **options)[0])
+
+
+def _bisect(
+    brightness_of: Callable[[float], float], low: float, high: float, target: float, increasing: bool
+) -> tuple[float, float]:
+    """The value in [low, high] (searched on a log scale) whose brightness is nearest ``target``,
+    and that brightness. ``brightness_of`` is monotonic (``increasing`` or not) and ``target`` lies
+    strictly between its values at the ends."""
+    low, high = math.log(low), math.log(high)
+    best_value, best_brightness = math.nan, math.inf
+    for _ in range(BISECTION_STEPS):
+        middle = 0.5 * (low + high)
+        value = math.exp(middle)
+        brightness = brightness_of(value)
+        if abs(brightness - target) < abs(best_brightness - target):
+            best_value, best_brightness = value, brightness
+        if abs(brightness - target) <= BRIGHTNESS_TOLERANCE:
+            break
+        if (brightness < target) == increasing:
+            low = middle
+        else:
+            high = middle
+    return best_value, best_brightness
 
 
 def gamma_for_brightness(
@@ -109,40 +204,43 @@ def gamma_for_brightness(
     noise: torch.Tensor,
     target: float,
     gamma_range: tuple[float, float] = (GAMMA_MIN, GAMMA_MAX),
+    denoised: Optional[torch.Tensor] = None,
 ) -> LightChoice:
-    """The gamma whose result has mean brightness ``target`` (in [0, 1]); shapes as in ``render``.
+    """The gamma (and exposure) whose toned result has mean brightness ``target`` (in [0, 1]).
 
-    Bisects log gamma over ``gamma_range`` (the package's [GAMMA_MIN, GAMMA_MAX] unless a
-    benchmark tries another). When the target is out of reach (brighter than the result at the
-    lowest gamma, or darker than at the highest: the photo is already brighter) the nearest end is
+    Shapes as in ``render``. Bisects log gamma over ``gamma_range`` (the package's
+    [GAMMA_MIN, GAMMA_MAX] unless the config's gamma_floor or a benchmark sets another). A target
+    brighter than the result at the lowest gamma is reached with an exposure gain at that gamma
+    (bisection on log e in [1, EXPOSURE_MAX]). When the target is out of reach even so, or darker
+    than the result at the highest gamma (the photo is already brighter), the nearest end is
     returned (``reached`` is then False): best effort, never an error, so one extreme image does not
     fail a batch.
     """
     if not 0.0 <= target <= 1.0:
         raise UsageError(f"brightness {target}: must be between 0 and 1")
     gamma_min, gamma_max = gamma_range
-    low, high = math.log(gamma_min), math.log(gamma_max)
-    brightest = brightness_at(image, illumination, noise, gamma_min)
-    if target >= brightest:
+
+    def at(gamma: float, exposure: float = 1.0) -> float:
+        return brightness_at(
+            image, illumination, noise, gamma, exposure=exposure, tone=True, denoised=denoised
+        )
+
+    brightest = at(gamma_min)
+    if target > brightest:
+        strongest = at(gamma_min, EXPOSURE_MAX)
+        if target >= strongest:
+            return LightChoice(gamma_min, strongest, target, EXPOSURE_MAX)
+        exposure, brightness = _bisect(
+            lambda value: at(gamma_min, value), 1.0, EXPOSURE_MAX, target, increasing=True
+        )
+        return LightChoice(gamma_min, brightness, target, exposure)
+    if target == brightest:
         return LightChoice(gamma_min, brightest, target)
-    darkest = brightness_at(image, illumination, noise, gamma_max)
+    darkest = at(gamma_max)
     if target <= darkest:
         return LightChoice(gamma_max, darkest, target)
-    # Invariant: brightness(exp(low)) > target > brightness(exp(high)).
-    best = LightChoice(gamma_min, brightest, target)
-    for _ in range(BISECTION_STEPS):
-        middle = 0.5 * (low + high)
-        gamma = math.exp(middle)
-        brightness = brightness_at(image, illumination, noise, gamma)
-        if abs(brightness - target) < abs(best.brightness - target):
-            best = LightChoice(gamma, brightness, target)
-        if abs(brightness - target) <= BRIGHTNESS_TOLERANCE:
-            break
-        if brightness > target:
-            low = middle
-        else:
-            high = middle
-    return best
+    gamma, brightness = _bisect(at, gamma_min, gamma_max, target, increasing=False)
+    return LightChoice(gamma, brightness, target)
 
 
 def choose_light(
@@ -151,16 +249,21 @@ def choose_light(
     noise: torch.Tensor,
     gamma: float | str,
     brightness: Optional[float],
+    gamma_floor: float = GAMMA_MIN,
+    denoised: Optional[torch.Tensor] = None,
 ) -> LightChoice:
     """Resolve a config's ``gamma`` (a number or ``"auto"``) for one image; shapes as in ``render``.
 
-    A number is used as it is; ``"auto"`` picks the gamma that brings the mean brightness to
-    ``brightness``.
+    A number is used as it is; ``"auto"`` picks the gamma in [``gamma_floor``, 1] (and, past the
+    floor, the exposure) that brings the mean brightness to ``brightness``.
     """
     if gamma == "auto":
         if brightness is None:
             raise UsageError("gamma 'auto' needs a target brightness")
-        return gamma_for_brightness(image, illumination, noise, brightness)
+        return gamma_for_brightness(
+            image, illumination, noise, brightness, (gamma_floor, GAMMA_MAX), denoised=denoised
+        )
     if isinstance(gamma, str):
         raise UsageError(f"gamma '{gamma}': expected a number or 'auto'")
-    return LightChoice(float(gamma), brightness_at(image, illumination, noise, float(gamma)))
+    value = brightness_at(image, illumination, noise, float(gamma), denoised=denoised)
+    return LightChoice(float(gamma), value)

@@ -330,4 +330,7 @@ def enhance(
     # --save-decomposition): a relight from a saved decomposition then gives this very result,
     # whatever device the fit ran on.
     image, illumination, reflectance, noise = (x.cpu().contiguous() for x in (image, *outputs))
-    return from_maps(image, illumination, reflectance, noise, history, config.gamma, config.brightness, steps)
+    return from_maps(
+        image, illumination, reflectance, noise, history, config.gamma, config.brightness, steps,
+        gamma_floor=config.gamma_floor, denoise=config.denoise,
+    )

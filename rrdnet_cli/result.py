@@ -13,7 +13,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
-from .light import LightChoice, choose_light, render
+from .denoise import denoise_signal, strength_of
+from .light import GAMMA_MIN, LightChoice, choose_light, render_choice
 
 
 class LossRow(NamedTuple):
@@ -41,11 +42,13 @@ class Enhancement:
     """The enhanced image and the decomposition behind it, all on the CPU.
 
     ``image`` (the input), ``result``, ``reflectance``, ``noise``: ``(1, 3, H, W)`` float32;
-    ``illumination`` and ``adjusted_illumination``: ``(1, 1, H, W)``. ``losses``: ``(steps + 1, 5)``
+    ``illumination`` and ``adjusted_illumination``: ``(1, 1, H, W)``. ``removed``: ``(1, 3, H, W)``,
+    what the denoising took out of the result (the result rendered without it minus ``result``;
+    zeros when denoising is off). ``losses``: ``(steps + 1, 5)``
     float64, row k the loss terms (unweighted, columns ``LOSS_COLUMNS``) at the forward pass after
     k Adam steps, on what the optimisation saw (the whole image in paper mode; the step's crops or
     the downscaled copy in the fast modes). ``light``: the gamma used, the result's mean
-    brightness and, for gamma "auto", the target and whether it was reached. ``steps``: Adam steps
+    brightness and, for gamma "auto", the exposure gain, the target and whether it was reached. ``steps``: Adam steps
     actually run (a convergence stop may end early; 0 for a relight).
     """
 
@@ -57,6 +60,7 @@ class Enhancement:
     noise: torch.Tensor
     losses: np.ndarray
     light: LightChoice
+    removed: torch.Tensor
     steps: int = 0
 
     @property
@@ -81,14 +85,24 @@ def from_maps(
     gamma: float | str,
     brightness: Optional[float],
     steps: int = 0,
+    *,
+    gamma_floor: float = GAMMA_MIN,
+    denoise: float | str = "off",
 ) -> Enhancement:
     """Choose the light for a decomposition and render the result; shapes as in ``Enhancement``.
 
-    ``gamma`` and ``brightness`` as in ``light.choose_light``. The one path from maps to a result,
-    shared by ``enhance`` and ``relight``, so a relight with a run's gamma gives that run's bytes.
+    ``gamma``, ``brightness`` and ``gamma_floor`` as in ``light.choose_light``; ``denoise`` as the
+    config key (``"auto"``, ``"off"`` or a strength). The one path from maps to a result, shared by
+    ``enhance`` and ``relight``, so a relight with a run's settings gives that run's bytes.
     """
-    choice = choose_light(image, illumination, noise, gamma, brightness)
-    result, adjusted = render(image, illumination, noise, choice.gamma)
+    strength = strength_of(denoise)
+    denoised = None if strength is None else denoise_signal(image, noise, strength)
+    choice = choose_light(image, illumination, noise, gamma, brightness, gamma_floor, denoised)
+    result, adjusted = render_choice(image, illumination, noise, choice, denoised)
+    if denoised is None:
+        removed = torch.zeros_like(result)
+    else:
+        removed = render_choice(image, illumination, noise, choice)[0] - result
     return Enhancement(
         image=image,
         result=result,
@@ -98,5 +112,6 @@ def from_maps(
         noise=noise,
         losses=losses,
         light=choice,
+        removed=removed,
         steps=steps,
     )

@@ -1,7 +1,7 @@
 """The contact sheet: one picture that explains a run.
 
-Six panels side by side (input, result, illumination L, adjusted illumination L^gamma,
-reflectance R, noise N), each labelled, over a plot of the loss terms against the step.
+Seven panels side by side (input, result, illumination L, adjusted illumination L^gamma,
+reflectance R, noise N, and what the denoising removed from the result), each labelled, over a plot of the loss terms against the step.
 Drawn with Pillow alone.
 """
 
@@ -40,7 +40,8 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def noise_for_viewing(noise: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """``noise`` ``(1, 3, H, W)`` mapped to [0, 1] with 0 at mid-grey; returns it and the range.
+    """``noise`` ``(1, 3, H, W)`` (or any signed map of that shape, such as what the denoising
+    removed) mapped to [0, 1] with 0 at mid-grey; returns it and the range.
 
     Symmetric around zero (unlike a min-max stretch), so grey means "no noise" in every sheet.
     """
@@ -102,6 +103,7 @@ def _loss_plot(losses: np.ndarray, width: int, height: int, font) -> Image.Image
 def contact_sheet(enhancement: Enhancement, title: str = "", *, panel_size: int = PANEL_SIZE) -> Image.Image:
     """The sheet for ``enhancement`` as an RGB image."""
     noise_view, extent = noise_for_viewing(enhancement.noise)
+    removed_view, removed_extent = noise_for_viewing(enhancement.removed)
     gamma = enhancement.gamma
     panels = [
         (enhancement.image, f"input (mean {mean_brightness(enhancement.image):.3f})"),
@@ -110,6 +112,7 @@ def contact_sheet(enhancement: Enhancement, title: str = "", *, panel_size: int 
         (enhancement.adjusted_illumination, f"adjusted L^{gamma:.3g}"),
         (enhancement.reflectance, "reflectance R"),
         (noise_view, f"noise N (grey 0, ±{extent:.2g})"),
+        (removed_view, f"denoised away (±{removed_extent:.2g})"),
     ]
     thumbnails = [(_thumbnail(pixels, panel_size), label) for pixels, label in panels]
     panel_width = max(image.width for image, _ in thumbnails)
@@ -133,6 +136,8 @@ def sheet_title(name: str, enhancement: Enhancement, iterations: Optional[int] =
     """``photo.jpg · 300 steps · gamma 0.52 (auto, target brightness 0.45)``."""
     steps = len(enhancement.losses) - 1 if iterations is None else iterations
     parts = [name, f"{steps} steps", f"gamma {enhancement.gamma:.3g}"]
+    if enhancement.light.exposure != 1.0:
+        parts[-1] += f" · exposure {enhancement.light.exposure:.3g}"
     target = enhancement.target_brightness
     if target is not None:
         parts[-1] += f" (auto, target brightness {target:.3g}"

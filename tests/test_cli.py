@@ -24,7 +24,7 @@ def test_single_file_with_maps(tmp_path):
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "out" / "dark.png") as output:
         assert output.size == (44, 36) and output.mode == "RGB"
-    for name in ("illumination", "illumination_adjusted", "reflectance", "noise"):
+    for name in ("illumination", "illumination_adjusted", "reflectance", "noise", "denoised_away"):
         with Image.open(tmp_path / "out" / "maps" / f"dark_{name}.png") as image:
             assert image.size == (44, 36)
     assert "1 done, 0 failed" in result.stderr
@@ -107,6 +107,25 @@ def test_config_show_prints_effective_yaml(tmp_path):
     saved.write_text(result.output)
     again = run("config", "show", "--config", saved)
     assert again.output == result.output
+
+
+def test_denoise_option_takes_auto_off_or_a_strength(tmp_path):
+    assert "denoise: 1.5" in run("config", "show", "--denoise", "1.5").output
+    assert "denoise: 'off'" in run("config", "show", "--denoise", "off").output
+    assert "denoise: auto" in run("config", "show").output
+    for wrong in ("strong", "0", "-1"):
+        assert run("config", "show", "--denoise", wrong).exit_code == 2, wrong
+
+
+def test_relight_denoise_defaults_to_the_saved_config(tmp_path):
+    source = write_dark(tmp_path / "dark.png", 36, 44)
+    result = run("enhance", source, "-o", tmp_path / "out", "--save-decomposition", *DEFAULT_FAST)
+    assert result.exit_code == 0, result.output
+    saved = tmp_path / "out" / "decompositions" / "dark.npz"
+    assert run("relight", saved, "--gamma", "auto", "-o", tmp_path / "same.png").exit_code == 0
+    assert (tmp_path / "same.png").read_bytes() == (tmp_path / "out" / "dark.png").read_bytes()
+    assert run("relight", saved, "--gamma", "auto", "--denoise", "off", "-o", tmp_path / "noisy.png").exit_code == 0
+    assert (tmp_path / "noisy.png").read_bytes() != (tmp_path / "same.png").read_bytes()
 
 
 def test_verbose_prints_config_and_each_file(tmp_path):

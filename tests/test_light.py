@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from rrdnet_cli.light import GAMMA_MAX, GAMMA_MIN, brightness_at, choose_light, gamma_for_brightness, mean_brightness
+from rrdnet_cli.denoise import AUTO_STRENGTH, denoise_signal
+from rrdnet_cli.light import (
+    BRIGHTNESS_TOLERANCE, EXPOSURE_MAX, GAMMA_MAX, GAMMA_MIN, KNEE, REACHED_TOLERANCE, brightness_at, choose_light,
+    gamma_for_brightness, mean_brightness, render_choice, roll_off,
+)
 
 
 def synthetic_maps(seed=0):
@@ -26,21 +30,31 @@ def test_bisection_hits_a_reachable_target(target):
     choice = gamma_for_brightness(image, illumination, noise, target)
     assert choice.reached and abs(choice.brightness - target) < 1e-3
     assert GAMMA_MIN < choice.gamma < GAMMA_MAX
-    assert choice.brightness == pytest.approx(brightness_at(image, illumination, noise, choice.gamma))
+    assert choice.exposure == 1.0
+    assert choice.brightness == pytest.approx(brightness_at(image, illumination, noise, choice.gamma, tone=True))
 
 
-def test_brightness_never_increases_with_gamma():
+@pytest.mark.parametrize("tone", [False, True])
+def test_brightness_never_increases_with_gamma(tone):
     image, illumination, noise = synthetic_maps(1)
     gammas = np.geomspace(GAMMA_MIN, GAMMA_MAX, 30)
-    values = [brightness_at(image, illumination, noise, gamma) for gamma in gammas]
+    values = [brightness_at(image, illumination, noise, gamma, tone=tone) for gamma in gammas]
     assert all(later <= earlier + 1e-12 for earlier, later in zip(values, values[1:]))
 
 
-def test_unreachable_targets_give_the_nearest_end_and_say_so():
+def half_black_maps():
+    """``synthetic_maps`` with its left half black: no gain brightens the mean past about 0.5."""
     image, illumination, noise = synthetic_maps()
+    image[..., :16], noise[..., :16] = 0.0, 0.0
+    return image, illumination, noise
+
+
+def test_unreachable_targets_give_the_nearest_end_and_say_so():
+    image, illumination, noise = half_black_maps()
     too_bright = gamma_for_brightness(image, illumination, noise, 0.99)
-    assert not too_bright.reached and too_bright.gamma == GAMMA_MIN
-    assert too_bright.brightness == pytest.approx(brightness_at(image, illumination, noise, GAMMA_MIN))
+    assert not too_bright.reached and too_bright.gamma == GAMMA_MIN and too_bright.exposure == EXPOSURE_MAX
+    strongest = brightness_at(image, illumination, noise, GAMMA_MIN, exposure=EXPOSURE_MAX, tone=True)
+    assert too_bright.brightness == pytest.approx(strongest)
     assert "target 0.990 out of reach" in too_bright.describe()
     too_dark = gamma_for_brightness(image, illumination, noise, 0.0)
     assert not too_dark.reached and too_dark.gamma == GAMMA_MAX
@@ -48,9 +62,9 @@ def test_unreachable_targets_give_the_nearest_end_and_say_so():
 
 def test_another_gamma_range_bounds_the_search():
     image, illumination, noise = synthetic_maps()
-    floor = gamma_for_brightness(image, illumination, noise, 0.99, gamma_range=(0.3, 1.0))
+    floor = gamma_for_brightness(*half_black_maps(), 0.99, gamma_range=(0.3, 1.0))
     assert floor.gamma == 0.3 and not floor.reached
-    reachable = brightness_at(image, illumination, noise, 0.5)
+    reachable = brightness_at(image, illumination, noise, 0.5, tone=True)
     inside = gamma_for_brightness(image, illumination, noise, reachable, gamma_range=(0.3, 0.8))
     assert inside.reached and inside.gamma == pytest.approx(0.5, rel=1e-3)
 
@@ -68,3 +82,68 @@ def test_fixed_gamma_is_kept_and_auto_needs_a_target():
     fixed = choose_light(image, illumination, noise, 0.4, 0.45)
     assert fixed.gamma == 0.4 and fixed.target is None
     assert choose_light(image, illumination, noise, "auto", 0.3).brightness == pytest.approx(0.3, abs=1e-3)
+
+
+def scene_maps(seed, height=48, width=64):
+    """A dark photo with a bright lamp: smooth illumination from 0.02 to 0.5 (peaking in a small
+    bright area), textured reflectance, sensor-like noise; its decomposition as RRDNet would give it
+    (the noise map holds a part of the noise)."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.linspace(-1, 1, height).view(1, 1, height, 1)
+    columns = torch.linspace(-1, 1, width).view(1, 1, 1, width)
+    centre_row, centre_column = (torch.rand(2, generator=generator) - 0.5).tolist()
+    distance = (rows - centre_row) ** 2 + (columns - centre_column) ** 2
+    illumination = 0.02 + 0.48 * torch.exp(-distance / (0.05 + 0.3 * torch.rand(1, generator=generator).item()))
+    reflectance = (0.2 + 0.8 * torch.rand(1, 3, height, width, generator=generator)).clamp(0, 1)
+    sensor = 0.01 * torch.randn(1, 3, height, width, generator=generator)
+    image = (illumination * reflectance + sensor).clamp(0, 1)
+    return image, illumination, 0.5 * sensor
+
+
+def clipped(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels ``(H, W)`` whose brightest channel of ``(1, 3, H, W)`` rounds to 8-bit 255."""
+    return torch.round(pixels[0].amax(dim=0) * 255) >= 255
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("denoise", ["off", "auto"])
+def test_auto_light_reaches_every_target_up_to_0_8_and_barely_clips(seed, denoise):
+    image, illumination, noise = scene_maps(seed)
+    denoised = None if denoise == "off" else denoise_signal(image, noise, AUTO_STRENGTH)
+    start = mean_brightness(image)
+    for target in np.linspace(start, 0.8, 6):
+        choice = choose_light(image, illumination, noise, "auto", float(target), denoised=denoised)
+        result = render_choice(image, illumination, noise, choice, denoised)[0]
+        assert abs(mean_brightness(result) - target) <= REACHED_TOLERANCE and choice.reached
+        assert mean_brightness(result) == choice.brightness
+        newly_clipped = clipped(result) & ~clipped(image)
+        assert newly_clipped.double().mean().item() <= 0.005, (target, choice)
+    # The brightest targets need the exposure gain; the darker ones gamma alone.
+    assert choice.exposure > 1.0 and choice.gamma == GAMMA_MIN
+    assert "exposure" in choice.describe()
+
+
+def test_exposure_gain_only_past_the_gamma_floor():
+    image, illumination, noise = scene_maps(0)
+    at_floor = brightness_at(image, illumination, noise, 0.3, tone=True)
+    below = choose_light(image, illumination, noise, "auto", at_floor - 0.02, gamma_floor=0.3)
+    assert below.exposure == 1.0 and below.gamma > 0.3 and below.reached
+    above = choose_light(image, illumination, noise, "auto", at_floor + 0.02, gamma_floor=0.3)
+    assert above.exposure > 1.0 and above.gamma == 0.3 and above.reached
+    assert abs(above.brightness - (at_floor + 0.02)) <= BRIGHTNESS_TOLERANCE
+
+
+def test_roll_off_is_smooth_at_the_knee_and_never_reaches_one():
+    values = torch.tensor([0.0, 0.5, KNEE, KNEE + 1e-4, 1.0, 2.0, 4.0], dtype=torch.float64)
+    toned = roll_off(values)
+    assert torch.equal(toned[:3], values[:3])
+    assert (toned[3] - toned[2]) / 1e-4 == pytest.approx(1.0, abs=1e-3)
+    assert (toned.diff() > 0).all() and (toned < 1).all()
+
+
+def test_a_fixed_gamma_renders_as_the_paper():
+    image, illumination, noise = scene_maps(1)
+    choice = choose_light(image, illumination, noise, 0.4, None)
+    result, adjusted = render_choice(image, illumination, noise, choice)
+    expected = (illumination.pow(0.4) * (image - noise) / illumination).clamp(0, 1)
+    assert not choice.tone and choice.exposure == 1.0 and torch.equal(result, expected)

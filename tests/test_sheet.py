@@ -11,12 +11,12 @@ from rrdnet_cli.sheet import PANEL_SIZE, contact_sheet, noise_for_viewing, sheet
 from helpers import PAPER_FAST, dark_tensor, write_dark
 
 
-def test_sheet_shows_six_panels_and_the_loss_plot(tiny_config):
+def test_sheet_shows_seven_panels_and_the_loss_plot(tiny_config):
     enhancement = enhance(dark_tensor(40, 60), tiny_config)
     sheet = contact_sheet(enhancement, sheet_title("x.png", enhancement))
     assert sheet.mode == "RGB"
-    # Six panels of the panel width side by side (plus margins), over the plot.
-    assert 6 * PANEL_SIZE < sheet.width < 6 * PANEL_SIZE + 100
+    # Seven panels of the panel width side by side (plus margins), over the plot.
+    assert 7 * PANEL_SIZE < sheet.width < 7 * PANEL_SIZE + 120
     assert sheet.height > PANEL_SIZE * 40 / 60 + 200
     pixels = np.asarray(sheet)
     # The result panel is the enhanced image itself: its mean shows up in the second panel.

@@ -1,0 +1,86 @@
+"""denoise.py: the noise estimate, the tiled denoiser and the gain-guided blend; and how the
+rendering uses them (from_maps)."""
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import dark_tensor
+from rrdnet_cli import enhance, load_config
+from rrdnet_cli.denoise import AUTO_STRENGTH, blend_weight, denoise_image, noise_level, strength_of
+from rrdnet_cli.errors import UsageError
+from rrdnet_cli.result import from_maps
+
+
+def noisy_flat(sigma=0.02, size=48, seed=0):
+    generator = np.random.default_rng(seed)
+    clean = np.full((size, size, 3), 0.3, dtype=np.float32)
+    clean[:, size // 2:] = 0.6
+    return clean, np.clip(clean + sigma * generator.standard_normal(clean.shape), 0, 1).astype(np.float32)
+
+
+def test_noise_level_is_estimated_from_the_image():
+    _, noisy = noisy_flat(0.02)
+    assert noise_level(noisy) == pytest.approx(0.02, rel=0.25)
+    assert noise_level(noisy_flat(0.0)[1]) < 1e-3
+
+
+def test_denoising_brings_the_image_closer_to_the_clean_one():
+    clean, noisy = noisy_flat(0.03)
+    cleaned = denoise_image(noisy, AUTO_STRENGTH)
+    assert cleaned.shape == noisy.shape and cleaned.dtype == np.float32
+    assert np.abs(cleaned - clean).mean() < 0.5 * np.abs(noisy - clean).mean()
+    assert 0.0 <= cleaned.min() and cleaned.max() <= 1.0
+
+
+def test_tiles_give_nearly_the_untiled_result():
+    _, noisy = noisy_flat(0.03, size=64)
+    whole = denoise_image(noisy, AUTO_STRENGTH, tile_size=1024)
+    tiled = denoise_image(noisy, AUTO_STRENGTH, tile_size=24)
+    assert np.abs(whole - tiled).mean() < 2e-3
+
+
+def test_blend_weight_is_zero_where_nothing_was_brightened():
+    gain = torch.tensor([0.5, 1.0, 2.0, 4.0, 1e12], dtype=torch.float64)
+    assert blend_weight(gain).tolist() == pytest.approx([0.0, 0.0, 0.5, 0.75, 1.0])
+
+
+def test_strength_of_reads_the_config_value():
+    assert strength_of("off") is None and strength_of("auto") == AUTO_STRENGTH and strength_of(0.7) == 0.7
+    with pytest.raises(UsageError):
+        strength_of("strong")
+
+
+def dark_maps(seed=0, height=40, width=48):
+    generator = torch.Generator().manual_seed(seed)
+    illumination = torch.linspace(0.03, 0.9, width).view(1, 1, 1, width).expand(1, 1, height, width).contiguous()
+    reflectance = 0.3 + 0.4 * torch.rand(1, 3, height, width, generator=generator)
+    image = (illumination * reflectance + 0.01 * torch.randn(1, 3, height, width, generator=generator)).clamp(0, 1)
+    noise = torch.zeros_like(image)
+    return image, illumination, reflectance, noise
+
+
+def test_from_maps_denoises_where_the_light_was_raised_and_says_what_it_removed():
+    image, illumination, reflectance, noise = dark_maps()
+    losses = np.zeros((1, 5))
+    plain = from_maps(image, illumination, reflectance, noise, losses, 0.4, None)
+    denoised = from_maps(image, illumination, reflectance, noise, losses, 0.4, None, denoise="auto")
+    assert torch.equal(plain.removed, torch.zeros_like(plain.result))
+    assert torch.allclose(plain.result - denoised.result, denoised.removed, atol=1e-6)
+    # Dark columns (gain ~8) lose most of their pixel-to-pixel noise; the bright end (gain ~1.07)
+    # keeps nearly all of it.
+    dark = (slice(None), slice(None), slice(None), slice(0, 8))
+    assert denoised.result[dark].diff(dim=2).std() < 0.7 * plain.result[dark].diff(dim=2).std()
+    assert denoised.removed[..., -4:].abs().mean() < 0.2 * denoised.removed[dark].abs().mean()
+    again = from_maps(image, illumination, reflectance, noise, losses, 0.4, None, denoise="auto")
+    assert torch.equal(again.result, denoised.result)
+
+
+def test_default_with_gamma_0_4_and_denoise_off_renders_as_the_paper():
+    config = load_config("default", gamma=0.4, denoise="off", iterations=2, device="cpu")
+    enhancement = enhance(dark_tensor(), config)
+    image, illumination, noise = enhancement.image, enhancement.illumination, enhancement.noise
+    expected = (illumination.pow(0.4) * (image - noise) / illumination).clamp(0.0, 1.0)
+    assert torch.equal(enhancement.result, expected)
+    assert enhancement.light.exposure == 1.0 and not enhancement.light.tone
+    assert not enhancement.removed.any()
