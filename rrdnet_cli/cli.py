@@ -302,9 +302,10 @@ def _shard_option(ctx, param, value):
     "jobs_setting",
     default=workers.AUTO,
     show_default=True,
+    envvar=workers.JOBS_VARIABLE,
     metavar="N|auto",
     callback=lambda ctx, param, value: _count_option(ctx, param, value, allow_auto=True),
-    help="Worker processes; auto: one a file up to one a core (one on CUDA). Each gets its share of the cores as threads.",
+    help=f"Worker processes; auto: one a file up to one a core (one on CUDA); each gets its share of the cores as threads (env {workers.JOBS_VARIABLE}).",
 )
 @click.option(
     "--threads",

@@ -32,6 +32,7 @@ AUTO = "auto"
 # How long a stopped worker gets to remove its temporaries before it is killed.
 STOP_GRACE_SECONDS = 10.0
 THREADS_VARIABLE = "RRDNET_THREADS"
+JOBS_VARIABLE = "RRDNET_JOBS"
 STOPPED_EXIT = 128 + signal.SIGTERM
 
 
@@ -211,7 +212,6 @@ class _Worker:
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
-        self.connection.close()
 
 
 def _main_thread() -> bool:
@@ -244,6 +244,7 @@ def run_in_workers(
     pending.reverse()  # popped from the end: dispatched in the input order
     context = multiprocessing.get_context("spawn")
     workers: list[_Worker] = []
+    interrupted = False
     try:
         workers = [_Worker(context, plan.threads or 1) for _ in range(min(plan.workers, len(pending)))]
         for worker in workers:
@@ -258,21 +259,36 @@ def run_in_workers(
                 job, worker.job = worker.job, None
                 if result is None:  # the worker died: fail its file, clean up after it, replace it
                     worker.stop(idle=True)
+                    worker.connection.close()
                     remove_temporaries(job, options)
                     result = batch.FileResult(job.source, None, "failed", 0.0, naming(job.name, _death_message(worker.process)))
                     if pending:
                         worker = workers[index] = _Worker(context, plan.threads or 1)
                 record(result)
                 _dispatch(worker, pending, config, options, on_start)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        in_flight = [worker.job for worker in workers if worker.job is not None]
-        for worker in workers:
-            if worker.job is not None:
-                worker.process.terminate()  # all at once: each cleans up while the others do
-        for worker in workers:
-            worker.stop(idle=worker.job is None)
-        for job in in_flight:
-            remove_temporaries(job, options)
+        _stop_all(workers, options, record if interrupted else None)
+
+
+def _stop_all(workers: list[_Worker], options: batch.OutputOptions, record) -> None:
+    """End every worker. ``record`` (when interrupted) gets the results that arrived meanwhile;
+    the files the others held leave no temporary behind."""
+    busy = [worker for worker in workers if worker.job is not None]
+    for worker in busy:
+        worker.process.terminate()  # all at once: each cleans up while the others do
+    for worker in workers:
+        worker.stop(idle=worker.job is None)
+    for worker in busy:
+        result = _receive(worker) if record is not None else None
+        if result is not None:
+            record(result)
+        else:
+            remove_temporaries(worker.job, options)
+    for worker in workers:
+        worker.connection.close()
 
 
 def _receive(worker: _Worker) -> Optional[batch.FileResult]:
