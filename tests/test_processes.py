@@ -39,6 +39,18 @@ def leftovers(folder: Path) -> list[Path]:
     return [path for path in folder.rglob("*") if path.name.endswith(".part") or path.name.startswith(".")]
 
 
+def assert_resume_finishes(tmp_path: Path, names: list[str], finished: dict[str, int], *options) -> None:
+    """A --skip-existing rerun into tmp_path/out skips the ``finished`` files untouched, does the rest."""
+    out = tmp_path / "out"
+    process, stdout, stderr = start("enhance", tmp_path / "in", "-o", out, "--skip-existing", "--json", *options, *PAPER_FAST, folder=tmp_path, name="second")
+    assert process.wait(PROCESS_LIMIT) == 0, stderr.read_text()
+    records = [json.loads(line) for line in stdout.read_text().splitlines()]
+    statuses = {Path(record["input"]).name: record["status"] for record in records[:-1]}
+    assert statuses == {name: "skipped" if name in finished else "done" for name in names}
+    assert sorted(path.name for path in out.iterdir()) == names
+    assert {name: (out / name).stat().st_mtime_ns for name in finished} == finished
+
+
 def test_three_shards_in_parallel_cover_a_folder_exactly_once(tmp_path):
     for index in range(9):
         write_dark(tmp_path / "in" / f"img{index}.png", 24, 24, seed=index)
@@ -81,13 +93,7 @@ def test_ctrl_c_stops_cleanly_and_skip_existing_finishes(tmp_path):
         with Image.open(out / name) as image:
             image.load()  # a complete file, not a partial one
 
-    process, stdout, stderr = start("enhance", tmp_path / "in", "-o", out, "--skip-existing", "--json", *PAPER_FAST, folder=tmp_path, name="second")
-    assert process.wait(PROCESS_LIMIT) == 0, stderr.read_text()
-    records = [json.loads(line) for line in stdout.read_text().splitlines()]
-    statuses = {Path(record["input"]).name: record["status"] for record in records[:-1]}
-    assert statuses == {name: "skipped" if name in finished else "done" for name in names}
-    assert sorted(path.name for path in out.iterdir()) == names
-    assert {name: (out / name).stat().st_mtime_ns for name in finished} == finished
+    assert_resume_finishes(tmp_path, names, finished)
 
 
 def test_sigterm_stops_cleanly_too(tmp_path):
@@ -197,13 +203,7 @@ def test_ctrl_c_stops_the_workers_cleanly_and_skip_existing_finishes(tmp_path):
     finished = {path.name: path.stat().st_mtime_ns for path in out.iterdir()}
     assert finished and set(finished) <= set(names)
 
-    process, stdout, stderr = start("enhance", tmp_path / "in", "-o", out, "--skip-existing", "--json", "--jobs", "2", *PAPER_FAST, folder=tmp_path, name="second")
-    assert process.wait(PROCESS_LIMIT) == 0, stderr.read_text()
-    records = [json.loads(line) for line in stdout.read_text().splitlines()]
-    statuses = {Path(record["input"]).name: record["status"] for record in records[:-1]}
-    assert statuses == {name: "skipped" if name in finished else "done" for name in names}
-    assert sorted(path.name for path in out.iterdir()) == names
-    assert {name: (out / name).stat().st_mtime_ns for name in finished} == finished
+    assert_resume_finishes(tmp_path, names, finished, "--jobs", "2")
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
