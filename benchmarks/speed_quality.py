@@ -176,6 +176,11 @@ def ground_truth(data: Path, image: Path) -> Path | None:
     return truth if image.parent == data / "synthetic" / "low" and truth.is_file() else None
 
 
+# Fidelity judges the fit: every result is rendered the paper's way (its fixed gamma, no denoising),
+# so the default's own light choice and denoising do not count as distance from paper.
+PAPER_RENDERING = {"gamma": 0.4, "denoise": "off"}
+
+
 def fidelity(image: Path, data: Path, args: argparse.Namespace, workdir: Path) -> dict | None:
     """The preset's (and the baseline's) PSNR/SSIM from ``paper``'s result at ``--max-side``;
     ``None`` with ``--cached-only`` when ``paper``'s result is not cached."""
@@ -195,7 +200,7 @@ def fidelity(image: Path, data: Path, args: argparse.Namespace, workdir: Path) -
     for name, overrides in runs_compared(args).items():
         save = workdir / f"{name}.npy"
         answer = run_case(
-            {"kind": "enhance", "preset": args.preset, "overrides": overrides, "image": str(image),
+            {"kind": "enhance", "preset": args.preset, "overrides": {**overrides, **PAPER_RENDERING}, "image": str(image),
              "max_side": args.max_side, "save": str(save)}
         )
         results[name] = np.load(save)

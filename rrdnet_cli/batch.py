@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional, Sequence
 
 import torch
 
@@ -36,6 +36,9 @@ from .light import LightChoice
 from .pipeline import StepCallback, enhance, resolve_device
 from .result import Enhancement
 from .sheet import save_contact_sheet, sheet_title
+
+if TYPE_CHECKING:
+    from .workers import Plan
 
 MAP_NAMES = ("illumination", "illumination_adjusted", "reflectance", "noise", "denoised_away")
 STDIN = Path("-")
@@ -103,6 +106,7 @@ class FileResult:
         }
         if self.light is not None:
             record["gamma"] = self.light.gamma
+            record["exposure"] = self.light.exposure
             record["brightness"] = self.light.brightness
             if self.light.target is not None:
                 record["target_brightness"] = self.light.target
@@ -538,6 +542,11 @@ def _check_free(job: Job, destination: Path, extras: dict[str, Path]) -> None:
             raise OutputError(naming(job.name, f"output {path} exists and is not a file"))
 
 
+def skipped(job: Job, options: OutputOptions) -> bool:
+    """Whether ``skip_existing`` leaves ``job`` alone: its outputs are all there."""
+    return options.skip_existing and options.stream is None and _finished(output_path(job, options), extra_paths(job, options))
+
+
 def _run_job(job: Job, config: Config, options: OutputOptions, on_step: Optional[StepCallback]) -> FileResult:
     if job.error is not None:
         return FileResult(job.source, None, "failed", 0.0, job.error)
@@ -547,7 +556,7 @@ def _run_job(job: Job, config: Config, options: OutputOptions, on_step: Optional
     try:
         if options.stream is None:
             _check_free(job, destination, extras)
-            if options.skip_existing and _finished(destination, extras):
+            if skipped(job, options):
                 return FileResult(job.source, destination, "skipped", 0.0)
         if job.data is not None:
             loaded = images.decode_image(job.data, job.name)
@@ -578,12 +587,15 @@ def run_batch(
     on_start: Optional[Callable[[Job], None]] = None,
     on_step: Optional[StepCallback] = None,
     on_result: Optional[Callable[[FileResult], None]] = None,
+    plan: Optional["Plan"] = None,
 ) -> BatchSummary:
     """Enhance every job; a failing file is recorded and the batch goes on.
 
     ``on_start(job)``, ``on_step(step, total_loss)`` and ``on_result(result)`` let the caller
     report progress; the batch itself prints nothing. Ctrl-C raises ``Interrupted`` carrying the
-    summary so far; no partial file is left behind.
+    summary so far; no partial file is left behind. A ``plan`` (``workers.plan_batch``) of more
+    than one worker runs the files in that many processes (``on_step`` is then not called and
+    results come in the order they finish); otherwise they run here, one after the other.
     """
     check_outputs(jobs, options)
     resolve_device(config.device)  # a bad device is the whole run's error, not each file's
@@ -591,14 +603,22 @@ def run_batch(
         prepare_output_dir(options)
     summary = BatchSummary()
     started = time.perf_counter()
+
+    def record(result: FileResult) -> None:
+        summary.results.append(result)
+        if on_result is not None:
+            on_result(result)
+
     try:
-        for job in jobs:
-            if on_start is not None:
-                on_start(job)
-            result = _run_job(job, config, options, on_step)
-            summary.results.append(result)
-            if on_result is not None:
-                on_result(result)
+        if plan is not None and plan.workers > 1:
+            from .workers import run_in_workers
+
+            run_in_workers(jobs, config, options, plan, record, on_start)
+        else:
+            for job in jobs:
+                if on_start is not None:
+                    on_start(job)
+                record(_run_job(job, config, options, on_step))
     except KeyboardInterrupt:
         summary.interrupted = True
         raise Interrupted(summary) from None

@@ -23,9 +23,10 @@ _HOLD_SIGINT = hasattr(signal, "pthread_sigmask") and signal.SIGINT not in signa
 )
 
 import click
+import torch
 from tqdm import tqdm
 
-from . import __version__, runtime
+from . import __version__, runtime, workers
 from .batch import (
     BatchSummary,
     FileResult,
@@ -251,7 +252,10 @@ class Progress:
         if self.files_bar is None:
             self.files_bar = tqdm(total=self.files, unit="file", disable=not self.enabled or self.files < 2, position=0)
         self._end_steps()
-        self.steps_bar = tqdm(total=self.steps, unit="step", desc=job.relative.name, disable=not self.enabled, leave=False)
+        if self.steps:
+            self.steps_bar = tqdm(
+                total=self.steps, unit="step", desc=job.relative.name, disable=not self.enabled, leave=False
+            )
 
     def step(self, step: int, loss: float) -> None:
         if self.steps_bar is not None:
@@ -378,6 +382,23 @@ def _shard_option(ctx, param, value):
     help="Process only part K of N (K from 0 to N-1) of the sorted input list, e.g. for Slurm arrays.",
 )
 @click.option("--json", "json_lines", is_flag=True, help="Print one JSON line per file to stdout, then a summary line.")
+@click.option(
+    "--jobs",
+    "jobs_setting",
+    default=workers.AUTO,
+    show_default=True,
+    envvar=workers.JOBS_VARIABLE,
+    metavar="N|auto",
+    callback=lambda ctx, param, value: _count_option(ctx, param, value, allow_auto=True),
+    help=f"Worker processes; auto: one a file up to one a core (one on CUDA); each gets its share of the cores as threads (env {workers.JOBS_VARIABLE}).",
+)
+@click.option(
+    "--threads",
+    metavar="N",
+    envvar=workers.THREADS_VARIABLE,
+    callback=lambda ctx, param, value: _count_option(ctx, param, value),
+    help=f"Torch threads of a single-process run, and the most each worker gets (env {workers.THREADS_VARIABLE}).",
+)
 @click.option("--save-decomposition", is_flag=True, help="Also save L, R, N and the input to OUTPUT_DIR/decompositions/<stem>.npz (for rrdnet relight).")
 @click.option("--contact-sheet", is_flag=True, help="Also write OUTPUT_DIR/sheets/<stem>_sheet.png: the maps side by side and the loss curves.")
 @config_options
@@ -386,8 +407,8 @@ def _shard_option(ctx, param, value):
 @click.pass_context
 def enhance(
     ctx, inputs, output_dir, recursive, files_from, output_format, quality, suffix, save_maps,
-    save_decomposition, contact_sheet, skip_existing, shard, json_lines, config_name, quiet, verbose,
-    **overrides,
+    save_decomposition, contact_sheet, skip_existing, shard, json_lines, jobs_setting, threads, config_name,
+    quiet, verbose, **overrides,
 ):
     """Enhance INPUT images (files, folders, glob patterns, or '-' for one image on stdin)."""
     config = load_config(config_name, **overrides)
@@ -408,18 +429,37 @@ def enhance(
         skip_existing=skip_existing,
         stream=stream,
     )
+    plan = workers.plan_batch(jobs, config, options, workers=jobs_setting, threads=threads)
+    _use_threads(ctx, plan)
     reporter.config(config)
-    with Progress(not quiet and sys.stderr.isatty(), len(jobs), config.iterations) as progress:
+    steps = config.iterations if plan.workers == 1 else 0  # workers report no steps
+    with Progress(not quiet and sys.stderr.isatty(), len(jobs), steps) as progress:
         try:
             summary = run_batch(
                 jobs, config, options,
-                on_start=progress.start_file, on_step=progress.step, on_result=progress.then(reporter.file),
+                on_start=progress.start_file, on_step=progress.step, on_result=progress.then(reporter.file), plan=plan,
             )
         except Interrupted as error:
             reporter.interrupted(error.summary)
             raise
     reporter.summary(summary)
     ctx.exit(reporter.exit_code)
+
+
+def _count_option(ctx, param, value, allow_auto=False):
+    if value is None:
+        return None
+    from_environment = ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT
+    what = param.envvar if from_environment else param.opts[0]
+    return workers.parse_count(value, what, allow_auto=allow_auto)
+
+
+def _use_threads(ctx, plan) -> None:
+    """A single-process run's torch threads, for this command only (workers set their own)."""
+    if plan.workers == 1 and plan.threads is not None:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(plan.threads)
+        ctx.call_on_close(lambda: torch.set_num_threads(previous))
 
 
 def _gather_jobs(inputs, recursive, files_from, shard, to_stdout, json_lines, output_dir, on_duplicate=None) -> list[Job]:

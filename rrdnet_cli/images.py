@@ -575,6 +575,17 @@ def atomic_output(path: Path) -> Iterator[Path]:
         raise
 
 
+def temporaries_of(path: Path) -> list[Path]:
+    """The temporary files ``atomic_output(path)`` may have left (only a killed process leaves any)."""
+    prefix, suffix = f".{_temporary_stem(path)}.", ".part"
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    length = len(prefix) + 8 + len(suffix)  # mkstemp's random part has 8 characters
+    return [path.parent / name for name in names if len(name) == length and name.startswith(prefix) and name.endswith(suffix)]
+
+
 def write_fully(target, data: bytes, name: str) -> None:
     """Write all of ``data`` to ``target`` (a file descriptor or a binary file object) or raise
     ``OutputError`` naming ``name``: a short write that makes no progress, a full disk, a pipe

@@ -102,6 +102,11 @@ def run_network(net: RRDNet, image: torch.Tensor, bf16: bool) -> Outputs:
     return tuple(output.float() for output in outputs)  # type: ignore[return-value]
 
 
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """The layout ``x`` ``(B, C, H, W)`` is in, for the copies cut from it to keep."""
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+
 def downscale(image: torch.Tensor, longer_side: int) -> torch.Tensor:
     """``image`` ``(1, C, H, W)`` resized (antialiased) so its longer side is ``longer_side``.
 
@@ -115,7 +120,7 @@ def downscale(image: torch.Tensor, longer_side: int) -> torch.Tensor:
     smaller = torch.nn.functional.interpolate(
         image, size=size, mode="bilinear", antialias=True, align_corners=False
     )
-    return smaller.clamp(0.0, 1.0).contiguous(memory_format=torch.channels_last)
+    return smaller.clamp(0.0, 1.0).contiguous(memory_format=memory_format_of(image))
 
 
 class CropSampler:
@@ -144,7 +149,7 @@ class CropSampler:
         def cut(x: torch.Tensor) -> torch.Tensor:
             return torch.cat(
                 [x[..., r:r + self.height, c:c + self.width] for r, c in zip(rows.tolist(), columns.tolist())]
-            ).contiguous(memory_format=torch.channels_last)
+            ).contiguous(memory_format=memory_format_of(self.image))
 
         return cut(self.image), losses.ImagePriors(*(cut(prior) for prior in self.priors))
 
@@ -322,9 +327,9 @@ def enhance(
     device = resolve_device(config.device)
     if net is None:
         net = initial_network(config, image)
-    # channels_last lets oneDNN run the 3x3 convolutions without layout reorders.
-    net = net.to(device=device, memory_format=torch.channels_last)
-    image = image.to(device=device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
+    layout = runtime.preferred_memory_format(device, use_bf16(config, device))
+    net = net.to(device=device, memory_format=layout)
+    image = image.to(device=device, dtype=torch.float32).contiguous(memory_format=layout)
     history, outputs, steps = fit(net, image, config, on_step)
     # Recombine on the CPU from the maps exactly as they are returned (and saved by
     # --save-decomposition): a relight from a saved decomposition then gives this very result,

@@ -7,6 +7,7 @@ into a result through one function, ``from_maps``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from .denoise import denoise_signal, strength_of
-from .light import GAMMA_MIN, LightChoice, choose_light, render_choice
+from .light import GAMMA_MIN, LightChoice, choose_light, mean_brightness, render_choice
 
 
 class LossRow(NamedTuple):
@@ -99,6 +100,8 @@ def from_maps(
     denoised = None if strength is None else denoise_signal(image, noise, strength)
     choice = choose_light(image, illumination, noise, gamma, brightness, gamma_floor, denoised)
     result, adjusted = render_choice(image, illumination, noise, choice, denoised)
+    # The search may have measured a grid of pixels (light.SEARCH_PIXELS): report the whole.
+    choice = dataclasses.replace(choice, brightness=mean_brightness(result))
     if denoised is None:
         removed = torch.zeros_like(result)
     else:

@@ -1,11 +1,16 @@
 """Fixtures and test-process settings; the shared helper functions are in helpers.py."""
 
+import os
+
 import pytest
 import torch
 
 # Test images are tiny: extra intra-op threads only add overhead, and on a shared machine their
 # spin-waiting slows the suite several-fold. (The test process's own setting, not the library's.)
 torch.set_num_threads(1)
+# One process per run unless a test asks for workers (--jobs): spawning them costs seconds, and
+# monkeypatches reach only this process. Inherited by the subprocesses the tests start.
+os.environ["RRDNET_JOBS"] = "1"
 
 
 @pytest.fixture

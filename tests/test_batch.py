@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from rrdnet_cli import OutputError, UsageError, losses
+from rrdnet_cli import OutputError, UsageError, images, losses, workers
 from rrdnet_cli.batch import (
     BatchSummary,
     FileResult,
@@ -27,6 +27,7 @@ from rrdnet_cli.batch import (
     select_shard,
 )
 from rrdnet_cli.errors import Interrupted
+from rrdnet_cli.workers import Plan, available_cores, parse_count, plan, plan_batch
 
 from rrdnet_cli.light import LightChoice
 
@@ -182,7 +183,7 @@ def test_unknown_extension_gets_png_output():
 def test_json_records():
     done = FileResult(Path("a.png"), Path("out/a.png"), "done", 1.23456, light=LightChoice(0.4, 0.25))
     failed = FileResult(Path("b.png"), None, "failed", 0.5, "b.png: file is empty")
-    assert done.to_json() == {"type": "file", "input": "a.png", "output": "out/a.png", "status": "done", "seconds": 1.235, "error": None, "gamma": 0.4, "brightness": 0.25}
+    assert done.to_json() == {"type": "file", "input": "a.png", "output": "out/a.png", "status": "done", "seconds": 1.235, "error": None, "gamma": 0.4, "exposure": 1.0, "brightness": 0.25}
     assert "gamma" not in failed.to_json() and failed.to_json()["output"] is None
     summary = BatchSummary([done, failed, FileResult(Path("c.png"), Path("out/c.png"), "skipped", 0.0)], 2.0)
     assert summary.to_json() == {"type": "summary", "files": 3, "done": 1, "skipped": 1, "failed": 1, "seconds": 2.0, "interrupted": False}
@@ -413,3 +414,91 @@ def test_inputs_the_system_refuses_to_name_are_usage_errors(tmp_path, name, reas
     (tmp_path / "list.txt").write_bytes(os.fsencode(str(tmp_path / name)) + b"\n")
     with pytest.raises(UsageError, match=f"line 1[)]: cannot use this input [(]{reason}"):
         collect_inputs([], listed=read_path_list(str(tmp_path / "list.txt")))
+
+
+# ------------------------------------------------------------------------------- worker processes
+
+
+@pytest.mark.parametrize(
+    "jobs, files, cores, extra, expected",
+    [
+        ("auto", 8, 4, {}, Plan(4, 1)),
+        ("auto", 3, 8, {}, Plan(3, 2)),
+        ("auto", 2, 5, {}, Plan(2, 2)),
+        ("auto", 1, 8, {}, Plan(1, None)),
+        ("auto", 0, 8, {}, Plan(1, None)),
+        ("auto", 8, 4, {"cuda": True}, Plan(1, None)),
+        ("auto", 8, 4, {"in_process": True, "threads": 3}, Plan(1, 3)),
+        ("auto", 8, 16, {"threads": 2}, Plan(8, 2)),
+        (4, 2, 8, {}, Plan(2, 4)),
+        (4, 8, 2, {}, Plan(4, 1)),
+        (2, 8, 4, {"cuda": True}, Plan(2, 2)),
+        (1, 8, 4, {"threads": 2}, Plan(1, 2)),
+    ],
+)
+def test_worker_and_thread_arithmetic(jobs, files, cores, extra, expected):
+    assert plan(jobs, files, cores=cores, **extra) == expected
+
+
+def test_cores_come_from_the_affinity_mask(monkeypatch):
+    monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 64)
+    assert available_cores() == 3
+    monkeypatch.delattr(workers.os, "sched_getaffinity", raising=False)
+    assert available_cores() == 64
+
+
+def test_plan_counts_only_the_files_left_to_do(tmp_path, tiny_config, monkeypatch):
+    monkeypatch.setattr(workers, "available_cores", lambda: 8)
+    for name in ("a.png", "b.png", "c.png"):
+        write_dark(tmp_path / "in" / name)
+    write_dark(tmp_path / "out" / "a.png")
+    jobs = collect_inputs([str(tmp_path / "in")])
+    assert plan_batch(jobs, tiny_config, OutputOptions(tmp_path / "out")) == Plan(3, 2)
+    assert plan_batch(jobs, tiny_config, OutputOptions(tmp_path / "out", skip_existing=True)) == Plan(2, 4)
+    stream = OutputOptions(stream=io.BytesIO())
+    assert plan_batch(jobs[:1], tiny_config, stream, workers=4, threads=2) == Plan(1, 2)
+
+
+@pytest.mark.parametrize("text, expected", [("1", 1), (" 12 ", 12), ("auto", "auto"), ("AUTO", "auto")])
+def test_counts(text, expected):
+    assert parse_count(text, "--jobs", allow_auto=True) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "1.5", "x", "", "auto"])
+def test_bad_counts_are_usage_errors(text):
+    with pytest.raises(UsageError, match="--threads '.*': expected a positive whole number$"):
+        parse_count(text, "--threads")
+
+
+def test_temporaries_of_a_file_are_found_and_only_they(tmp_path):
+    target = tmp_path / "a.png"
+    with images.atomic_output(target) as temporary:
+        assert images.temporaries_of(target) == [temporary]
+        assert images.temporaries_of(tmp_path / "a.pn") == []
+    assert images.temporaries_of(target) == []
+
+
+class _DiesWhenUnpickled:
+    """A job's payload that ends the worker process receiving it, as a crash would."""
+
+    def __reduce__(self):
+        return (os._exit, (9,))
+
+
+def test_workers_write_what_one_process_writes_and_outlive_a_dead_worker(tmp_path, tiny_config):
+    for index in range(3):
+        write_dark(tmp_path / "in" / f"{index}.png", 32, 32, seed=index)
+    jobs = collect_inputs([str(tmp_path / "in")])
+    serial = run_batch(jobs, tiny_config, OutputOptions(tmp_path / "serial"))  # this process: 1 thread
+    doomed = Job(tmp_path / "doomed.png", Path("doomed.png"), data=_DiesWhenUnpickled())
+    finished = []
+    summary = run_batch([jobs[0], doomed, *jobs[1:]], tiny_config, OutputOptions(tmp_path / "workers"), on_result=finished.append, plan=Plan(2, 1))
+    assert summary.results == finished and len(finished) == 4
+    assert (summary.done, summary.failed) == (3, 1)
+    (failure,) = [result for result in finished if result.status == "failed"]
+    assert failure.error == "stdin: the worker process died (exit code 9); nothing was saved"
+    assert sorted(path.name for path in (tmp_path / "workers").iterdir()) == ["0.png", "1.png", "2.png"]
+    for result in serial.results:
+        name = result.output.name
+        assert (tmp_path / "workers" / name).read_bytes() == result.output.read_bytes()

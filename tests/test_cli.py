@@ -66,6 +66,10 @@ def test_a_failed_file_gives_exit_1_and_others_are_written(tmp_path):
         (["--format", "gif"], "--format"),
         (["--config", "nonexistent-preset"], "nonexistent-preset"),
         (["--device", "tpu"], "tpu"),
+        (["--threads", "0"], "--threads '0': expected a positive whole number"),
+        (["--threads", "two"], "--threads 'two'"),
+        (["--jobs", "0"], "--jobs '0': expected a positive whole number or 'auto'"),
+        (["--jobs", "-2"], "--jobs '-2'"),
     ],
 )
 def test_bad_options_are_one_line_usage_errors(tmp_path, args, needle):
@@ -416,3 +420,33 @@ def test_interrupts_and_bugs_are_one_line(tmp_path, monkeypatch, raised, code, m
     assert result.exit_code == code
     assert result.stderr == message + "\n"  # no blank line before it, no traceback
 
+
+@pytest.mark.parametrize("value", ["0", "lots", "2.5"])
+def test_bad_threads_variable_is_a_usage_error(tmp_path, value):
+    source = write_dark(tmp_path / "dark.png")
+    result = CliRunner().invoke(main, ["enhance", str(source), "-o", str(tmp_path / "out")], env={"RRDNET_THREADS": value})
+    assert result.exit_code == 2
+    assert f"RRDNET_THREADS '{value}': expected a positive whole number" in single_line_error(result)
+    assert not (tmp_path / "out").exists()
+
+
+def test_threads_apply_to_the_run_only_and_the_option_wins(tmp_path, monkeypatch):
+    import torch
+
+    from rrdnet_cli import pipeline
+
+    seen = []
+    real_enhance = pipeline.enhance
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_enhance(*args, **kwargs)
+
+    monkeypatch.setattr("rrdnet_cli.batch.enhance", spy)
+    source = write_dark(tmp_path / "dark.png", 24, 24)
+    before = torch.get_num_threads()
+    result = CliRunner().invoke(main, ["enhance", str(source), "-o", str(tmp_path / "a"), "--threads", "2", *PAPER], env={"RRDNET_THREADS": "3"})
+    assert result.exit_code == 0, result.stderr
+    result = CliRunner().invoke(main, ["enhance", str(source), "-o", str(tmp_path / "b"), *PAPER], env={"RRDNET_THREADS": "3"})
+    assert result.exit_code == 0, result.stderr
+    assert seen == [2, 3] and torch.get_num_threads() == before

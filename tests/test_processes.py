@@ -1,6 +1,7 @@
 """The command as scripts and schedulers run it: separate processes, shell pipes, signals."""
 
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -37,6 +38,18 @@ def wait_for(condition, process: subprocess.Popen, what: str) -> None:
 
 def leftovers(folder: Path) -> list[Path]:
     return [path for path in folder.rglob("*") if path.name.endswith(".part") or path.name.startswith(".")]
+
+
+def assert_resume_finishes(tmp_path: Path, names: list[str], finished: dict[str, int], *options) -> None:
+    """A --skip-existing rerun into tmp_path/out skips the ``finished`` files untouched, does the rest."""
+    out = tmp_path / "out"
+    process, stdout, stderr = start("enhance", tmp_path / "in", "-o", out, "--skip-existing", "--json", *options, *PAPER_FAST, folder=tmp_path, name="second")
+    assert process.wait(PROCESS_LIMIT) == 0, stderr.read_text()
+    records = [json.loads(line) for line in stdout.read_text().splitlines()]
+    statuses = {Path(record["input"]).name: record["status"] for record in records[:-1]}
+    assert statuses == {name: "skipped" if name in finished else "done" for name in names}
+    assert sorted(path.name for path in out.iterdir()) == names
+    assert {name: (out / name).stat().st_mtime_ns for name in finished} == finished
 
 
 def test_three_shards_in_parallel_cover_a_folder_exactly_once(tmp_path):
@@ -81,13 +94,7 @@ def test_ctrl_c_stops_cleanly_and_skip_existing_finishes(tmp_path):
         with Image.open(out / name) as image:
             image.load()  # a complete file, not a partial one
 
-    process, stdout, stderr = start("enhance", tmp_path / "in", "-o", out, "--skip-existing", "--json", *PAPER_FAST, folder=tmp_path, name="second")
-    assert process.wait(PROCESS_LIMIT) == 0, stderr.read_text()
-    records = [json.loads(line) for line in stdout.read_text().splitlines()]
-    statuses = {Path(record["input"]).name: record["status"] for record in records[:-1]}
-    assert statuses == {name: "skipped" if name in finished else "done" for name in names}
-    assert sorted(path.name for path in out.iterdir()) == names
-    assert {name: (out / name).stat().st_mtime_ns for name in finished} == finished
+    assert_resume_finishes(tmp_path, names, finished)
 
 
 def test_sigterm_stops_cleanly_too(tmp_path):
@@ -161,3 +168,109 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path):
     completed = subprocess.run([sys.executable, "-c", script], env=cli_environment(), capture_output=True, timeout=PROCESS_LIMIT)
     assert completed.returncode == 130
     assert completed.stderr.decode() == "rrdnet: error: interrupted\n"
+
+
+# ------------------------------------------------------------------- --jobs: worker processes
+
+
+def json_records(stdout: Path) -> tuple[list[dict], dict]:
+    records = [json.loads(line) for line in stdout.read_text().splitlines()]
+    for record in records:
+        record.pop("seconds")
+        if record.get("output"):
+            record["output"] = Path(record["output"]).name
+    return records[:-1], records[-1]
+
+
+def test_two_workers_give_what_one_process_gives(tmp_path):
+    # Shard 0/2 of 8 files: 4 files, of which one is corrupt and one is already done.
+    for index in range(8):
+        write_dark(tmp_path / "in" / f"img{index}.png", 32, 32, seed=index)
+    (tmp_path / "in" / "img2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    results = {}
+    for name, jobs in [("one", ["--jobs", "1", "--threads", "1"]), ("two", ["--jobs", "2", "--threads", "1"])]:
+        out = tmp_path / name
+        write_dark(out / "img4.png", 32, 32, seed=99)
+        done_before = (out / "img4.png").read_bytes()
+        args = ["enhance", tmp_path / "in", "-o", out, "--shard", "0/2", "--skip-existing", "--json", *jobs, *PAPER_FAST]
+        process, stdout, stderr = start(*args, folder=tmp_path, name=name)
+        assert process.wait(PROCESS_LIMIT) == 1, stderr.read_text()
+        assert (out / "img4.png").read_bytes() == done_before
+        assert stderr.read_text().count("rrdnet: error: ") == 1 and "img2.png" in stderr.read_text()
+        results[name] = json_records(stdout)
+        assert leftovers(out) == []
+    (lines_one, summary_one), (lines_two, summary_two) = results["one"], results["two"]
+    assert sorted(map(json.dumps, lines_one)) == sorted(map(json.dumps, lines_two))
+    assert summary_one == summary_two == {"type": "summary", "files": 4, "done": 2, "skipped": 1, "failed": 1, "interrupted": False}
+    names = sorted(path.name for path in (tmp_path / "one").iterdir())
+    assert names == ["img0.png", "img4.png", "img6.png"]
+    assert sorted(path.name for path in (tmp_path / "two").iterdir()) == names
+    for name in ["img0.png", "img6.png"]:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def children(process: subprocess.Popen) -> list[int]:
+    # Linux's list of a process's children that are workers (not multiprocessing's resource tracker).
+    try:
+        listed = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(pid) for pid in listed.split() if b"spawn_main" in read_or_empty(Path(f"/proc/{pid}/cmdline"))]
+
+
+def read_or_empty(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_ctrl_c_stops_the_workers_cleanly_and_skip_existing_finishes(tmp_path):
+    names = [f"img{index}.png" for index in range(6)]
+    for index, name in enumerate(names):
+        write_dark(tmp_path / "in" / name, 32, 32, seed=index)
+    out = tmp_path / "out"
+    slow = ["--jobs", "2", "--config", "paper", "--iterations", "300", "--device", "cpu", "-v"]
+    stdout, stderr = tmp_path / "first.stdout", tmp_path / "first.stderr"
+    with open(stdout, "wb") as out_file, open(stderr, "wb") as err_file:
+        # Its own process group, so that the SIGINT goes to every process as a terminal's Ctrl-C does.
+        process = subprocess.Popen(cli_command("enhance", tmp_path / "in", "-o", out, *slow), stdout=out_file, stderr=err_file, env=cli_environment(), start_new_session=True)
+    wait_for(lambda: out.is_dir() and any(path.suffix == ".png" for path in out.iterdir()), process, "the first output")
+    workers = children(process)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(PROCESS_LIMIT) == 130, stderr.read_text()
+    message = stderr.read_text()
+    assert "rrdnet: error: interrupted after" in message and "--skip-existing" in message
+    assert "Traceback" not in message and message.count("rrdnet: error:") == 1, message
+    assert leftovers(out) == []
+    assert workers and not any(alive(pid) for pid in workers)
+    finished = {path.name: path.stat().st_mtime_ns for path in out.iterdir()}
+    assert finished and set(finished) <= set(names)
+
+    assert_resume_finishes(tmp_path, names, finished, "--jobs", "2")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_sigterm_stops_the_workers_too(tmp_path):
+    for index in range(2):
+        write_dark(tmp_path / "in" / f"img{index}.png", 32, 32, seed=index)
+    endless = ["--jobs", "2", "--config", "paper", "--iterations", "1000000", "--device", "cpu", "-v"]
+    process, _, stderr = start("enhance", tmp_path / "in", "-o", tmp_path / "out", *endless, folder=tmp_path, name="run")
+    wait_for(lambda: "iterations: 1000000" in stderr.read_text() and len(children(process)) >= 2, process, "the workers")
+    workers = children(process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(PROCESS_LIMIT) == 128 + signal.SIGTERM
+    message = stderr.read_text()
+    assert "rrdnet: error: interrupted" in message and "Traceback" not in message
+    assert not any(alive(pid) for pid in workers)
+    out = tmp_path / "out"
+    assert not out.exists() or list(out.iterdir()) == []

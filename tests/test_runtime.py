@@ -80,3 +80,31 @@ def test_enhance_never_tunes_the_allocator(mallopt_calls, tiny_config):
 def test_the_cli_entry_tunes_the_allocator(mallopt_calls):
     result = CliRunner().invoke(main, ["config", "show"])
     assert result.exit_code == 0 and len(mallopt_calls) == 2
+
+
+def test_memory_format_follows_what_the_cpu_runs_fast(monkeypatch):
+    import torch
+
+    from rrdnet_cli import runtime
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert runtime.preferred_memory_format(cpu, bf16=False) == torch.contiguous_format
+    assert runtime.preferred_memory_format(cpu, bf16=True) == torch.channels_last
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512_BF16")
+    assert runtime.preferred_memory_format(cpu, bf16=False) == torch.channels_last
+
+
+def test_a_fit_on_either_layout_gives_nearly_the_same_result(monkeypatch):
+    import torch
+
+    from rrdnet_cli import enhance, load_config
+
+    from helpers import dark_tensor
+
+    config = load_config("default", iterations=3, device="cpu", precision="fp32", optimisation_side=32)
+    results = {}
+    for capability in ("AVX2", "AVX512"):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+        results[capability] = enhance(dark_tensor(), config).result
+    assert torch.allclose(results["AVX2"], results["AVX512"], atol=1e-4)

@@ -1,0 +1,120 @@
+"""Photos per minute of `rrdnet enhance` with one worker process and with several (`--jobs`).
+
+Runs the command as a subprocess on a folder of photos (default: the 8 synthetic low-light images,
+copied to a temporary folder), alternating `--jobs 1`, `--jobs 2` and `--jobs auto` for
+`--rounds` rounds so that they share the machine's noise, and reports photos per minute and the
+ratios to `--jobs 1`. Prints one JSON line and writes benchmarks/results/jobs_speed.json.
+
+    .venv/bin/python benchmarks/jobs_speed.py                          # 8 photos, default preset
+    .venv/bin/python benchmarks/jobs_speed.py --iterations 2 --limit 3 # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import DEFAULT_DATA
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def parse_arguments(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA / "synthetic" / "low", help="folder of photos")
+    parser.add_argument("--limit", type=int, default=8, help="photos taken from the folder (sorted)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of the settings")
+    parser.add_argument("--jobs", default="1,2,auto", help="comma-separated --jobs settings; the first is the baseline")
+    parser.add_argument("--config", help="passed to rrdnet enhance")
+    parser.add_argument("--iterations", type=int, help="passed to rrdnet enhance")
+    parser.add_argument("--device", default="cpu", help="passed to rrdnet enhance")
+    parser.add_argument("--output", type=Path, default=RESULTS / "jobs_speed.json")
+    return parser.parse_args(argv)
+
+
+def cpu_facts() -> dict:
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    import torch
+
+    return {
+        "machine": platform.machine(),
+        "cores": cores,
+        "torch_threads": torch.get_num_threads(),
+        "flags": {flag: flag in flags for flag in CPU_FLAGS},
+    }
+
+
+def run_once(photos: Path, output: Path, jobs: str, passed: list[str]) -> float:
+    shutil.rmtree(output, ignore_errors=True)
+    command = [sys.executable, "-m", "rrdnet_cli", "enhance", str(photos), "-o", str(output), "-q", "--jobs", jobs, *passed]
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    environment.pop("RRDNET_JOBS", None)
+    environment.pop("RRDNET_THREADS", None)
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=environment)
+    return time.perf_counter() - started
+
+
+def main(argv=None) -> dict:
+    arguments = parse_arguments(argv)
+    settings = arguments.jobs.split(",")
+    passed = ["--device", arguments.device]
+    if arguments.config:
+        passed += ["--config", arguments.config]
+    if arguments.iterations is not None:
+        passed += ["--iterations", str(arguments.iterations)]
+    sources = sorted(path for path in arguments.data.iterdir() if path.is_file())[: arguments.limit]
+    seconds: dict[str, list[float]] = {setting: [] for setting in settings}
+    with tempfile.TemporaryDirectory(prefix="rrdnet-jobs-") as folder:
+        photos = Path(folder) / "photos"
+        photos.mkdir()
+        for source in sources:
+            shutil.copy(source, photos / source.name)
+        for round_number in range(arguments.rounds):
+            # Alternate the order every round, so that no setting always runs first.
+            order = settings if round_number % 2 == 0 else list(reversed(settings))
+            for setting in order:
+                seconds[setting].append(run_once(photos, Path(folder) / "out", setting, passed))
+    per_minute = {setting: 60 * len(sources) / statistics.median(times) for setting, times in seconds.items()}
+    baseline = settings[0]
+    report = {
+        "benchmark": "jobs_speed",
+        "photos": len(sources),
+        "data": str(arguments.data),
+        "options": passed,
+        "rounds": arguments.rounds,
+        "seconds": {setting: [round(value, 2) for value in times] for setting, times in seconds.items()},
+        "photos_per_minute": {setting: round(value, 2) for setting, value in per_minute.items()},
+        "ratio_to_jobs_" + baseline: {setting: round(value / per_minute[baseline], 3) for setting, value in per_minute.items()},
+        "cpu": cpu_facts(),
+    }
+    print(json.dumps(report))
+    arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    arguments.output.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

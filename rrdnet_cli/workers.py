@@ -1,0 +1,313 @@
+"""Parallel batches: how many worker processes and torch threads a run gets, and the workers.
+
+Every core is used and none is oversubscribed: a batch of M files on C cores (the process's
+affinity mask, which Slurm's ``--cpus-per-task`` and cgroup cpusets set) runs ``min(M, C)``
+worker processes of ``C // workers`` intra-op threads each. ``batch.run_batch`` decides skipping,
+sharding and naming in the parent, then hands the remaining files to ``run_in_workers``; each
+worker runs them one at a time through the very function the serial loop uses, so with the same
+threads per worker the outputs are the serial run's, byte for byte.
+
+A worker that dies (killed, out of memory) fails only the file it held and is replaced. Ctrl-C
+and SIGTERM reach the parent as ``KeyboardInterrupt``: it stops the workers (a worker turns
+SIGTERM into the same clean exception, so its temporary files are removed) and removes the
+temporaries of any worker that had to be killed. Workers ignore SIGINT: the parent decides.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Callable, Optional, Sequence
+
+from . import batch, images, runtime
+from .config import Config
+from .errors import UsageError, naming
+
+AUTO = "auto"
+# How long a stopped worker gets to remove its temporaries before it is killed.
+STOP_GRACE_SECONDS = 10.0
+THREADS_VARIABLE = "RRDNET_THREADS"
+JOBS_VARIABLE = "RRDNET_JOBS"
+STOPPED_EXIT = 128 + signal.SIGTERM
+
+
+def available_cores() -> int:
+    """Cores this process may run on: its affinity mask where the system has one, else all."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def parse_count(text: object, what: str, *, allow_auto: bool = False) -> int | str:
+    """A positive whole number (or ``auto`` where allowed) from an option or the environment."""
+    value = str(text).strip()
+    if allow_auto and value.lower() == AUTO:
+        return AUTO
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    expected = "a positive whole number or 'auto'" if allow_auto else "a positive whole number"
+    raise UsageError(f"{what} '{str(text)[:200]}': expected {expected}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Worker processes for a batch, and torch intra-op threads for each (None: leave torch's)."""
+
+    workers: int
+    threads: Optional[int]
+
+
+def plan(
+    jobs: int | str,
+    files: int,
+    *,
+    cores: int,
+    cuda: bool = False,
+    in_process: bool = False,
+    threads: Optional[int] = None,
+) -> Plan:
+    """The plan for ``files`` files to enhance on ``cores`` cores.
+
+    ``jobs`` is a count or ``auto``: one worker a file up to one a core on the CPU, a single
+    process on CUDA or for one file. ``in_process`` (stdin or stdout in the run) forces one.
+    More workers than files are never started. Each worker gets ``cores // workers`` threads
+    (at least 1), capped by ``threads``; a single process gets ``threads`` when given.
+    """
+    if in_process or files <= 1:
+        workers = 1
+    elif jobs == AUTO:
+        workers = 1 if cuda else min(files, cores)
+    else:
+        workers = min(int(jobs), files)
+    if workers == 1:
+        return Plan(1, threads)
+    share = max(1, cores // workers)
+    return Plan(workers, min(share, threads) if threads is not None else share)
+
+
+def plan_batch(
+    jobs: Sequence[batch.Job],
+    config: Config,
+    options: batch.OutputOptions,
+    *,
+    workers: int | str = AUTO,
+    threads: Optional[int] = None,
+    cores: Optional[int] = None,
+) -> Plan:
+    """``plan`` for a batch: counts the files left to do (after ``skip_existing``) and the device."""
+    pending = [job for job in jobs if not batch.skipped(job, options)]
+    in_process = options.stream is not None or any(job.data is not None for job in jobs)
+    cuda = batch.resolve_device(config.device).type == "cuda"
+    return plan(
+        workers,
+        len(pending),
+        cores=cores if cores is not None else available_cores(),
+        cuda=cuda,
+        in_process=in_process,
+        threads=threads,
+    )
+
+
+# -------------------------------------------------------------------------------- the workers
+
+
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _worker_main(connection: Connection, threads: int) -> None:
+    """One worker: set its own process up, then enhance the files it is sent until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while starting us
+    # SIGTERM (from the parent or a scheduler) unwinds like Ctrl-C: the atomic writes remove
+    # their temporary files on the way out.
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass  # already fixed once torch has run parallel work; harmless
+    runtime.tune_allocator()
+    try:
+        while True:
+            try:
+                task = connection.recv()
+            except EOFError:
+                return  # the parent is gone
+            if task is None:
+                return
+            job, config, options = task
+            try:
+                result = batch._run_job(job, config, options, None)
+            except Exception as error:  # an unforeseen bug fails the file, not the batch
+                result = batch.FileResult(job.source, None, "failed", 0.0, naming(job.name, f"{type(error).__name__}: {error}"))
+            connection.send(result)
+    except KeyboardInterrupt:
+        sys.exit(STOPPED_EXIT)  # SIGTERM: the parent (or whoever sent it) knows it from the code
+    except (BrokenPipeError, ConnectionError):
+        return  # the parent is gone
+
+
+def _death_message(process: multiprocessing.process.BaseProcess) -> str:
+    code = process.exitcode
+    if code == STOPPED_EXIT:
+        how = "stopped by SIGTERM"
+    elif code is not None and code < 0:
+        try:
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+    else:
+        how = f"exit code {code}"
+    return f"the worker process died ({how}); nothing was saved"
+
+
+def remove_temporaries(job: batch.Job, options: batch.OutputOptions) -> None:
+    """Delete the ``.part`` files a killed worker may have left for ``job``'s outputs."""
+    for path in [batch.output_path(job, options), *batch.extra_paths(job, options).values()]:
+        for temporary in images.temporaries_of(path):
+            temporary.unlink(missing_ok=True)
+
+
+class _Worker:
+    def __init__(self, context, threads: int) -> None:
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, threads), daemon=True)
+        # Started with SIGINT blocked, which the new interpreter inherits, so a Ctrl-C during its
+        # start-up cannot print a traceback there (it ignores SIGINT for good once running). Blocked
+        # rather than ignored here: a Ctrl-C that arrives meanwhile stays pending for this process
+        # and stops the batch once the worker has started, instead of being lost.
+        hold = _main_thread() and hasattr(signal, "pthread_sigmask")
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if hold else None
+        try:
+            self.process.start()
+        finally:
+            if hold:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        child.close()
+        self.job: Optional[batch.Job] = None
+
+    def give(self, job: batch.Job, config: Config, options: batch.OutputOptions) -> None:
+        self.job = job
+        try:
+            self.connection.send((job, config, options))
+        except OSError:
+            pass  # it died: its sentinel says so, and the file fails as its death
+
+    def stop(self, *, idle: bool = False) -> None:
+        """End the worker: an idle one is told to finish, a busy one gets SIGTERM (it then
+        removes its temporaries); one still running after a grace period is killed."""
+        if idle:
+            try:
+                self.connection.send(None)
+            except OSError:
+                pass
+        elif self.process.is_alive():
+            self.process.terminate()
+        self.process.join(STOP_GRACE_SECONDS)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def run_in_workers(
+    jobs: Sequence[batch.Job],
+    config: Config,
+    options: batch.OutputOptions,
+    plan: Plan,
+    record: Callable[[batch.FileResult], None],
+    on_start: Optional[Callable[[batch.Job], None]] = None,
+) -> None:
+    """Enhance ``jobs`` in ``plan.workers`` processes; ``record`` gets each result as it finishes.
+
+    Skipped files are recorded first, without a worker. A KeyboardInterrupt stops every worker
+    and leaves no temporary file behind before it propagates.
+    """
+    pending = []
+    for job in jobs:
+        if batch.skipped(job, options):
+            if on_start is not None:
+                on_start(job)
+            record(batch.FileResult(job.source, batch.output_path(job, options), "skipped", 0.0))
+        else:
+            pending.append(job)
+    pending.reverse()  # popped from the end: dispatched in the input order
+    context = multiprocessing.get_context("spawn")
+    workers: list[_Worker] = []
+    interrupted = False
+    try:
+        workers = [_Worker(context, plan.threads or 1) for _ in range(min(plan.workers, len(pending)))]
+        for worker in workers:
+            _dispatch(worker, pending, config, options, on_start)
+        while any(worker.job is not None for worker in workers):
+            busy = [worker for worker in workers if worker.job is not None]
+            ready = wait([worker.connection for worker in busy] + [worker.process.sentinel for worker in busy])
+            for index, worker in enumerate(workers):
+                if worker.job is None or not (worker.connection in ready or worker.process.sentinel in ready):
+                    continue
+                result = _receive(worker)
+                job, worker.job = worker.job, None
+                if result is None:  # the worker died: fail its file, clean up after it, replace it
+                    worker.stop(idle=True)
+                    worker.connection.close()
+                    remove_temporaries(job, options)
+                    result = batch.FileResult(job.source, None, "failed", 0.0, naming(job.name, _death_message(worker.process)))
+                    if pending:
+                        worker = workers[index] = _Worker(context, plan.threads or 1)
+                record(result)
+                _dispatch(worker, pending, config, options, on_start)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        _stop_all(workers, options, record if interrupted else None)
+
+
+def _stop_all(workers: list[_Worker], options: batch.OutputOptions, record) -> None:
+    """End every worker. ``record`` (when interrupted) gets the results that arrived meanwhile;
+    the files the others held leave no temporary behind."""
+    busy = [worker for worker in workers if worker.job is not None]
+    for worker in busy:
+        worker.process.terminate()  # all at once: each cleans up while the others do
+    for worker in workers:
+        worker.stop(idle=worker.job is None)
+    for worker in busy:
+        result = _receive(worker) if record is not None else None
+        if result is not None:
+            record(result)
+        else:
+            remove_temporaries(worker.job, options)
+    for worker in workers:
+        worker.connection.close()
+
+
+def _receive(worker: _Worker) -> Optional[batch.FileResult]:
+    try:
+        if worker.connection.poll():
+            return worker.connection.recv()
+    except (EOFError, OSError):
+        pass
+    return None
+
+
+def _dispatch(worker: _Worker, pending: list, config: Config, options: batch.OutputOptions, on_start) -> None:
+    if not pending:
+        return
+    job = pending.pop()
+    if on_start is not None:
+        on_start(job)
+    worker.give(job, config, options)
