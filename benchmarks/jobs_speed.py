@@ -35,7 +35,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA / "synthetic" / "low", help="folder of photos")
     parser.add_argument("--limit", type=int, default=8, help="photos taken from the folder (sorted)")
     parser.add_argument("--rounds", type=int, default=2, help="alternations of the settings")
-    parser.add_argument("--jobs", default="1,2,auto", help="comma-separated --jobs settings; the first is the baseline")
+    parser.add_argument("--jobs", default="1,2,auto", help="comma-separated --jobs settings, each JOBS or JOBS@CONFIG (that config, else --config); the first is the baseline")
     parser.add_argument("--config", help="passed to rrdnet enhance")
     parser.add_argument("--iterations", type=int, help="passed to rrdnet enhance")
     parser.add_argument("--device", default="cpu", help="passed to rrdnet enhance")
@@ -66,8 +66,12 @@ def cpu_facts() -> dict:
     }
 
 
-def run_once(photos: Path, output: Path, jobs: str, passed: list[str]) -> float:
+def run_once(photos: Path, output: Path, setting: str, passed: list[str]) -> float:
+    """One timed run of ``setting``: ``JOBS`` or ``JOBS@CONFIG`` (that config instead of --config)."""
     shutil.rmtree(output, ignore_errors=True)
+    jobs, _, config = setting.partition("@")
+    if config:
+        passed = [*passed, "--config", config]
     command = [sys.executable, "-m", "rrdnet_cli", "enhance", str(photos), "-o", str(output), "-q", "--jobs", jobs, *passed]
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     environment.pop("RRDNET_JOBS", None)
@@ -81,8 +85,7 @@ def main(argv=None) -> dict:
     arguments = parse_arguments(argv)
     settings = arguments.jobs.split(",")
     passed = ["--device", arguments.device]
-    if arguments.config:
-        passed += ["--config", arguments.config]
+    settings = [setting if "@" in setting or not arguments.config else f"{setting}@{arguments.config}" for setting in settings]
     if arguments.iterations is not None:
         passed += ["--iterations", str(arguments.iterations)]
     sources = sorted(path for path in arguments.data.iterdir() if path.is_file())[: arguments.limit]

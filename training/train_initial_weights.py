@@ -74,8 +74,9 @@ def dark_task(rng: np.random.Generator, photos: list[np.ndarray], side: int) -> 
     """
     picture = photos[rng.integers(len(photos))]
     height, width = picture.shape[:2]
-    aspect = float(rng.choice([1.0, 4 / 3, 3 / 2, 3 / 4, 2 / 3]))
-    crop_height = int(min(height, height * rng.uniform(0.35, 1.0) * min(1.0, 1 / aspect)))
+    scale = rng.uniform(0.35, 1.0)
+    aspect = rng.choice([1.0, 4 / 3, 3 / 2, 3 / 4, 2 / 3])
+    crop_height = int(min(height, height * scale * min(1.0, 1 / aspect)))
     crop_width = int(min(width, crop_height * aspect))
     top = rng.integers(0, height - crop_height + 1)
     left = rng.integers(0, width - crop_width + 1)
@@ -88,26 +89,26 @@ def dark_task(rng: np.random.Generator, photos: list[np.ndarray], side: int) -> 
     electrons = rng.poisson(linear * full_well) + rng.normal(0.0, 2.0, linear.shape)
     dark = np.round(linear_to_srgb(np.clip(electrons / full_well, 0.0, 1.0)) * 255.0) / 255.0
     image = torch.from_numpy(np.ascontiguousarray(dark)).permute(2, 0, 1).unsqueeze(0).float()
-    scale = side / max(crop_height, crop_width)
-    size = (max(5, round(crop_height * scale)), max(5, round(crop_width * scale)))
-    small = F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
     user_side = math.exp(rng.uniform(math.log(384), math.log(4000)))
     user_pixels = user_side**2 * min(crop_height, crop_width) / max(crop_height, crop_width)
-    return small.contiguous(), math.sqrt(size[0] * size[1] / user_pixels)
+    factor = side / max(crop_height, crop_width)
+    size = (max(5, round(crop_height * factor)), max(5, round(crop_width * factor)))
+    small = F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    return small.contiguous(memory_format=torch.channels_last), math.sqrt(size[0] * size[1] / user_pixels)
 
 
 def train(args: argparse.Namespace) -> RRDNet:
-    torch.manual_seed(args.seed)
+    torch.manual_seed(0)  # the first stage's random start
     rng = np.random.default_rng(args.seed)
     photos = load_photos()
     config = load_config("default", device="cpu")
     bf16 = use_bf16(config, torch.device("cpu"))
-    start = RRDNet()
+    start = RRDNet().to(memory_format=torch.channels_last)
     if args.start:
         start.load_state_dict(weights.read(args.start))
     began = time.time()
     for iteration in range(args.iterations):
-        image, noise_scale = dark_task(rng, photos, config.optimisation_side)
+        image, noise_scale = dark_task(rng, photos, args.side)
         net = copy.deepcopy(start)
         priors = losses.image_priors(image, config.blur_size, config.blur_sigma)
         optimizer = torch.optim.Adam(net.parameters(), lr=args.inner_learning_rate)
@@ -134,7 +135,8 @@ def main() -> None:
     parser.add_argument("--inner-steps", type=int, default=8)
     parser.add_argument("--inner-learning-rate", type=float, default=0.003)
     parser.add_argument("--outer-step", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the task sampling")
+    parser.add_argument("--side", type=int, default=128, help="longer side of the fitted copies")
     args = parser.parse_args()
     weights.write(train(args), args.output)
     print(f"wrote {args.output}")
