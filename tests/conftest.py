@@ -1,6 +1,7 @@
 """Fixtures and test-process settings; the shared helper functions are in helpers.py."""
 
 import os
+import signal
 
 import pytest
 import torch
@@ -11,6 +12,12 @@ torch.set_num_threads(1)
 # One process per run unless a test asks for workers (--jobs): spawning them costs seconds, and
 # monkeypatches reach only this process. Inherited by the subprocesses the tests start.
 os.environ["RRDNET_JOBS"] = "1"
+# Some tests press Ctrl-C on the processes they start. A shell runs a background command with
+# SIGINT ignored, and an ignored signal stays ignored in every child: the suite started that way
+# (`make test &`) would find rrdnet deaf to Ctrl-C. A handler (unlike "ignore") is reset to the
+# default in a child, so installing Python's own gives the children a normal SIGINT.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
