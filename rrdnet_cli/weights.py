@@ -7,6 +7,7 @@ is in ``data/initial_weights.md``; ``training/train_initial_weights.py`` remakes
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,18 @@ def write(net: RRDNet, path: str | Path) -> None:
         np.savez_compressed(handle, **arrays)
 
 
+@functools.lru_cache(maxsize=1)
+def _learned_state() -> dict[str, torch.Tensor]:
+    # Read once per process, not once per photo of a batch; load_state_dict copies, so the
+    # cached tensors are never changed.
+    return read(LEARNED_WEIGHTS)
+
+
 def learned_network() -> RRDNet:
     """A fresh RRDNet holding the shipped meta-learned starting weights."""
     net = RRDNet()
     try:
-        net.load_state_dict(read(LEARNED_WEIGHTS))
+        net.load_state_dict(_learned_state())
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise ConfigError(f"initial_weights 'learned': cannot load {LEARNED_WEIGHTS} ({error})") from None
     return net

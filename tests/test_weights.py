@@ -45,3 +45,14 @@ def test_learned_start_is_closer_to_a_fit_than_the_random_one():
             return loss_terms(image, run_network(net, image, False), priors, config).total.item()
 
     assert start_loss("learned") < 0.8 * start_loss("random")
+
+
+def test_a_fit_leaves_the_learned_start_unchanged():
+    # The weights are read once per process: fitting a network made from them must not move them.
+    from rrdnet_cli import enhance
+
+    before = {key: value.clone() for key, value in weights.learned_network().state_dict().items()}
+    enhance(dark_tensor(), load_config("default", iterations=2, device="cpu", optimisation_side=32))
+    after = weights.learned_network().state_dict()
+    assert all(torch.equal(after[key], value) for key, value in before.items())
+    assert all(torch.equal(after[key], value) for key, value in weights.read(weights.LEARNED_WEIGHTS).items())
