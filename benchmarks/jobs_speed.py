@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -23,11 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA
+from common import DEFAULT_DATA, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -41,29 +39,6 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="passed to rrdnet enhance")
     parser.add_argument("--output", type=Path, default=RESULTS / "jobs_speed.json")
     return parser.parse_args(argv)
-
-
-def cpu_facts() -> dict:
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    import torch
-
-    return {
-        "machine": platform.machine(),
-        "cores": cores,
-        "torch_threads": torch.get_num_threads(),
-        "flags": {flag: flag in flags for flag in CPU_FLAGS},
-    }
 
 
 def run_once(photos: Path, output: Path, setting: str, passed: list[str]) -> float:
@@ -111,7 +86,7 @@ def main(argv=None) -> dict:
         "seconds": {setting: [round(value, 2) for value in times] for setting, times in seconds.items()},
         "photos_per_minute": {setting: round(value, 2) for setting, value in per_minute.items()},
         "ratio_to_jobs_" + baseline: {setting: round(value / per_minute[baseline], 3) for setting, value in per_minute.items()},
-        "cpu": cpu_facts(),
+        "cpu": machine(jobs=None),  # each setting names its own jobs
     }
     print(json.dumps(report))
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
