@@ -22,6 +22,8 @@ DEFAULT_DATA = REPO.parent / "shared" / "data"
 CACHE = Path(__file__).resolve().parent / "cache"
 # CPU features that decide the fast paths (bf16 autocast is native with AVX-512 BF16 or AMX).
 CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+# Environment variables that cap the instruction sets torch's kernels and oneDNN use.
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 
 def machine(jobs: int | None = 1) -> dict:
@@ -29,7 +31,8 @@ def machine(jobs: int | None = 1) -> dict:
 
     CPU model and the ``CPU_FEATURES`` it has (from ``/proc/cpuinfo``; ``None`` where that file is
     missing), the logical cores this process may use (its affinity mask, not the host's count), torch's
-    intra-op threads, the concurrent jobs the benchmark ran (1: one image at a time), and the load
+    intra-op threads, the concurrent jobs the benchmark ran (1: one image at a time), the instruction
+    sets torch dispatches to and any ``ISA_CAPS`` set (an emulated older CPU), and the load
     average when the run began (the project's machine is shared, so single timings are noisy).
     """
     import torch
@@ -61,6 +64,9 @@ def machine(jobs: int | None = 1) -> dict:
         "logical_cores": cores,
         "torch_threads": torch.get_num_threads(),
         "jobs": jobs,
+        # What torch and oneDNN may use (an AVX2 CPU is emulated on a newer one by capping both).
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "isa_caps": {name: os.environ[name] for name in ISA_CAPS if name in os.environ},
         "load_average": load,
         "torch": torch.__version__,
         "python": platform.python_version(),

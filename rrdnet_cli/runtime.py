@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import platform
 import threading
+from typing import Mapping
 
 import torch
 
@@ -60,13 +62,14 @@ def _mallopt(parameter: int, value: int) -> int:
 def bf16_is_fast(device: torch.device) -> bool:
     """Whether bf16 autocast is natively supported *and* faster than fp32 on ``device``.
 
-    CPU: only with AVX-512 BF16 (or AMX) instructions; elsewhere oneDNN emulates bf16 and it is
-    slower than fp32. CUDA: compute capability 8.0 (Ampere) or newer.
+    CPU: only with AVX-512 BF16 (or AMX) instructions that oneDNN may use (``ONEDNN_MAX_CPU_ISA``
+    can forbid them); elsewhere oneDNN emulates bf16 and it is 10-40 times slower than fp32.
+    CUDA: compute capability 8.0 (Ampere) or newer.
     """
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
-        if not torch.backends.mkldnn.is_available():
+        if not torch.backends.mkldnn.is_available() or not onednn_may_use_bf16(os.environ):
             return False
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         for name in checks:
@@ -79,6 +82,15 @@ def bf16_is_fast(device: torch.device) -> bool:
                     pass
         return False
     return False
+
+
+def onednn_may_use_bf16(environment: Mapping[str, str]) -> bool:
+    """False when ``ONEDNN_MAX_CPU_ISA`` (or its old name ``DNNL_MAX_CPU_ISA``) caps oneDNN below the
+    first instruction sets with bf16 (``AVX512_CORE_BF16``, the AMX ones, AVX10): the CPU's own
+    flags then no longer say what runs. Used to emulate an AVX2 CPU on a newer one."""
+    cap = environment.get("ONEDNN_MAX_CPU_ISA") or environment.get("DNNL_MAX_CPU_ISA") or "ALL"
+    cap = cap.strip().upper()
+    return cap in ("ALL", "DEFAULT") or any(part in cap for part in ("BF16", "AMX", "AVX10", "FP16"))
 
 
 def preferred_memory_format(device: torch.device, bf16: bool) -> torch.memory_format:

@@ -23,10 +23,30 @@ def test_allocator_tuning_applies_on_glibc_and_is_idempotent():
     [(True, False, True), (False, True, True), (False, False, False)],
 )
 def test_cpu_bf16_only_where_native(monkeypatch, avx512_bf16, amx, expected):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     assert runtime.bf16_is_fast(torch.device("cpu")) is expected
+
+
+@pytest.mark.parametrize(
+    "cap, expected",
+    [(None, True), ("ALL", True), ("avx512_core_bf16", True), ("AVX512_CORE_AMX", True),
+     ("AVX2", False), ("avx512_core_vnni", False), ("AVX512_CORE", False)],
+)
+def test_a_onednn_cap_below_bf16_means_fp32(monkeypatch, cap, expected):
+    # How an AVX2 CPU is emulated on a newer one: its bf16 instructions are then out of reach.
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert runtime.bf16_is_fast(torch.device("cpu")) is expected
+    assert runtime.onednn_may_use_bf16({"DNNL_MAX_CPU_ISA": cap or "ALL"}) is expected
 
 
 def test_no_bf16_without_onednn_or_on_other_devices(monkeypatch):
