@@ -467,10 +467,15 @@ def save_maps(enhancement: Enhancement, paths: dict[str, Path]) -> None:
         images.save_image(images.to_pil(maps[name]), path)
 
 
-def _enhance_checked(loaded: images.LoadedImage, config: Config, on_step: Optional[StepCallback]) -> Enhancement:
-    enhancement = enhance(loaded.pixels, config, on_step=on_step)
+def _enhance_checked(
+    loaded: images.LoadedImage, config: Config, on_step: Optional[StepCallback], extras: dict[str, Path]
+) -> Enhancement:
+    # Only the extra files show the reflectance: without them the final pass skips that branch.
+    reflectance = any(key in extras for key in ("reflectance", "decomposition", "sheet"))
+    enhancement = enhance(loaded.pixels, config, on_step=on_step, reflectance=reflectance)
     for name in ("result", "illumination", "reflectance", "noise"):
-        if not torch.isfinite(getattr(enhancement, name)).all():
+        value = getattr(enhancement, name)
+        if value is not None and not torch.isfinite(value).all():
             raise OptimisationError(f"the {name} holds NaN or infinite values; nothing was saved")
     return enhancement
 
@@ -513,12 +518,12 @@ def enhance_file(
     """Read ``source``, enhance it, write ``destination`` (and the ``maps``, the decomposition
     (``.npz``, see ``decomposition``) and the contact sheet, where paths are given)."""
     loaded = images.read_image(source)
-    enhancement = _enhance_checked(loaded, config, on_step)
     extras = dict(maps or {})
     if decomposition_file is not None:
         extras["decomposition"] = Path(decomposition_file)
     if sheet_file is not None:
         extras["sheet"] = Path(sheet_file)
+    enhancement = _enhance_checked(loaded, config, on_step, extras)
     _write_outputs(enhancement, loaded, Path(destination), extras, quality, config, Path(source).name)
     return enhancement
 
@@ -562,7 +567,7 @@ def _run_job(job: Job, config: Config, options: OutputOptions, on_step: Optional
             loaded = images.decode_image(job.data, job.name)
         else:
             loaded = images.read_image(job.source)
-        enhancement = _enhance_checked(loaded, config, on_step)
+        enhancement = _enhance_checked(loaded, config, on_step, extras)
         if options.stream is not None:
             _write_stream(enhancement, loaded, options)
         else:

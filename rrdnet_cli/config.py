@@ -128,6 +128,11 @@ class Config:
         "random initial weights only",
         choices=("network", "image"),
     )
+    noise_map: str = _option(
+        "fitted", "the noise map N: fitted by the network's noise branch (the paper), or zero "
+        "(the branch is not run: a third less work where the fit would leave N at zero anyway)",
+        choices=("fitted", "zero"),
+    )
     tile_size: int = _option(
         0, "final full-resolution pass in tiles of this side (0: one pass)", minimum=0
     )

@@ -9,9 +9,9 @@ then blends the denoised copy in by ``w(x) = clamp(1 − 1/g(x), 0, 1)``: nothin
 not brightened, and where it was brightened g times, enough that what noise remains is back at the
 level of the original photo.
 
-The denoiser is a wavelet shrinkage (BayesShrink on YCbCr, ``skimage.restoration.denoise_wavelet``):
-on the synthetic pairs it matched non-local means in SSIM against the ground truth at a tenth of
-the time (figures: README, "Denoising"). Large images go through it in overlapping tiles, so memory
+The denoiser is a wavelet shrinkage (BayesShrink on YCbCr, ``skimage.restoration.denoise_wavelet``),
+cycle-spun over two shifts: on the synthetic pairs it matched non-local means in SSIM against the
+ground truth at a fraction of the time (figures: README, "Denoising"). Large images go through it in overlapping tiles, so memory
 stays bounded whatever the photo's size.
 """
 
@@ -38,6 +38,12 @@ OVERLAP = 32
 # A fixed number of decomposition levels: the default depends on the array's size, which would make
 # a tile's result depend on where the image was cut.
 WAVELET_LEVELS = 4
+# Cycle spinning (Coifman and Donoho, 1995): a decimated wavelet transform is not shift-invariant, so
+# its shrinkage leaves blocks on the Haar grid; averaging the shrinkage of shifted copies removes
+# them. The diagonal shift alone gave nearly what skimage's cycle_spin over the whole 2 x 2 grid
+# gives (GT-mean-aligned PSNR +0.26 against +0.29 dB, SSIM +0.030 against +0.034 on the synthetic
+# pairs) at half its cost (README, "Denoising").
+SHIFTS = ((0, 0), (1, 1))
 
 
 def strength_of(setting: float | str) -> Optional[float]:
@@ -69,10 +75,19 @@ def noise_level(signal: np.ndarray) -> float:
         return float(np.nan_to_num(np.mean(estimate_sigma(signal, channel_axis=-1))))
 
 
-def _denoise_tile(tile: np.ndarray, sigma: float) -> np.ndarray:
+def _wavelet_shrinkage(tile: np.ndarray, sigma: float) -> np.ndarray:
     return denoise_wavelet(
         tile, sigma=sigma, wavelet_levels=WAVELET_LEVELS, channel_axis=-1, convert2ycbcr=True, rescale_sigma=True
     )
+
+
+def _denoise_tile(tile: np.ndarray, sigma: float) -> np.ndarray:
+    """``tile`` ``(H, W, 3)`` shrunk at each of ``SHIFTS`` and shifted back, averaged."""
+    total = np.zeros(tile.shape, dtype=np.float64)
+    for shift in SHIFTS:
+        shifted = np.roll(tile, shift, axis=(0, 1))
+        total += np.roll(_wavelet_shrinkage(shifted, sigma), tuple(-step for step in shift), axis=(0, 1))
+    return (total / len(SHIFTS)).astype(tile.dtype)
 
 
 def denoise_image(signal: np.ndarray, strength: float, tile_size: int = TILE_SIZE) -> np.ndarray:

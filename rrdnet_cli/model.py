@@ -38,7 +38,14 @@ class RRDNet(nn.Module):
         self.noise_net = _branch(3)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        illumination = torch.sigmoid(self.illumination_net(image))
-        reflectance = torch.sigmoid(self.reflectance_net(image))
-        noise = torch.tanh(self.noise_net(image))
-        return illumination, reflectance, noise
+        return self.maps(image)  # type: ignore[return-value]
+
+    def maps(self, image: torch.Tensor, reflectance: bool = True, noise: bool = True) -> tuple[torch.Tensor, ...]:
+        """Illumination, then reflectance and noise where asked: a branch not asked for is not
+        run (each is a third of the work)."""
+        outputs = [torch.sigmoid(self.illumination_net(image))]
+        if reflectance:
+            outputs.append(torch.sigmoid(self.reflectance_net(image)))
+        if noise:
+            outputs.append(torch.tanh(self.noise_net(image)))
+        return tuple(outputs)

@@ -72,7 +72,11 @@ def loss_terms(
     reflectance_term = losses.reflectance_loss(
         image, illumination, reflectance, priors, config.reflectance_fidelity_weight
     )
-    noise_term = losses.noise_loss(illumination, noise)
+    if config.noise_map == "zero":
+        # N is held at zero, so is its term (whose square root has no gradient at zero).
+        noise_term = torch.zeros((), device=image.device)
+    else:
+        noise_term = losses.noise_loss(illumination, noise)
     total = (
         reconstruction
         + config.illumination_weight * illumination_term
@@ -95,11 +99,16 @@ def _autocast(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def run_network(net: RRDNet, image: torch.Tensor, bf16: bool) -> Outputs:
+def run_network(net: RRDNet, image: torch.Tensor, bf16: bool, noise: bool = True) -> Outputs:
+    """The three maps of ``net`` on ``image``; without ``noise`` the noise branch is not run and N
+    is a zero scalar (it broadcasts wherever the losses use it)."""
     with _autocast(image.device, bf16):
-        outputs = net(image)
+        outputs = net.maps(image, noise=noise)
     # The losses stay in fp32: sums over many pixels would lose their small changes in bf16.
-    return tuple(output.float() for output in outputs)  # type: ignore[return-value]
+    outputs = tuple(output.float() for output in outputs)
+    if not noise:
+        outputs = (*outputs, torch.zeros((), device=image.device))
+    return outputs  # type: ignore[return-value]
 
 
 def memory_format_of(x: torch.Tensor) -> torch.memory_format:
@@ -211,7 +220,8 @@ def optimise(
     for step in range(config.iterations):
         if sampler is not None:
             batch, batch_priors = sampler.sample()
-        terms = loss_terms(batch, run_network(net, batch, bf16), batch_priors, config, noise_scale)
+        outputs = run_network(net, batch, bf16, noise=config.noise_map == "fitted")
+        terms = loss_terms(batch, outputs, batch_priors, config, noise_scale)
         total_value = terms.total.item()
         if not math.isfinite(total_value):
             raise OptimisationError(f"the loss became {total_value} at step {step}")
@@ -237,19 +247,28 @@ def final_loss_row(net: RRDNet, fitted: Optimisation, image: torch.Tensor, outpu
         if fitted.whole_image:
             # Paper mode: the final row is the loss of the final pass itself, as in the reference.
             return loss_terms(image, outputs, fitted.priors, config)
-        outputs_seen = run_network(net, fitted.batch, fitted.bf16)
+        outputs_seen = run_network(net, fitted.batch, fitted.bf16, noise=config.noise_map == "fitted")
         return loss_terms(fitted.batch, outputs_seen, fitted.priors, config, fitted.noise_scale)
 
 
-def decompose(net: RRDNet, image: torch.Tensor, tile_size: int) -> Outputs:
+def decompose(
+    net: RRDNet, image: torch.Tensor, tile_size: int, reflectance: bool = True, noise: bool = True
+) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
     """The fitted network's illumination, reflectance and noise for ``image``, in fp32.
 
     Tiled when ``tile_size`` > 0, with the receptive-field radius as overlap: equal to the
-    untiled pass (up to float rounding), while memory stays bounded for any image size.
+    untiled pass (up to float rounding), while memory stays bounded for any image size. A branch
+    not asked for is not run: no ``reflectance``, ``None`` in its place; no ``noise``, zeros.
     """
     margin = RRDNet.receptive_field // 2
     with torch.no_grad():
-        return tiling.forward_tiled(net, image, tile_size, margin)  # type: ignore[return-value]
+        maps = list(tiling.forward_tiled(
+            lambda window: net.maps(window, reflectance, noise), image, tile_size, margin
+        ))
+    illumination = maps.pop(0)
+    reflectance_map = maps.pop(0) if reflectance else None
+    noise_map = maps.pop(0) if noise else torch.zeros_like(image)
+    return illumination, reflectance_map, noise_map
 
 
 def fit(
@@ -257,14 +276,18 @@ def fit(
     image: torch.Tensor,
     config: Config,
     on_step: Optional[StepCallback] = None,
-) -> tuple[np.ndarray, Outputs, int]:
+    reflectance: bool = True,
+) -> tuple[np.ndarray, tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor], int]:
     """Optimise ``net`` on ``image``, then decompose the full-resolution image.
 
     Returns the loss history ``(steps + 1, 5)``, the final pass (illumination, reflectance,
-    noise) and the number of Adam steps run.
+    noise) and the number of Adam steps run. Without ``reflectance`` the final pass skips that
+    branch (``None``) unless the final loss row needs it (paper mode).
     """
     fitted = optimise(net, image, config, on_step)
-    outputs = decompose(net, image, config.tile_size)
+    outputs = decompose(
+        net, image, config.tile_size, reflectance or fitted.whole_image, config.noise_map == "fitted"
+    )
     final = final_loss_row(net, fitted, image, outputs, config)
     if not torch.isfinite(final.total):
         raise OptimisationError(f"the loss became {final.total.item()} at step {fitted.steps}")
@@ -315,11 +338,14 @@ def enhance(
     *,
     net: Optional[RRDNet] = None,
     on_step: Optional[StepCallback] = None,
+    reflectance: bool = True,
 ) -> Enhancement:
     """Enhance ``image`` ``(1, 3, H, W)`` float in [0, 1].
 
     ``net`` (optional) supplies the initial weights, e.g. the reference's; otherwise they are drawn
     from ``config.seed``. ``on_step(step, total_loss)`` is called after every Adam step.
+    ``reflectance=False`` skips the reflectance map at full resolution (the result does not use
+    it; a third of the final pass): ``Enhancement.reflectance`` may then be ``None``.
     Leaves the process as it found it: global RNG state, allocator and thread settings untouched
     (``runtime.tune_allocator`` is the caller's choice; the CLI makes it).
     """
@@ -330,12 +356,14 @@ def enhance(
     layout = runtime.preferred_memory_format(device, use_bf16(config, device))
     net = net.to(device=device, memory_format=layout)
     image = image.to(device=device, dtype=torch.float32).contiguous(memory_format=layout)
-    history, outputs, steps = fit(net, image, config, on_step)
+    history, (illumination, reflectance_map, noise), steps = fit(net, image, config, on_step, reflectance)
     # Recombine on the CPU from the maps exactly as they are returned (and saved by
     # --save-decomposition): a relight from a saved decomposition then gives this very result,
     # whatever device the fit ran on.
-    image, illumination, reflectance, noise = (x.cpu().contiguous() for x in (image, *outputs))
+    image, illumination, noise = (x.cpu().contiguous() for x in (image, illumination, noise))
+    if reflectance_map is not None:
+        reflectance_map = reflectance_map.cpu().contiguous()
     return from_maps(
-        image, illumination, reflectance, noise, history, config.gamma, config.brightness, steps,
+        image, illumination, reflectance_map, noise, history, config.gamma, config.brightness, steps,
         gamma_floor=config.gamma_floor, denoise=config.denoise,
     )

@@ -43,7 +43,8 @@ class Enhancement:
     """The enhanced image and the decomposition behind it, all on the CPU.
 
     ``image`` (the input), ``result``, ``reflectance``, ``noise``: ``(1, 3, H, W)`` float32;
-    ``illumination`` and ``adjusted_illumination``: ``(1, 1, H, W)``. ``removed``: ``(1, 3, H, W)``,
+    ``illumination`` and ``adjusted_illumination``: ``(1, 1, H, W)``; ``reflectance`` is ``None``
+    when the enhancement was asked not to compute it (``pipeline.enhance(reflectance=False)``). ``removed``: ``(1, 3, H, W)``,
     what the denoising took out of the result (the result rendered without it minus ``result``;
     zeros when denoising is off). ``losses``: ``(steps + 1, 5)``
     float64, row k the loss terms (unweighted, columns ``LOSS_COLUMNS``) at the forward pass after
@@ -57,7 +58,7 @@ class Enhancement:
     result: torch.Tensor
     illumination: torch.Tensor
     adjusted_illumination: torch.Tensor
-    reflectance: torch.Tensor
+    reflectance: Optional[torch.Tensor]
     noise: torch.Tensor
     losses: np.ndarray
     light: LightChoice
@@ -80,7 +81,7 @@ class Enhancement:
 def from_maps(
     image: torch.Tensor,
     illumination: torch.Tensor,
-    reflectance: torch.Tensor,
+    reflectance: Optional[torch.Tensor],
     noise: torch.Tensor,
     losses: np.ndarray,
     gamma: float | str,

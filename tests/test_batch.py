@@ -502,3 +502,16 @@ def test_workers_write_what_one_process_writes_and_outlive_a_dead_worker(tmp_pat
     for result in serial.results:
         name = result.output.name
         assert (tmp_path / "workers" / name).read_bytes() == result.output.read_bytes()
+
+
+def test_extra_files_do_not_change_the_image(tmp_path):
+    # Without maps, decomposition or sheet the final pass skips the reflectance branch.
+    from rrdnet_cli import load_config
+
+    config = load_config("default", iterations=4, optimisation_side=32, device="cpu")
+    write_dark(tmp_path / "in" / "a.png")
+    jobs = collect_inputs([str(tmp_path / "in")])
+    run_batch(jobs, config, OutputOptions(tmp_path / "plain"))
+    run_batch(jobs, config, OutputOptions(tmp_path / "full", save_maps=True, contact_sheet=True))
+    assert (tmp_path / "full" / "maps" / "a_reflectance.png").is_file()
+    assert (tmp_path / "plain" / "a.png").read_bytes() == (tmp_path / "full" / "a.png").read_bytes()

@@ -28,3 +28,15 @@ def test_receptive_field_is_eleven_pixels():
     touched = image.grad.abs().sum(dim=(0, 1)).nonzero()
     assert touched[:, 0].max() - touched[:, 0].min() + 1 == RRDNet.receptive_field
     assert touched[:, 1].max() - touched[:, 1].min() + 1 == RRDNet.receptive_field
+
+
+def test_maps_runs_only_the_branches_asked_for():
+    torch.manual_seed(0)
+    net = RRDNet()
+    image = torch.rand(1, 3, 12, 16)
+    illumination, reflectance, noise = net(image)
+    only_illumination, only_noise = net.maps(image, reflectance=False)
+    assert torch.equal(illumination, only_illumination) and torch.equal(noise, only_noise)
+    assert [x.shape[1] for x in net.maps(image, noise=False)] == [1, 3]
+    assert torch.equal(net.maps(image, noise=False)[1], reflectance)
+    assert len(net.maps(image, reflectance=False, noise=False)) == 1

@@ -124,6 +124,44 @@ def test_default_preset_runs_on_small_image():
     assert float(enhancement.result.mean()) > float(image.mean())
 
 
+def test_without_reflectance_the_result_is_the_same():
+    image = _image()
+    whole = enhance(image, _fast())
+    lighter = enhance(image, _fast(), reflectance=False)
+    assert lighter.reflectance is None
+    for name in ("result", "illumination", "noise", "removed"):
+        assert torch.equal(getattr(whole, name), getattr(lighter, name)), name
+    np.testing.assert_array_equal(whole.losses, lighter.losses)
+
+
+def test_a_zero_noise_map_never_runs_the_noise_branch(monkeypatch):
+    from rrdnet_cli.model import RRDNet
+
+    image = _image()
+    fitted = enhance(image, _fast(noise_map="fitted"))
+    calls = []
+    original = RRDNet.maps
+    monkeypatch.setattr(RRDNet, "maps", lambda self, x, reflectance=True, noise=True: calls.append(noise) or original(self, x, reflectance, noise))
+    zero = enhance(image, _fast(noise_map="zero"), reflectance=False)
+    assert calls and not any(calls)
+    assert not zero.noise.any() and zero.noise.shape == image.shape
+    assert not zero.losses[:, LOSS_COLUMNS.index("noise")].any()
+    assert np.isfinite(zero.losses).all() and zero.steps == fitted.steps
+    # The fit is otherwise the same: the fitted noise map was near zero too.
+    assert float((zero.result - fitted.result).abs().mean()) < 0.02
+
+
+def test_noise_map_is_validated():
+    assert from_dict({"noise_map": "zero"}).noise_map == "zero"
+    with pytest.raises(ConfigError, match="noise_map"):
+        from_dict({"noise_map": "none"})
+
+
+def test_paper_mode_keeps_the_reflectance_its_final_loss_needs(tiny_config):
+    enhancement = enhance(dark_tensor(), tiny_config, reflectance=False)
+    assert enhancement.reflectance is not None and enhancement.reflectance.shape == (1, 3, 40, 48)
+
+
 @pytest.mark.parametrize("precision, strategy", [("fp32", "crops"), ("bf16", "crops"), ("fp32", "full")])
 def test_same_seed_same_output(precision, strategy):
     image = _image()
