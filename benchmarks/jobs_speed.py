@@ -5,6 +5,11 @@ copied to a temporary folder), alternating `--jobs 1`, `--jobs 2` and `--jobs au
 `--rounds` rounds so that they share the machine's noise, and reports photos per minute and the
 ratios to `--jobs 1`. Prints one JSON line and writes benchmarks/results/jobs_speed.json.
 
+A setting ``JOBSxTHREADS`` also passes ``--threads``: ``1x1`` against ``1`` measures how far one
+process gains from its second thread, which bounds what ``--jobs 2`` can gain over ``--jobs 1``
+(``jobs_2_ceiling``: two one-thread workers with nothing shared, 2 × t(1 thread, 2 threads) /
+t(1 thread, 1 thread)).
+
     .venv/bin/python benchmarks/jobs_speed.py                          # 8 photos, default preset
     .venv/bin/python benchmarks/jobs_speed.py --iterations 2 --limit 3 # a smoke run
 """
@@ -33,7 +38,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA / "synthetic" / "low", help="folder of photos")
     parser.add_argument("--limit", type=int, default=8, help="photos taken from the folder (sorted)")
     parser.add_argument("--rounds", type=int, default=2, help="alternations of the settings")
-    parser.add_argument("--jobs", default="1,2,auto", help="comma-separated --jobs settings, each JOBS or JOBS@CONFIG (that config, else --config); the first is the baseline")
+    parser.add_argument("--jobs", default="1,2,auto", help="comma-separated --jobs settings, each JOBS[xTHREADS][@CONFIG] (that config, else --config); the first is the baseline")
     parser.add_argument("--config", help="passed to rrdnet enhance")
     parser.add_argument("--iterations", type=int, help="passed to rrdnet enhance")
     parser.add_argument("--device", default="cpu", help="passed to rrdnet enhance")
@@ -42,11 +47,14 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 
 def run_once(photos: Path, output: Path, setting: str, passed: list[str]) -> float:
-    """One timed run of ``setting``: ``JOBS`` or ``JOBS@CONFIG`` (that config instead of --config)."""
+    """One timed run of ``setting``: ``JOBS[xTHREADS][@CONFIG]`` (that config instead of --config)."""
     shutil.rmtree(output, ignore_errors=True)
     jobs, _, config = setting.partition("@")
+    jobs, _, threads = jobs.partition("x")
     if config:
         passed = [*passed, "--config", config]
+    if threads:
+        passed = [*passed, "--threads", threads]
     command = [sys.executable, "-m", "rrdnet_cli", "enhance", str(photos), "-o", str(output), "-q", "--jobs", jobs, *passed]
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     environment.pop("RRDNET_JOBS", None)
@@ -54,6 +62,17 @@ def run_once(photos: Path, output: Path, setting: str, passed: list[str]) -> flo
     started = time.perf_counter()
     subprocess.run(command, check=True, env=environment)
     return time.perf_counter() - started
+
+
+def jobs_2_ceiling(per_minute: dict[str, float]) -> dict:
+    """``{"jobs_2_ceiling": {config: ratio}}`` for every config measured as ``1x1`` and ``1``."""
+    ceilings = {}
+    for setting, rate in per_minute.items():
+        jobs, _, config = setting.partition("@")
+        whole = per_minute.get("1" + (f"@{config}" if config else ""))
+        if jobs == "1x1" and whole:
+            ceilings[config or "default"] = round(2 * rate / whole, 3)
+    return {"jobs_2_ceiling": ceilings} if ceilings else {}
 
 
 def main(argv=None) -> dict:
@@ -88,6 +107,7 @@ def main(argv=None) -> dict:
         "ratio_to_jobs_" + baseline: {setting: round(value / per_minute[baseline], 3) for setting, value in per_minute.items()},
         "cpu": machine(jobs=None),  # each setting names its own jobs
     }
+    report.update(jobs_2_ceiling(per_minute))
     print(json.dumps(report))
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text(json.dumps(report, indent=2) + "\n")

@@ -21,9 +21,11 @@ rendering changes, so every RRDNet variant shares one decomposition:
   ``zero_dce_pp`` (Zero-DCE++ with the weights of the MIT-licensed wheel neuro-low-light 0.1.0).
 
 Each rendering is rounded to 8 bits, as a written file is, and scored with ``rrdnet_cli.evaluate``
-(PSNR, SSIM raw and GT-mean aligned against the reference; NIQE; mean brightness). ``default`` is
-compared with every other rendering image by image: the mean paired difference and its standard
-error, for NIQE on the real photos and SSIM and GT-mean-aligned PSNR on the synthetic pairs.
+(PSNR, SSIM raw and GT-mean aligned against the reference; NIQE twice: ``niqe``, scikit-video's
+variant that ``rrdnet eval`` prints, and ``niqe_basicsr``, BasicSR's MATLAB-like one that issue 11
+used (``niqe_basicsr.py``; left out when BasicSR is not installed); mean brightness). ``default``
+is compared with every other rendering image by image: the mean paired difference and its standard
+error, for both NIQEs on the real photos and SSIM and GT-mean-aligned PSNR on the synthetic pairs.
 
 Prints one JSON line and writes it, indented, to ``benchmarks/results/quality.json``. The sweep
 over targets is what chose the package's default target (README, "Light level").
@@ -49,6 +51,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import common  # noqa: E402
+import niqe_basicsr  # noqa: E402
 import peers  # noqa: E402
 from rrdnet_cli import decomposition, images, light  # noqa: E402
 from rrdnet_cli.config import AUTO_BRIGHTNESS, DEFAULT_PRESET, FIELDS, ConfigError, load_config  # noqa: E402
@@ -66,11 +69,11 @@ RENDER_KEYS = ("gamma", "brightness", "denoise", "gamma_floor")
 LIGHT_KEYS = RENDER_KEYS + ("device",)
 # The paper's rendering: its fixed gamma, no denoising (keys the config lacks are left out).
 PAPER_RENDERING = {"gamma": FIXED_GAMMA, "denoise": "off"}
-SUMMARY_METRICS = ("psnr", "psnr_gtmean", "ssim", "ssim_gtmean", "niqe", "brightness", "gamma")
+SUMMARY_METRICS = ("psnr", "psnr_gtmean", "ssim", "ssim_gtmean", "niqe", "niqe_basicsr", "brightness", "gamma")
 REPORTED = ("input", "fixed_0.4", "auto", "default", "gamma_curve", "clahe", "zero_dce_pp")
 # default against every other rendering, image by image: which metrics, per set.
-PAIRED_METRICS = {"synthetic": ("ssim", "psnr_gtmean"), "real": ("niqe",)}
-LOWER_IS_BETTER = {"niqe"}
+PAIRED_METRICS = {"synthetic": ("ssim", "psnr_gtmean"), "real": ("niqe", "niqe_basicsr")}
+LOWER_IS_BETTER = {"niqe", "niqe_basicsr"}
 
 
 def load_picture(path: Path, max_side: int) -> images.LoadedImage:
@@ -291,7 +294,9 @@ def score_all(arguments: argparse.Namespace, config, modes: dict) -> tuple[dict,
             for mode, setting in modes.items():
                 pixels, gamma, reached = produce(saved, setting, rendered)
                 rendered[mode] = pixels
-                scores = score_images(name, to_array(pixels), reference).__dict__
+                array = to_array(pixels)
+                scores = score_images(name, array, reference).__dict__
+                scores["niqe_basicsr"] = niqe_basicsr.niqe(array) if niqe_basicsr.available() else None
                 rows[set_name][mode].append({**scores, "gamma": gamma, "reached": reached})
             print(f"{name}: fitted in {seconds:.0f} s" if not cached else f"{name}: cached", file=sys.stderr)
     return rows, fit_seconds
@@ -330,6 +335,7 @@ def build_record(arguments, config, rows: dict, modes: dict, targets: list[float
             "synthetic_psnr": summary["synthetic"][f"target_{target:g}"]["psnr"],
             "synthetic_psnr_gtmean": summary["synthetic"][f"target_{target:g}"]["psnr_gtmean"],
             "real_niqe": summary["real"][f"target_{target:g}"]["niqe"],
+            "real_niqe_basicsr": summary["real"][f"target_{target:g}"]["niqe_basicsr"],
         }
         for target in targets
     }
@@ -383,6 +389,8 @@ def main() -> None:
     if absent:
         print(f"quality.py: the peers need the optional extra [benchmarks] ({peers.INSTALL_HINT}); missing: {', '.join(absent)}", file=sys.stderr)
         sys.exit(2)
+    if not niqe_basicsr.available():
+        print(f"quality.py: BasicSR's NIQE left out (pip install --no-deps basicsr==1.4.2)", file=sys.stderr)
     try:
         config = load_config(arguments.config, iterations=arguments.iterations, device=arguments.device)
         targets = sorted(set(_numbers(arguments.targets)) | {arguments.auto_brightness})
