@@ -137,6 +137,11 @@ class Config:
         0, "final full-resolution pass in tiles of this side (0: one pass)", minimum=0
     )
 
+    @property
+    def fits_noise(self) -> bool:
+        """Whether the noise branch is fitted and run (``noise_map: fitted``) or N held at zero."""
+        return self.noise_map == "fitted"
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

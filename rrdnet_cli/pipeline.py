@@ -72,11 +72,11 @@ def loss_terms(
     reflectance_term = losses.reflectance_loss(
         image, illumination, reflectance, priors, config.reflectance_fidelity_weight
     )
-    if config.noise_map == "zero":
+    if config.fits_noise:
+        noise_term = losses.noise_loss(illumination, noise)
+    else:
         # N is held at zero, so is its term (whose square root has no gradient at zero).
         noise_term = torch.zeros((), device=image.device)
-    else:
-        noise_term = losses.noise_loss(illumination, noise)
     total = (
         reconstruction
         + config.illumination_weight * illumination_term
@@ -220,7 +220,7 @@ def optimise(
     for step in range(config.iterations):
         if sampler is not None:
             batch, batch_priors = sampler.sample()
-        outputs = run_network(net, batch, bf16, noise=config.noise_map == "fitted")
+        outputs = run_network(net, batch, bf16, noise=config.fits_noise)
         terms = loss_terms(batch, outputs, batch_priors, config, noise_scale)
         total_value = terms.total.item()
         if not math.isfinite(total_value):
@@ -247,7 +247,7 @@ def final_loss_row(net: RRDNet, fitted: Optimisation, image: torch.Tensor, outpu
         if fitted.whole_image:
             # Paper mode: the final row is the loss of the final pass itself, as in the reference.
             return loss_terms(image, outputs, fitted.priors, config)
-        outputs_seen = run_network(net, fitted.batch, fitted.bf16, noise=config.noise_map == "fitted")
+        outputs_seen = run_network(net, fitted.batch, fitted.bf16, noise=config.fits_noise)
         return loss_terms(fitted.batch, outputs_seen, fitted.priors, config, fitted.noise_scale)
 
 
@@ -286,7 +286,7 @@ def fit(
     """
     fitted = optimise(net, image, config, on_step)
     outputs = decompose(
-        net, image, config.tile_size, reflectance or fitted.whole_image, config.noise_map == "fitted"
+        net, image, config.tile_size, reflectance or fitted.whole_image, config.fits_noise
     )
     final = final_loss_row(net, fitted, image, outputs, config)
     if not torch.isfinite(final.total):
