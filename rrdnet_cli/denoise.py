@@ -18,7 +18,8 @@ stays bounded whatever the photo's size.
 from __future__ import annotations
 
 import warnings
-from typing import Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -81,37 +82,76 @@ def _wavelet_shrinkage(tile: np.ndarray, sigma: float) -> np.ndarray:
     )
 
 
-def _denoise_tile(tile: np.ndarray, sigma: float) -> np.ndarray:
-    """``tile`` ``(H, W, 3)`` shrunk at each of ``SHIFTS`` and shifted back, averaged."""
-    total = np.zeros(tile.shape, dtype=np.float64)
-    for shift in SHIFTS:
-        shifted = np.roll(tile, shift, axis=(0, 1))
-        total += np.roll(_wavelet_shrinkage(shifted, sigma), tuple(-step for step in shift), axis=(0, 1))
-    return (total / len(SHIFTS)).astype(tile.dtype)
+def _shrunk_at(tile: np.ndarray, sigma: float, shift: tuple[int, int]) -> np.ndarray:
+    """``tile`` ``(H, W, 3)`` shifted by ``shift``, shrunk and shifted back: float64."""
+    shrunk = _wavelet_shrinkage(np.roll(tile, shift, axis=(0, 1)), sigma)
+    return np.roll(shrunk, tuple(-step for step in shift), axis=(0, 1))
 
 
-def denoise_image(signal: np.ndarray, strength: float, tile_size: int = TILE_SIZE) -> np.ndarray:
+class _Window(NamedTuple):
+    """A tile ``[top, bottom) x [left, right)`` of the result and the larger window it is computed on."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+    outer_top: int
+    outer_bottom: int
+    outer_left: int
+    outer_right: int
+
+
+def _windows(height: int, width: int, tile_size: int) -> list[_Window]:
+    windows = []
+    for top in range(0, height, tile_size):
+        for left in range(0, width, tile_size):
+            bottom, right = min(top + tile_size, height), min(left + tile_size, width)
+            windows.append(_Window(
+                top, bottom, left, right,
+                max(top - OVERLAP, 0), min(bottom + OVERLAP, height), max(left - OVERLAP, 0), min(right + OVERLAP, width),
+            ))
+    return windows
+
+
+def denoise_image(
+    signal: np.ndarray, strength: float, tile_size: int = TILE_SIZE, threads: Optional[int] = None
+) -> np.ndarray:
     """``signal`` ``(H, W, 3)`` float in [0, 1], denoised: ``(H, W, 3)`` float32 in [0, 1].
 
     The threshold is ``strength`` times the noise level estimated on the whole signal; processed
-    in tiles of ``tile_size`` overlapping by ``OVERLAP``. A signal with no measurable noise is
-    returned unchanged.
+    in tiles of ``tile_size`` overlapping by ``OVERLAP``, each the mean of its shrinkages at
+    ``SHIFTS``. Those (tile, shift) pieces run on ``threads`` threads (default: torch's intra-op
+    thread count, which ``--threads`` and the workers set), a few at a time so that memory stays
+    bounded; the wavelet code releases the GIL, and the result does not depend on the count. A
+    signal with no measurable noise is returned unchanged.
     """
     signal = np.asarray(signal, dtype=np.float32)
     sigma = strength * noise_level(signal)
     if not sigma > 0:
         return signal.copy()
-    height, width = signal.shape[:2]
+    windows = _windows(*signal.shape[:2], tile_size)
+    pieces = [(window, shift) for window in windows for shift in SHIFTS]
+
+    def shrink(piece: tuple[_Window, tuple[int, int]]) -> np.ndarray:
+        window, shift = piece
+        return _shrunk_at(signal[window.outer_top:window.outer_bottom, window.outer_left:window.outer_right], sigma, shift)
+
     result = np.empty_like(signal)
-    for top in range(0, height, tile_size):
-        for left in range(0, width, tile_size):
-            bottom, right = min(top + tile_size, height), min(left + tile_size, width)
-            outer_top, outer_left = max(top - OVERLAP, 0), max(left - OVERLAP, 0)
-            outer_bottom, outer_right = min(bottom + OVERLAP, height), min(right + OVERLAP, width)
-            cleaned = _denoise_tile(signal[outer_top:outer_bottom, outer_left:outer_right], sigma)
-            result[top:bottom, left:right] = cleaned[
-                top - outer_top:bottom - outer_top, left - outer_left:right - outer_left
-            ]
+    sums: dict[_Window, list[np.ndarray]] = {}
+    workers = max(1, min(threads or torch.get_num_threads(), len(pieces)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(pieces), workers):
+            batch = pieces[start:start + workers]
+            for (window, _), shrunk in zip(batch, pool.map(shrink, batch)):
+                sums.setdefault(window, []).append(shrunk)
+                if len(sums[window]) < len(SHIFTS):
+                    continue
+                # Added in SHIFTS order whatever the thread count, so the result is the same.
+                cleaned = sum(sums.pop(window)) / len(SHIFTS)
+                result[window.top:window.bottom, window.left:window.right] = cleaned[
+                    window.top - window.outer_top:window.bottom - window.outer_top,
+                    window.left - window.outer_left:window.right - window.outer_left,
+                ]
     return np.clip(result, 0.0, 1.0)
 
 

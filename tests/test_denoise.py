@@ -98,3 +98,10 @@ def test_cycle_spinning_beats_one_shrinkage(monkeypatch):
     single = denoise_image(noisy, AUTO_STRENGTH)
     assert not np.array_equal(spun, single)
     assert np.mean((spun - clean) ** 2) < 0.95 * np.mean((single - clean) ** 2)
+
+
+def test_the_thread_count_does_not_change_the_result():
+    _, noisy = noisy_flat(0.03, size=64)
+    one = denoise_image(noisy, AUTO_STRENGTH, tile_size=24, threads=1)
+    for threads in (2, 3, 8):
+        assert np.array_equal(denoise_image(noisy, AUTO_STRENGTH, tile_size=24, threads=threads), one)
