@@ -95,7 +95,8 @@ def _worker_enhance(spec: dict) -> dict:
     del rgb
     config = load_config(spec["preset"], device="cpu", **spec.get("overrides", {}))
     start = time.perf_counter()
-    enhancement = enhance(image, config)
+    # As `rrdnet enhance` without maps, decompositions or sheets: no reflectance at full size.
+    enhancement = enhance(image, config, reflectance=False)
     seconds = time.perf_counter() - start
     if spec.get("save"):
         np.save(spec["save"], common.to_array(enhancement.result))
@@ -104,7 +105,7 @@ def _worker_enhance(spec: dict) -> dict:
         # The same image once more in this process: what each image after the first of a batch
         # costs (the first pays one-off costs, e.g. torch's optimiser importing torch._dynamo).
         start = time.perf_counter()
-        enhance(image, config)
+        enhance(image, config, reflectance=False)
         answer["seconds_again"] = time.perf_counter() - start
     return {
         **answer,

@@ -65,8 +65,12 @@ def _loss_plot(losses: np.ndarray, width: int, height: int, font) -> Image.Image
     draw = ImageDraw.Draw(plot)
     left, right, top, bottom = 64, width - 250, 22, height - 34
     draw.text((left, 2), "loss terms (unweighted) against the step, log scale", fill=INK, font=font)
-    values = np.log10(np.clip(np.asarray(losses, dtype=np.float64), 1e-12, None))
-    finite = values[np.isfinite(values)]
+    losses = np.asarray(losses, dtype=np.float64)
+    # A term that is zero throughout (the noise term when N is held at zero) has no place on a log
+    # scale: it is left out of the plot and its range, and only named in the legend.
+    plotted = [bool(np.any(losses[:, column] != 0)) for column in range(losses.shape[1])]
+    values = np.log10(np.clip(losses, 1e-12, None))
+    finite = values[:, plotted][np.isfinite(values[:, plotted])]
     low, high = (math.floor(finite.min()), math.ceil(finite.max())) if finite.size else (0, 1)
     high = max(high, low + 1)
     steps = max(len(losses) - 1, 1)
@@ -88,15 +92,16 @@ def _loss_plot(losses: np.ndarray, width: int, height: int, font) -> Image.Image
     draw.rectangle([left, top, right, bottom], outline=INK)
     for column, (name, colour) in enumerate(zip(LOSS_COLUMNS, CURVE_COLOURS)):
         points = [(x_of(step), y_of(value)) for step, value in enumerate(values[:, column])]
-        if len(points) == 1:
+        if plotted[column] and len(points) == 1:
             x, y = points[0]
             draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-        else:
+        elif plotted[column]:
             draw.line(points, fill=colour, width=3 if name == "total" else 2, joint="curve")
         legend_y = top + 6 + 20 * column
         draw.line([(right + 14, legend_y + 7), (right + 40, legend_y + 7)], fill=colour, width=3)
         last = losses[-1, column]
-        draw.text((right + 46, legend_y), f"{name} {last:.3g}", fill=INK, font=font)
+        label = f"{name} {last:.3g}" if plotted[column] else f"{name} 0 throughout"
+        draw.text((right + 46, legend_y), label, fill=INK, font=font)
     return plot
 
 
@@ -111,7 +116,7 @@ def contact_sheet(enhancement: Enhancement, title: str = "", *, panel_size: int 
         (enhancement.illumination, "illumination L"),
         (enhancement.adjusted_illumination, f"adjusted L^{gamma:.3g}"),
         (enhancement.reflectance, "reflectance R"),
-        (noise_view, f"noise N (grey 0, ±{extent:.2g})"),
+        (noise_view, f"noise N (grey 0, ±{extent:.2g})" if enhancement.noise.any() else "noise N (held at 0)"),
         (removed_view, f"denoised away (±{removed_extent:.2g})"),
     ]
     thumbnails = [(_thumbnail(pixels, panel_size), label) for pixels, label in panels]

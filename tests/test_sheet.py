@@ -49,3 +49,19 @@ def test_cli_contact_sheet_and_collisions(tmp_path):
     # An output folder inside the input folder must not overwrite inputs with side outputs.
     result = CliRunner().invoke(main, ["enhance", str(source), "-o", str(tmp_path / "in" / "sub"), "--contact-sheet", *args])
     assert result.exit_code == 2
+
+
+def test_a_term_zero_throughout_is_left_off_the_plot():
+    from rrdnet_cli.sheet import CURVE_COLOURS, _font, _loss_plot
+
+    steps = np.arange(1, 12, dtype=np.float64)[:, None]
+    losses = np.hstack([100 / steps, 50 / steps, 80 / steps, np.zeros_like(steps), 230 / steps])
+    width, height = 800, 240
+    plot = np.asarray(_loss_plot(losses, width, height, _font(13)))
+    noise_colour = np.all(plot == CURVE_COLOURS[3], axis=-1)
+    # Only its legend swatch is drawn, right of the plot area.
+    assert noise_colour.any() and np.nonzero(noise_colour)[1].min() > width - 250
+    # The other curves keep the scale: the total falls by a decade over a third of the height or
+    # more, where a range reaching down to 1e-12 would squeeze it into a few pixels.
+    rows = np.nonzero(np.all(plot[:, : width - 250] == CURVE_COLOURS[4], axis=-1))[0]
+    assert rows.max() - rows.min() > height / 3
