@@ -11,8 +11,8 @@ level of the original photo.
 
 The denoiser is a wavelet shrinkage (BayesShrink on YCbCr, ``skimage.restoration.denoise_wavelet``),
 cycle-spun over two shifts: on the synthetic pairs it matched non-local means in SSIM against the
-ground truth at a fraction of the time (figures: README, "Denoising"). Large images go through it in overlapping tiles, so memory
-stays bounded whatever the photo's size.
+ground truth at a fraction of the time (figures: README, "Denoising"). Large images go through it
+in overlapping tiles, so memory stays bounded whatever the photo's size.
 """
 
 from __future__ import annotations
@@ -106,10 +106,9 @@ def _windows(height: int, width: int, tile_size: int) -> list[_Window]:
     for top in range(0, height, tile_size):
         for left in range(0, width, tile_size):
             bottom, right = min(top + tile_size, height), min(left + tile_size, width)
-            windows.append(_Window(
-                top, bottom, left, right,
-                max(top - OVERLAP, 0), min(bottom + OVERLAP, height), max(left - OVERLAP, 0), min(right + OVERLAP, width),
-            ))
+            outer_top, outer_bottom = max(top - OVERLAP, 0), min(bottom + OVERLAP, height)
+            outer_left, outer_right = max(left - OVERLAP, 0), min(right + OVERLAP, width)
+            windows.append(_Window(top, bottom, left, right, outer_top, outer_bottom, outer_left, outer_right))
     return windows
 
 
@@ -134,7 +133,8 @@ def denoise_image(
 
     def shrink(piece: tuple[_Window, tuple[int, int]]) -> np.ndarray:
         window, shift = piece
-        return _shrunk_at(signal[window.outer_top:window.outer_bottom, window.outer_left:window.outer_right], sigma, shift)
+        outer = signal[window.outer_top:window.outer_bottom, window.outer_left:window.outer_right]
+        return _shrunk_at(outer, sigma, shift)
 
     result = np.empty_like(signal)
     sums: dict[_Window, list[np.ndarray]] = {}
