@@ -79,7 +79,7 @@ class Decomposition:
         return cls(
             image=enhancement.image,
             illumination=enhancement.illumination,
-            reflectance=enhancement.reflectance,
+            reflectance=enhancement.reflectance_for("a decomposition"),
             noise=enhancement.noise,
             losses=enhancement.losses,
             gamma=enhancement.gamma,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .denoise import denoise_signal, strength_of
+from .errors import UsageError
 from .light import GAMMA_MIN, LightChoice, choose_light, mean_brightness, render_choice
 
 
@@ -64,6 +65,13 @@ class Enhancement:
     light: LightChoice
     removed: torch.Tensor
     steps: int = 0
+
+    def reflectance_for(self, purpose: str) -> torch.Tensor:
+        """The reflectance, which ``purpose`` (e.g. "a contact sheet") needs: a ``UsageError`` when
+        this enhancement skipped it (``pipeline.enhance(reflectance=False)``)."""
+        if self.reflectance is None:
+            raise UsageError(f"{purpose} needs the reflectance map, which this enhancement skipped (reflectance=False)")
+        return self.reflectance
 
     @property
     def gamma(self) -> float:

@@ -115,7 +115,7 @@ def contact_sheet(enhancement: Enhancement, title: str = "", *, panel_size: int 
         (enhancement.result, f"result (mean {mean_brightness(enhancement.result):.3f})"),
         (enhancement.illumination, "illumination L"),
         (enhancement.adjusted_illumination, f"adjusted L^{gamma:.3g}"),
-        (enhancement.reflectance, "reflectance R"),
+        (enhancement.reflectance_for("a contact sheet"), "reflectance R"),
         (noise_view, f"noise N (grey 0, ±{extent:.2g})" if enhancement.noise.any() else "noise N (held at 0)"),
         (removed_view, f"denoised away (±{removed_extent:.2g})"),
     ]

@@ -1,10 +1,13 @@
 """result.py: the loss row's names and the one path from maps to an Enhancement."""
 
 import numpy as np
+import pytest
 import torch
 
 from rrdnet_cli.light import LightChoice, render
 from rrdnet_cli.result import LOSS_COLUMNS, LossRow, from_maps
+
+from helpers import dark_tensor
 
 
 def maps():
@@ -45,3 +48,17 @@ def test_reached_allows_the_tolerance_people_do_not_notice():
     assert LightChoice(0.3, 0.495, 0.5).reached
     assert not LightChoice(0.1, 0.48, 0.5).reached
     assert LightChoice(0.4, 0.2).reached and LightChoice(0.4, 0.2).describe() == "gamma 0.4, brightness 0.200"
+
+
+def test_what_needs_a_skipped_reflectance_says_so():
+    from rrdnet_cli import UsageError, enhance, load_config
+    from rrdnet_cli.decomposition import Decomposition
+    from rrdnet_cli.sheet import contact_sheet
+
+    config = load_config("default", iterations=2, optimisation_side=32, device="cpu")
+    enhancement = enhance(dark_tensor(), config, reflectance=False)
+    with pytest.raises(UsageError, match="a contact sheet needs the reflectance"):
+        contact_sheet(enhancement)
+    with pytest.raises(UsageError, match="a decomposition needs the reflectance"):
+        Decomposition.from_enhancement(enhancement, None, config)
+    assert enhance(dark_tensor(), config).reflectance_for("a sheet").shape == (1, 3, 40, 48)
