@@ -270,7 +270,9 @@ def choose_light(
     """Resolve a config's ``gamma`` (a number or ``"auto"``) for one image; shapes as in ``render``.
 
     A number is used as it is; ``"auto"`` picks the gamma in [``gamma_floor``, 1] (and, past the
-    floor, the exposure) that brings the mean brightness to ``brightness``.
+    floor, the exposure) that brings the mean brightness to ``brightness``. Either way the
+    brightness is measured on the search grid (``search_grid``); ``result.from_maps`` reports the
+    whole result's.
     """
     if gamma == "auto":
         if brightness is None:
@@ -280,5 +282,6 @@ def choose_light(
         )
     if isinstance(gamma, str):
         raise UsageError(f"gamma '{gamma}': expected a number or 'auto'")
-    value = brightness_at(image, illumination, noise, float(gamma), denoised=denoised)
+    grid_image, grid_illumination, grid_noise, grid_denoised = search_grid(image, illumination, noise, denoised)
+    value = brightness_at(grid_image, grid_illumination, grid_noise, float(gamma), denoised=grid_denoised)
     return LightChoice(float(gamma), value)

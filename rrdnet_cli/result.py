@@ -45,14 +45,14 @@ class Enhancement:
 
     ``image`` (the input), ``result``, ``reflectance``, ``noise``: ``(1, 3, H, W)`` float32;
     ``illumination`` and ``adjusted_illumination``: ``(1, 1, H, W)``; ``reflectance`` is ``None``
-    when the enhancement was asked not to compute it (``pipeline.enhance(reflectance=False)``). ``removed``: ``(1, 3, H, W)``,
-    what the denoising took out of the result (the result rendered without it minus ``result``;
-    zeros when denoising is off). ``losses``: ``(steps + 1, 5)``
+    when the enhancement was asked not to compute it (``pipeline.enhance(reflectance=False)``).
+    ``removed``: ``(1, 3, H, W)``, what the denoising took out of the result (the result rendered
+    without it minus ``result``; zeros when denoising is off). ``losses``: ``(steps + 1, 5)``
     float64, row k the loss terms (unweighted, columns ``LOSS_COLUMNS``) at the forward pass after
     k Adam steps, on what the optimisation saw (the whole image in paper mode; the step's crops or
     the downscaled copy in the fast modes). ``light``: the gamma used, the result's mean
-    brightness and, for gamma "auto", the exposure gain, the target and whether it was reached. ``steps``: Adam steps
-    actually run (a convergence stop may end early; 0 for a relight).
+    brightness and, for gamma "auto", the exposure gain, the target and whether it was reached.
+    ``steps``: Adam steps actually run (a convergence stop may end early; 0 for a relight).
     """
 
     image: torch.Tensor
@@ -70,7 +70,9 @@ class Enhancement:
         """The reflectance, which ``purpose`` (e.g. "a contact sheet") needs: a ``UsageError`` when
         this enhancement skipped it (``pipeline.enhance(reflectance=False)``)."""
         if self.reflectance is None:
-            raise UsageError(f"{purpose} needs the reflectance map, which this enhancement skipped (reflectance=False)")
+            raise UsageError(
+                f"{purpose} needs the reflectance map, which this enhancement skipped (reflectance=False)"
+            )
         return self.reflectance
 
     @property
