@@ -15,6 +15,7 @@ from . import losses, runtime, tiling, weights
 from .config import Config
 from .errors import InputError, OptimisationError, UsageError
 from .model import RRDNet
+from .optimiser import Adam
 from .result import Enhancement, LossRow, from_maps
 
 # gradient() differences pixels 4 apart along each axis.
@@ -209,10 +210,8 @@ def optimise(
     else:
         seen_pixels = target.shape[-2] * target.shape[-1]
     noise_scale = 1.0 if seen_pixels == full_pixels else math.sqrt(seen_pixels / full_pixels)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-    scheduler = None
-    if config.learning_rate_schedule == "cosine" and config.iterations > 0:
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.iterations)
+    cosine = config.learning_rate_schedule == "cosine"
+    optimizer = Adam(net.parameters(), config.learning_rate, cosine_steps=config.iterations if cosine else 0)
     history: list[torch.Tensor] = []
     totals: list[float] = []
     batch, batch_priors = target, priors
@@ -227,11 +226,9 @@ def optimise(
             raise OptimisationError(f"the loss became {total_value} at step {step}")
         history.append(terms.stack().detach())
         totals.append(total_value)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         terms.total.backward()
         optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
         steps = step + 1
         if on_step is not None:
             on_step(steps, total_value)
