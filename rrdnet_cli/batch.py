@@ -242,9 +242,13 @@ class _Collected:
             raise UsageError(self._nothing_in(path))
         for image in found:
             self.add(image, image.relative_to(path))
+        self._add_unlisted(unlisted, path)
+
+    def _add_unlisted(self, unlisted: list[tuple[Path, OSError]], root: Path) -> None:
+        """A failing job for each folder under ``root`` that could not be listed."""
         for folder, error in unlisted:
             message = str(os_failure(InputError, folder, "cannot list the folder", error))
-            self.jobs.append(Job(folder, folder.relative_to(path), error=message))
+            self.jobs.append(Job(folder, folder.relative_to(root), error=message))
 
     def _nothing_in(self, path: Path) -> str:
         if _inside(path, self.excluded):
@@ -274,10 +278,27 @@ class _Collected:
 
     def add_pattern(self, pattern: str) -> None:
         matches = sorted(Path(match) for match in glob.glob(pattern, recursive=self.recursive) if Path(match).is_file())
-        if not matches:
+        # glob passes over folders it cannot list without a word; a recursive pattern's files
+        # could be in any folder under its literal start, so each such folder there fails as a job.
+        root, unlisted = Path(), []
+        if self.recursive and "**" in pattern:
+            root = _literal_start(pattern)
+            unlisted = sorted(_files_in(root, recursive=True)[1], key=lambda item: item[0])
+        if not matches and not unlisted:
             raise UsageError(f"{pattern}: pattern matches no files")
         for match in matches:
             self.add(match, Path(match.name))
+        self._add_unlisted(unlisted, root)
+
+
+def _literal_start(pattern: str) -> Path:
+    """The folder a glob pattern starts from: its parts before the first with a glob character."""
+    parts = []
+    for part in Path(pattern).parts[:-1]:
+        if _GLOB_CHARACTERS & set(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
 
 
 def _kind(text: str, where: str = "") -> Optional[str]:

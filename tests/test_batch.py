@@ -361,6 +361,33 @@ def test_an_unlistable_subfolder_fails_alone(tmp_path, tiny_config, monkeypatch)
     assert (tmp_path / "out" / "a.png").exists()
 
 
+def test_a_recursive_pattern_reports_the_folders_it_could_not_list(tmp_path, monkeypatch):
+    import os
+
+    write_dark(tmp_path / "in" / "a.png", 32, 32)
+    write_dark(tmp_path / "in" / "deep" / "locked" / "b.png", 32, 32)
+    locked = tmp_path / "in" / "deep" / "locked"
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(os.path.abspath(path)) == locked:  # glob lists relative paths
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.chdir(tmp_path)
+    # glob itself passes over the locked folder in silence; the batch must not.
+    jobs = collect_inputs(["in/**/*.png"], recursive=True)
+    assert [job.source for job in jobs if job.error is None] == [Path("in/a.png")]
+    assert [job.error for job in jobs if job.error is not None] == [
+        "in/deep/locked: cannot list the folder (Permission denied)"
+    ]
+    # Only a pattern that reaches into subfolders looks there; one that matches nothing in the
+    # folders it could read, and could not read one, is not "no files".
+    assert [job.source for job in collect_inputs(["in/*.png"], recursive=True)] == [Path("in/a.png")]
+    assert len(collect_inputs(["in/deep/**/*.png"], recursive=True)) == 1
+
+
 def test_a_path_too_long_for_the_system_fails_alone(tmp_path, tiny_config, monkeypatch):
     import os
 
