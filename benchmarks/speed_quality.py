@@ -103,7 +103,7 @@ def _worker_enhance(spec: dict) -> dict:
     answer = {"seconds": seconds, "steps": enhancement.steps, "peak_rss_mib": peak_rss_mib()}
     if spec.get("again"):
         # The same image once more in this process: what each image after the first of a batch
-        # costs (the first pays one-off costs, e.g. torch's optimiser importing torch._dynamo).
+        # costs (the first pays one-off costs: lazy imports, first allocations, oneDNN's kernel set-up).
         start = time.perf_counter()
         enhance(image, config, reflectance=False)
         answer["seconds_again"] = time.perf_counter() - start
