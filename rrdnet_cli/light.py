@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .denoise import blend_weight
+from .denoise import Denoised
 from .errors import UsageError
 
 # The default floor of the range searched for gamma when it is chosen for a target brightness
@@ -128,19 +128,19 @@ def recombine(
     *,
     exposure: float = 1.0,
     tone: bool = False,
-    denoised: Optional[torch.Tensor] = None,
+    denoised: Optional[Denoised] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The result and ``L^gamma``: ``clamp(L^gamma · S / L, 0, 1)``, or with ``tone``
     ``roll_off(max(e · L^gamma · S / L, 0))`` (``e`` = ``exposure``).
 
-    ``S`` is the signal ``I − N``, or with ``denoised`` (``denoise.denoise_signal``'s copy of it)
-    their blend by ``denoise.blend_weight`` of the per-pixel gain ``e · L^(gamma − 1)``.
-    ``image``, ``noise``, ``denoised``: ``(1, 3, H, W)``; ``illumination``: ``(1, 1, H, W)``.
+    ``S`` is the signal ``I − N``, or with ``denoised`` (``denoise.denoise_signal``'s copies of it)
+    their blend by the per-pixel gain ``e · L^(gamma − 1)`` (``Denoised.blend``).
+    ``image``, ``noise``, ``denoised``'s copies: ``(1, 3, H, W)``; ``illumination``: ``(1, 1, H, W)``.
     """
     adjusted = illumination.pow(gamma)
     signal = image - noise
     if denoised is not None:
-        signal = torch.lerp(signal, denoised, blend_weight(exposure * adjusted / illumination))
+        signal = denoised.blend(signal, exposure * adjusted / illumination)
     brightened = adjusted * signal / illumination
     if not tone:
         # The paper's recombination, operation for operation (the golden and parity tests pin it).
@@ -166,7 +166,7 @@ def render_choice(
     illumination: torch.Tensor,
     noise: torch.Tensor,
     choice: LightChoice,
-    denoised: Optional[torch.Tensor] = None,
+    denoised: Optional[Denoised] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``render`` with the gamma, exposure and tone step of ``choice``; shapes as in ``render``."""
     return render(
@@ -204,8 +204,8 @@ def _bisect(
     return best_value, best_brightness
 
 
-def search_grid(*maps: Optional[torch.Tensor]) -> tuple[Optional[torch.Tensor], ...]:
-    """``maps`` ``(1, C, H, W)`` (``None`` kept) sampled on the same grid of at most
+def search_grid(*maps: Any) -> tuple[Any, ...]:
+    """``maps`` ``(1, C, H, W)`` (or ``Denoised``; ``None`` kept) sampled on the same grid of at most
     ``SEARCH_PIXELS`` pixels: every k-th row and column."""
     height, width = next(x for x in maps if x is not None).shape[-2:]
     stride = max(1, math.ceil(math.sqrt(height * width / SEARCH_PIXELS)))
@@ -218,7 +218,7 @@ def gamma_for_brightness(
     noise: torch.Tensor,
     target: float,
     gamma_range: tuple[float, float] = (GAMMA_MIN, GAMMA_MAX),
-    denoised: Optional[torch.Tensor] = None,
+    denoised: Optional[Denoised] = None,
 ) -> LightChoice:
     """The gamma (and exposure) whose toned result has mean brightness ``target`` (in [0, 1]).
 
@@ -265,7 +265,7 @@ def choose_light(
     gamma: float | str,
     brightness: Optional[float],
     gamma_floor: float = GAMMA_MIN,
-    denoised: Optional[torch.Tensor] = None,
+    denoised: Optional[Denoised] = None,
 ) -> LightChoice:
     """Resolve a config's ``gamma`` (a number or ``"auto"``) for one image; shapes as in ``render``.
 

@@ -7,7 +7,16 @@ import torch
 
 from helpers import dark_tensor
 from rrdnet_cli import denoise, enhance, load_config
-from rrdnet_cli.denoise import AUTO_STRENGTH, blend_weight, denoise_image, noise_level, strength_of
+from rrdnet_cli.denoise import (
+    AUTO_STRENGTH,
+    HIGH_GAIN,
+    Denoised,
+    blend_weight,
+    denoise_image,
+    denoise_signal,
+    noise_level,
+    strength_of,
+)
 from rrdnet_cli.errors import UsageError
 from rrdnet_cli.result import from_maps
 
@@ -43,6 +52,29 @@ def test_tiles_give_nearly_the_untiled_result():
 def test_blend_weight_is_zero_where_nothing_was_brightened():
     gain = torch.tensor([0.5, 1.0, 2.0, 4.0, 1e12], dtype=torch.float64)
     assert blend_weight(gain).tolist() == pytest.approx([0.0, 0.0, 0.5, 0.75, 1.0])
+
+
+def test_the_blend_moves_to_the_strong_copy_where_the_gain_is_high():
+    signal = torch.zeros(1, 3, 1, 5)
+    denoised = Denoised(gentle=torch.full((1, 3, 1, 5), 1.0), strong=torch.full((1, 3, 1, 5), 3.0))
+    gain = torch.tensor([1.0, 2.0, HIGH_GAIN, 1.5 * HIGH_GAIN, 4 * HIGH_GAIN]).view(1, 1, 1, 5)
+    blended = denoised.blend(signal, gain)[0, 0, 0]
+    weight = blend_weight(gain)[0, 0, 0]
+    # Up to HIGH_GAIN the gentle copy alone; halfway to twice it, half of each; beyond, the strong.
+    expected = weight * torch.tensor([1.0, 1.0, 1.0, 2.0, 3.0])
+    assert torch.allclose(blended, expected)
+    # Indexing cuts both copies alike (the brightness search's grid).
+    assert denoised[..., ::2].strong.shape == (1, 3, 1, 3) and denoised[..., ::2].gentle.shape == (1, 3, 1, 3)
+
+
+def test_the_strong_copy_removes_more_noise_from_one_estimate():
+    clean, noisy = noisy_flat(0.03)
+    image = torch.from_numpy(noisy).permute(2, 0, 1)[None]
+    copies = denoise_signal(image, torch.zeros_like(image), AUTO_STRENGTH)
+    reference = torch.from_numpy(denoise_image(noisy, AUTO_STRENGTH)).permute(2, 0, 1)[None]
+    assert torch.equal(copies.gentle, reference)  # the gentle copy is the configured strength's
+    flat = (slice(None), slice(None), slice(4, 44), slice(4, 20))  # inside the left half, away from the edge
+    assert copies.strong[flat].std() < 0.8 * copies.gentle[flat].std()
 
 
 def test_strength_of_reads_the_config_value():
