@@ -41,7 +41,6 @@ from .batch import (
 from .config import AUTO_BRIGHTNESS, DEFAULT_PRESET, load_config, preset_names
 from .decomposition import relight_file
 from .errors import ConfigError, Interrupted, OutputError, RRDNetError, UsageError
-from .evaluate import evaluate_folder, format_table
 from .images import DEFAULT_QUALITY
 
 if _HOLD_SIGINT:
@@ -511,6 +510,9 @@ def relight(decomposition_file, output, gamma, brightness, denoise, quiet):
 @click.pass_context
 def eval_command(ctx, enhanced_dir, reference_dir, json_file):
     """Measure the images in ENHANCED_DIR: NIQE and mean brightness, and PSNR/SSIM with --reference."""
+    # Imported here: the metrics pull in scipy.stats (about 1 s), which no other command needs.
+    from .evaluate import evaluate_folder, format_table
+
     report = evaluate_folder(enhanced_dir, reference_dir)
     for row in report.failed:
         _error(row.error)

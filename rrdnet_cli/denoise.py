@@ -27,7 +27,6 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
-from skimage.restoration import denoise_wavelet, estimate_sigma
 
 from .errors import UsageError
 
@@ -101,12 +100,18 @@ def noise_level(signal: np.ndarray) -> float:
     without any."""
     # A noiseless flat channel has no non-zero detail coefficient: the estimate is then NaN (with a
     # warning about the empty median, which says nothing more).
+    from skimage.restoration import estimate_sigma  # see _wavelet_shrinkage
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(np.nan_to_num(np.mean(estimate_sigma(signal, channel_axis=-1))))
 
 
 def _wavelet_shrinkage(tile: np.ndarray, sigma: float) -> np.ndarray:
+    # Imported when first used: skimage.restoration imports scipy.stats (1.2 s measured), which a
+    # run without denoising (paper, --denoise off, --help, config show) need not pay for.
+    from skimage.restoration import denoise_wavelet
+
     return denoise_wavelet(
         tile, sigma=sigma, wavelet_levels=WAVELET_LEVELS, channel_axis=-1, convert2ycbcr=True, rescale_sigma=True
     )
