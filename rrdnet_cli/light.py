@@ -10,11 +10,14 @@ shrinks as gamma grows, for every pixel, and clamping keeps that order. A bisect
 therefore finds the gamma for any target between the darkest and brightest reachable results.
 
 A chosen gamma (gamma "auto") ends with a tone step instead of the clamp:
-``roll_off(e · L^gamma · (I − N) / L)``, a smooth highlight roll-off that never reaches 1, so the
-highlights that the clamp would flatten to white keep their shading. When even the floor of the
-gamma range is too dark for the target, an exposure gain ``e`` > 1 (found by a second bisection, on
-log e) brightens further; otherwise ``e`` = 1. A fixed gamma renders exactly as the paper: clamp,
-no gain, no roll-off.
+``roll_off(expose(L^gamma · (I − N) / L, e))``, a smooth highlight roll-off that never reaches 1,
+so the highlights that the clamp would flatten to white keep their shading. When even the floor of
+the gamma range is too dark for the target, an exposure gain ``e`` > 1 (found by a second
+bisection, on log e) brightens further; otherwise ``e`` = 1. The gain is applied in linear light, as
+a camera's exposure is (``expose``): an under-exposed photo is its scene times a small factor
+*before* the sRGB encoding, so multiplying the encoded values instead lifted the shadows too little,
+the highlights too much and the colours of dark areas off their hue. A fixed gamma renders exactly
+as the paper: clamp, no gain, no roll-off.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
+from kornia.color import linear_rgb_to_rgb, rgb_to_linear_rgb
 
 from .denoise import Denoised
 from .errors import UsageError
@@ -50,10 +54,11 @@ REACHED_TOLERANCE = 0.01
 # saturates within ~1.7 times full scale and, at a mean brightness of 0.6-0.8, clipped 12-98 % of
 # the pixels of the synthetic pairs, where this one clipped none (the test: tests/test_light.py).
 KNEE = 0.8
-# The largest exposure gain tried: a target that needs more is out of reach. The floor's gamma has
-# already lifted the darkest areas (L^-0.6 at the default floor 0.4 lifts L = 0.05 six times); the
-# darkest benchmark photo (mean 0.024) needed more than 32 for brightness 0.5 at that floor.
-EXPOSURE_MAX = 64.0
+# The largest exposure gain tried (in linear light: 10 stops): a target that needs more is out of
+# reach. At the default floor the darkest benchmark photo (mean 0.024) needed 187 for brightness 0.5;
+# brightness 0.8 needed the whole range on three of the 25 photos. A full-scale pixel exposed 1024
+# times stays below 8-bit white after the roll-off.
+EXPOSURE_MAX = 1024.0
 # The searches for gamma and exposure measure the brightness on a regular grid of at most this many
 # pixels (every pixel of a smaller image): the rendering is per pixel once the denoised signal
 # exists, so the grid's mean tracks the whole image's to about 1e-3 on photos, far inside
@@ -120,6 +125,23 @@ def roll_off(values: torch.Tensor, knee: float = KNEE) -> torch.Tensor:
     return torch.where(values <= knee, values, knee + span * excess / (1.0 + excess))
 
 
+def expose(values: torch.Tensor, exposure: float) -> torch.Tensor:
+    """sRGB-encoded ``values`` ``(1, 3, H, W)`` (>= 0, may exceed 1) brightened ``exposure`` times in
+    linear light: decoded, multiplied, encoded again. The identity for ``exposure`` 1."""
+    if exposure == 1.0:
+        return values
+    return linear_rgb_to_rgb(exposure * rgb_to_linear_rgb(values))
+
+
+def exposure_gain(level: torch.Tensor, exposure: float) -> torch.Tensor:
+    """How many times ``expose`` brightens an sRGB value ``level`` ``(1, 1, H, W)`` in (0, 1]: about
+    ``exposure ** (1 / 2.4)`` in the mid-tones, more towards black, where the encoding is linear."""
+    if exposure == 1.0:
+        return torch.ones_like(level)
+    level = level.clamp_min(1e-6)
+    return expose(level.expand(-1, 3, -1, -1), exposure)[:, :1] / level
+
+
 def recombine(
     image: torch.Tensor,
     illumination: torch.Tensor,
@@ -131,21 +153,22 @@ def recombine(
     denoised: Optional[Denoised] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The result and ``L^gamma``: ``clamp(L^gamma · S / L, 0, 1)``, or with ``tone``
-    ``roll_off(max(e · L^gamma · S / L, 0))`` (``e`` = ``exposure``).
+    ``roll_off(expose(max(L^gamma · S / L, 0), e))`` (``e`` = ``exposure``).
 
     ``S`` is the signal ``I − N``, or with ``denoised`` (``denoise.denoise_signal``'s copies of it)
-    their blend by the per-pixel gain ``e · L^(gamma − 1)`` (``Denoised.blend``).
+    their blend by the per-pixel gain ``exposure_gain(L^gamma, e) · L^(gamma − 1)``
+    (``Denoised.blend``): the gain of a pixel whose reflectance is 1, smooth as the illumination.
     ``image``, ``noise``, ``denoised``'s copies: ``(1, 3, H, W)``; ``illumination``: ``(1, 1, H, W)``.
     """
     adjusted = illumination.pow(gamma)
     signal = image - noise
     if denoised is not None:
-        signal = denoised.blend(signal, exposure * adjusted / illumination)
+        signal = denoised.blend(signal, exposure_gain(adjusted, exposure) * adjusted / illumination)
     brightened = adjusted * signal / illumination
     if not tone:
         # The paper's recombination, operation for operation (the golden and parity tests pin it).
         return brightened.clamp(0.0, 1.0), adjusted
-    return roll_off((exposure * brightened).clamp_min(0.0)), adjusted
+    return roll_off(expose(brightened.clamp_min(0.0), exposure)), adjusted
 
 
 def render(

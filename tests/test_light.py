@@ -10,7 +10,7 @@ import torch
 from rrdnet_cli.denoise import AUTO_STRENGTH, denoise_signal
 from rrdnet_cli.light import (
     BRIGHTNESS_TOLERANCE, EXPOSURE_MAX, GAMMA_MAX, GAMMA_MIN, KNEE, REACHED_TOLERANCE, brightness_at, choose_light,
-    gamma_for_brightness, mean_brightness, render_choice, roll_off,
+    expose, exposure_gain, gamma_for_brightness, mean_brightness, recombine, render_choice, roll_off,
 )
 
 
@@ -131,6 +131,46 @@ def test_exposure_gain_only_past_the_gamma_floor():
     above = choose_light(image, illumination, noise, "auto", at_floor + 0.02, gamma_floor=0.3)
     assert above.exposure > 1.0 and above.gamma == 0.3 and above.reached
     assert abs(above.brightness - (at_floor + 0.02)) <= BRIGHTNESS_TOLERANCE
+
+
+def srgb_encoded(linear: torch.Tensor) -> torch.Tensor:
+    """IEC 61966-2-1's encoding written out, independent of the package's (kornia's)."""
+    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
+
+
+def srgb_decoded(values: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``srgb_encoded``."""
+    return torch.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
+
+
+def test_exposure_undoes_an_under_exposure_in_linear_light():
+    # A camera that under-exposes k times scales the scene before the sRGB encoding: exposing its
+    # photo 1/k times gives the scene back, dark shadows included, and keeps each pixel's hue.
+    scene = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    k = 0.02
+    photo = srgb_encoded(k * srgb_decoded(scene))
+    assert torch.allclose(expose(photo, 1 / k), scene, atol=1e-9)
+    assert torch.equal(expose(photo, 1.0), photo)
+
+
+
+def test_exposure_gain_is_the_factor_expose_applies_and_grows_towards_black():
+    levels = torch.tensor([0.002, 0.01, 0.05, 0.2, 0.5, 1.0], dtype=torch.float64).view(1, 1, 1, -1)
+    gain = exposure_gain(levels, 16.0)
+    assert torch.allclose(gain * levels, expose(levels.expand(-1, 3, -1, -1), 16.0)[:, :1])
+    assert (gain.diff() < 0).all()
+    # Above black about e^(1/2.4) (the power-law part of the encoding), near black the full e (the linear part).
+    assert gain[..., -1].item() == pytest.approx(1.055 * 16.0 ** (1 / 2.4) - 0.055, rel=1e-6)
+    assert gain[..., 0].item() == pytest.approx(16.0, rel=1e-6)
+    assert torch.equal(exposure_gain(levels, 1.0), torch.ones_like(levels))
+
+
+def test_the_tone_step_exposes_the_recombination_then_rolls_off():
+    image, illumination, noise = scene_maps(2)
+    result, adjusted = recombine(image, illumination, noise, 0.5, exposure=6.0, tone=True)
+    brightened = (illumination.pow(0.5) * (image - noise) / illumination).clamp_min(0)
+    expected = roll_off(srgb_encoded(6.0 * srgb_decoded(brightened)))
+    assert torch.allclose(result, expected, atol=1e-5)
 
 
 def test_roll_off_is_smooth_at_the_knee_and_never_reaches_one():
