@@ -2,7 +2,8 @@
 
 RRDNet's noise map N takes out the noise the fit can tell from texture, but much of the sensor
 noise stays in ``I − N``, and the rendering multiplies it by the per-pixel gain
-``g(x) = e · L(x)^(gamma − 1)``: by 5-10 in the dark areas of a dark photo. So the signal
+``g(x)``, ``L(x)^(gamma − 1)`` times the exposure's own gain (``light.exposure_gain``): by 5-10
+in the dark areas of a dark photo. So the signal
 ``D = clamp(I − N, 0, 1)`` is denoised in the input domain, where sensor noise is nearly uniform
 across the image, with a strength set by the noise level estimated from ``D`` itself; the rendering
 then blends the denoised copy in by ``w(x) = clamp(1 − 1/g(x), 0, 1)``: nothing where a pixel was
