@@ -26,6 +26,9 @@ variant that ``rrdnet eval`` prints, and ``niqe_basicsr``, BasicSR's MATLAB-like
 used (``niqe_basicsr.py``; left out when BasicSR is not installed); mean brightness). ``default``
 is compared with every other rendering image by image: the mean paired difference and its standard
 error, for both NIQEs on the real photos and SSIM and GT-mean-aligned PSNR on the synthetic pairs.
+Each rendering also records the share of its pixels newly clipped to 8-bit white; each target of
+the sweep, over the photos darker than it, the largest miss of the target and the largest share
+newly clipped (issue 11: within 0.01, at most 0.5 %).
 
 Prints one JSON line and writes it, indented, to ``benchmarks/results/quality.json``. The sweep
 over targets is what chose the package's default target (README, "Light level").
@@ -93,6 +96,13 @@ def load_picture(path: Path, max_side: int) -> images.LoadedImage:
 def to_array(pixels: torch.Tensor) -> np.ndarray:
     """``(1, 3, H, W)`` in [0, 1] -> ``(H, W, 3)`` float64 rounded to 8-bit levels, as a written PNG."""
     return np.round(pixels[0].permute(1, 2, 0).double().clamp(0, 1).numpy() * 255.0) / 255.0
+
+
+def newly_clipped(array: np.ndarray, original: np.ndarray) -> float:
+    """Share of the pixels whose brightest channel is 8-bit white in ``array`` but not in
+    ``original`` (both ``to_array``'s): what issue 11 allows up to 0.5 % of."""
+    white = array.max(axis=2) >= 1.0
+    return float(np.mean(white & ~(original.max(axis=2) >= 1.0)))
 
 
 def cached_decomposition(loaded, name: str, config, cache: Path) -> tuple[decomposition.Decomposition, float, bool]:
@@ -291,12 +301,14 @@ def score_all(arguments: argparse.Namespace, config, modes: dict) -> tuple[dict,
             if not cached:
                 fit_seconds.append(seconds)
             rendered = {}
+            original = to_array(saved.image)
             for mode, setting in modes.items():
                 pixels, gamma, reached = produce(saved, setting, rendered)
                 rendered[mode] = pixels
                 array = to_array(pixels)
                 scores = score_images(name, array, reference).__dict__
                 scores["niqe_basicsr"] = niqe_basicsr.niqe(array) if niqe_basicsr.available() else None
+                scores["newly_clipped"] = newly_clipped(array, original)
                 rows[set_name][mode].append({**scores, "gamma": gamma, "reached": reached})
             print(f"{name}: fitted in {seconds:.0f} s" if not cached else f"{name}: cached", file=sys.stderr)
     return rows, fit_seconds
@@ -328,6 +340,23 @@ def _change(summary: dict, mode: str, baseline: str, metric: str, digits: int) -
     return None if a is None or b is None else round(a - b, digits)
 
 
+def target_misses(rows: dict, target: float) -> dict:
+    """Over every image darker than ``target`` (in both sets): the largest distance of the
+    result's brightness from it, and the largest share of pixels newly clipped to white."""
+    mode = f"target_{target:g}"
+    darker = [
+        (row, by_mode[mode][index])
+        for by_mode in rows.values()
+        for index, row in enumerate(by_mode["input"])
+        if row["brightness"] < target
+    ]
+    return {
+        "images_darker": len(darker),
+        "worst_brightness_miss": round(max((abs(result["brightness"] - target) for _, result in darker), default=0.0), 4),
+        "worst_newly_clipped": round(max((result["newly_clipped"] for _, result in darker), default=0.0), 4),
+    }
+
+
 def build_record(arguments, config, rows: dict, modes: dict, targets: list[float], floors: list[float]) -> dict:
     summary = {set_name: {mode: summarise(mode_rows) for mode, mode_rows in by_mode.items()} for set_name, by_mode in rows.items()}
     sweep = {
@@ -336,6 +365,7 @@ def build_record(arguments, config, rows: dict, modes: dict, targets: list[float
             "synthetic_psnr_gtmean": summary["synthetic"][f"target_{target:g}"]["psnr_gtmean"],
             "real_niqe": summary["real"][f"target_{target:g}"]["niqe"],
             "real_niqe_basicsr": summary["real"][f"target_{target:g}"]["niqe_basicsr"],
+            **target_misses(rows, target),
         }
         for target in targets
     }
