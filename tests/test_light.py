@@ -169,7 +169,6 @@ def test_exposure_undoes_an_under_exposure_in_linear_light():
     assert torch.equal(expose(photo, 1.0), photo)
 
 
-
 def test_exposure_gain_is_the_factor_expose_applies_and_grows_towards_black():
     levels = torch.tensor([0.002, 0.01, 0.05, 0.2, 0.5, 1.0], dtype=torch.float64).view(1, 1, 1, -1)
     gain = exposure_gain(levels, 16.0)
