@@ -1,6 +1,7 @@
 """The command as scripts and schedulers run it: separate processes, shell pipes, signals."""
 
 import json
+import multiprocessing
 import os
 import shlex
 import signal
@@ -279,3 +280,18 @@ def test_sigterm_stops_the_workers_too(tmp_path):
     assert not any(alive(pid) for pid in workers)
     out = tmp_path / "out"
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_idle_workers_are_all_told_to_stop_before_any_is_waited_for(monkeypatch):
+    # Each worker's exit then overlaps the others' instead of adding up at the end of a batch.
+    from rrdnet_cli import workers
+
+    events = []
+    ask, wait = workers._Worker.ask_to_stop, workers._Worker.wait
+    monkeypatch.setattr(workers._Worker, "ask_to_stop", lambda self, idle: events.append(("ask", idle)) or ask(self, idle=idle))
+    monkeypatch.setattr(workers._Worker, "wait", lambda self: events.append(("wait", None)) or wait(self))
+    started = [workers._Worker(multiprocessing.get_context("spawn"), 1) for _ in range(2)]
+    workers._stop_all(started, None, None)
+    assert events == [("ask", True), ("ask", True), ("wait", None), ("wait", None)]
+    # Exit code 0: each left by itself when told, none had to be killed.
+    assert [worker.process.exitcode for worker in started] == [0, 0]
