@@ -8,7 +8,9 @@ ratios to `--jobs 1`. Prints one JSON line and writes benchmarks/results/jobs_sp
 A setting ``JOBSxTHREADS`` also passes ``--threads``: ``1x1`` against ``1`` measures how far one
 process gains from its second thread, which bounds what ``--jobs 2`` can gain over ``--jobs 1``
 (``jobs_2_ceiling``: two one-thread workers with nothing shared, 2 × t(1 thread, 2 threads) /
-t(1 thread, 1 thread)).
+t(1 thread, 1 thread)). The setting ``halves`` measures that bound directly: two separate
+``--jobs 1 --threads 1`` commands at once, each on half of the photos, which is what two workers
+could do at best if nothing coordinated them.
 
     .venv/bin/python benchmarks/jobs_speed.py                          # 8 photos, default preset
     .venv/bin/python benchmarks/jobs_speed.py --iterations 2 --limit 3 # a smoke run
@@ -47,32 +49,43 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 
 def run_once(photos: Path, output: Path, setting: str, passed: list[str]) -> float:
-    """One timed run of ``setting``: ``JOBS[xTHREADS][@CONFIG]`` (that config instead of --config)."""
+    """One timed run of ``setting``: ``JOBS[xTHREADS][@CONFIG]`` (that config instead of --config),
+    or ``halves[@CONFIG]``: two one-thread commands at once on ``photos/../half-0`` and ``half-1``."""
     shutil.rmtree(output, ignore_errors=True)
     jobs, _, config = setting.partition("@")
     jobs, _, threads = jobs.partition("x")
     if config:
         passed = [*passed, "--config", config]
-    if threads:
-        passed = [*passed, "--threads", threads]
-    command = [sys.executable, "-m", "rrdnet_cli", "enhance", str(photos), "-o", str(output), "-q", "--jobs", jobs, *passed]
+    if jobs == "halves":
+        runs = [(photos.parent / f"half-{index}", output / str(index), ["--jobs", "1", "--threads", "1"]) for index in range(2)]
+    else:
+        runs = [(photos, output, ["--jobs", jobs] + (["--threads", threads] if threads else []))]
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     environment.pop("RRDNET_JOBS", None)
     environment.pop("RRDNET_THREADS", None)
     started = time.perf_counter()
-    subprocess.run(command, check=True, env=environment)
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "rrdnet_cli", "enhance", str(folder), "-o", str(into), "-q", *options, *passed], env=environment)
+        for folder, into, options in runs
+    ]
+    for process in processes:
+        if process.wait() != 0:
+            raise subprocess.CalledProcessError(process.returncode, process.args)
     return time.perf_counter() - started
 
 
 def jobs_2_ceiling(per_minute: dict[str, float]) -> dict:
-    """``{"jobs_2_ceiling": {config: ratio}}`` for every config measured as ``1x1`` and ``1``."""
-    ceilings = {}
+    """``{"jobs_2_ceiling": {config: ratio}}`` for every config measured as ``1x1`` and ``1``, and
+    ``{"jobs_2_ceiling_measured": {config: ratio}}`` for every config measured as ``halves`` and ``1``."""
+    found: dict[str, dict[str, float]] = {}
     for setting, rate in per_minute.items():
         jobs, _, config = setting.partition("@")
         whole = per_minute.get("1" + (f"@{config}" if config else ""))
         if jobs == "1x1" and whole:
-            ceilings[config or "default"] = round(2 * rate / whole, 3)
-    return {"jobs_2_ceiling": ceilings} if ceilings else {}
+            found.setdefault("jobs_2_ceiling", {})[config or "default"] = round(2 * rate / whole, 3)
+        if jobs == "halves" and whole:
+            found.setdefault("jobs_2_ceiling_measured", {})[config or "default"] = round(rate / whole, 3)
+    return found
 
 
 def main(argv=None) -> dict:
@@ -87,8 +100,11 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="rrdnet-jobs-") as folder:
         photos = Path(folder) / "photos"
         photos.mkdir()
-        for source in sources:
+        for index, source in enumerate(sources):
             shutil.copy(source, photos / source.name)
+            half = Path(folder) / f"half-{index % 2}"
+            half.mkdir(exist_ok=True)
+            shutil.copy(source, half / source.name)
         for round_number in range(arguments.rounds):
             # Alternate the order every round, so that no setting always runs first.
             order = settings if round_number % 2 == 0 else list(reversed(settings))
