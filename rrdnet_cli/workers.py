@@ -21,7 +21,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Callable, Optional, Sequence
+from typing import Callable, NoReturn, Optional, Sequence
 
 from . import batch, images, runtime
 from .config import Config
@@ -156,7 +156,7 @@ def _worker_main(connection: Connection, threads: int) -> None:
         return  # the parent is gone
 
 
-def _leave() -> None:
+def _leave() -> NoReturn:
     """Exit at once, skipping the interpreter's teardown: with torch loaded it takes about half a
     second, which the batch would wait for, and a worker told to stop has nothing left to save."""
     sys.stdout.flush()
