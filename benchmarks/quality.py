@@ -98,11 +98,15 @@ def to_array(pixels: torch.Tensor) -> np.ndarray:
     return np.round(pixels[0].permute(1, 2, 0).double().clamp(0, 1).numpy() * 255.0) / 255.0
 
 
-def newly_clipped(array: np.ndarray, original: np.ndarray) -> float:
-    """Share of the pixels whose brightest channel is 8-bit white in ``array`` but not in
-    ``original`` (both ``to_array``'s): what issue 11 allows up to 0.5 % of."""
-    white = array.max(axis=2) >= 1.0
-    return float(np.mean(white & ~(original.max(axis=2) >= 1.0)))
+def white(array: np.ndarray) -> np.ndarray:
+    """Where ``array``'s (``to_array``'s) brightest channel is 8-bit white, ``(H, W)``."""
+    return array.max(axis=2) >= 1.0
+
+
+def newly_clipped(array: np.ndarray, white_before: np.ndarray) -> float:
+    """Share of the pixels that are 8-bit white in ``array`` but were not (``white_before``, the
+    input's ``white``): what issue 11 allows up to 0.5 % of."""
+    return float(np.mean(white(array) & ~white_before))
 
 
 def cached_decomposition(loaded, name: str, config, cache: Path) -> tuple[decomposition.Decomposition, float, bool]:
@@ -301,14 +305,14 @@ def score_all(arguments: argparse.Namespace, config, modes: dict) -> tuple[dict,
             if not cached:
                 fit_seconds.append(seconds)
             rendered = {}
-            original = to_array(saved.image)
+            white_before = white(to_array(saved.image))  # once per photo, for every rendering
             for mode, setting in modes.items():
                 pixels, gamma, reached = produce(saved, setting, rendered)
                 rendered[mode] = pixels
                 array = to_array(pixels)
                 scores = score_images(name, array, reference).__dict__
                 scores["niqe_basicsr"] = niqe_basicsr.niqe(array) if niqe_basicsr.available() else None
-                scores["newly_clipped"] = newly_clipped(array, original)
+                scores["newly_clipped"] = newly_clipped(array, white_before)
                 rows[set_name][mode].append({**scores, "gamma": gamma, "reached": reached})
             print(f"{name}: fitted in {seconds:.0f} s" if not cached else f"{name}: cached", file=sys.stderr)
     return rows, fit_seconds
