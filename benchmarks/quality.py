@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import common  # noqa: E402
 import niqe_basicsr  # noqa: E402
 import peers  # noqa: E402
-from rrdnet_cli import decomposition, images, light  # noqa: E402
+from rrdnet_cli import decomposition, images, light, weights  # noqa: E402
 from rrdnet_cli.config import AUTO_BRIGHTNESS, DEFAULT_PRESET, FIELDS, ConfigError, load_config  # noqa: E402
 from rrdnet_cli.evaluate import score_images  # noqa: E402
 from rrdnet_cli.pipeline import enhance  # noqa: E402
@@ -112,6 +112,9 @@ def newly_clipped(array: np.ndarray, white_before: np.ndarray) -> float:
 def cached_decomposition(loaded, name: str, config, cache: Path) -> tuple[decomposition.Decomposition, float, bool]:
     """The decomposition of ``loaded``: from the cache, or fitted now (seconds, whether cached)."""
     fit_settings = {key: value for key, value in config.to_dict().items() if key not in LIGHT_KEYS}
+    if config.initial_weights == "learned":
+        # The shipped start is no setting: fits made from earlier weights must not be reused.
+        fit_settings["learned_weights"] = hashlib.sha256(weights.LEARNED_WEIGHTS.read_bytes()).hexdigest()
     digest = hashlib.sha256(
         loaded.pixels.numpy().tobytes() + json.dumps(fit_settings, sort_keys=True).encode()
     ).hexdigest()[:16]
