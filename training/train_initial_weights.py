@@ -66,11 +66,14 @@ def linear_to_srgb(x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(np.maximum(x, 0.0), 1 / 2.4) - 0.055)
 
 
-def dark_task(rng: np.random.Generator, photos: list[np.ndarray], side: int) -> tuple[torch.Tensor, float]:
+def dark_task(
+    rng: np.random.Generator, photos: list[np.ndarray], side: int, exposures: tuple[float, float]
+) -> tuple[torch.Tensor, float]:
     """A random under-exposed crop, downscaled to ``side``, and the noise-weight scale for it.
 
-    The scale is what ``pipeline.optimise`` uses for a photo of the sampled full size (384 to
-    4000 px on its longer side) fitted on a ``side``-px copy.
+    The exposure factor is drawn log-uniformly from ``exposures``. The scale is what
+    ``pipeline.optimise`` uses for a photo of the sampled full size (384 to 4000 px on its longer
+    side) fitted on a ``side``-px copy.
     """
     picture = photos[rng.integers(len(photos))]
     height, width = picture.shape[:2]
@@ -83,7 +86,7 @@ def dark_task(rng: np.random.Generator, photos: list[np.ndarray], side: int) -> 
     crop = picture[top:top + crop_height, left:left + crop_width]
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
-    exposure = math.exp(rng.uniform(math.log(0.01), math.log(0.35)))
+    exposure = math.exp(rng.uniform(math.log(exposures[0]), math.log(exposures[1])))
     full_well = math.exp(rng.uniform(math.log(1000), math.log(20000)))
     linear = srgb_to_linear(crop) * exposure
     electrons = rng.poisson(linear * full_well) + rng.normal(0.0, 2.0, linear.shape)
@@ -101,21 +104,26 @@ def train(args: argparse.Namespace) -> RRDNet:
     torch.manual_seed(0)  # the first stage's random start
     rng = np.random.default_rng(args.seed)
     photos = load_photos()
-    # The loss the weights were trained with: every term, the noise branch's included (the shipped
-    # weights predate `noise_map: zero`, and a preset with a fitted N starts from them too).
-    config = load_config("default", device="cpu", noise_map="fitted")
+    # --noise-map fitted trains with every term, the noise branch's included (as the first two
+    # stages did); zero fits as the default preset does now, with N held at zero.
+    config = load_config("default", device="cpu", noise_map=args.noise_map, precision=args.precision)
     bf16 = use_bf16(config, torch.device("cpu"))
     start = RRDNet().to(memory_format=torch.channels_last)
     if args.start:
         start.load_state_dict(weights.read(args.start))
+    # With --average-from, what is written is the mean of the starts from that meta-iteration on: a
+    # single Reptile step leans towards the last photo drawn, and the mean evens that out.
+    average = copy.deepcopy(start)
+    average_from = args.iterations if args.average_from is None else args.average_from
     began = time.time()
     for iteration in range(args.iterations):
-        image, noise_scale = dark_task(rng, photos, args.side)
+        image, noise_scale = dark_task(rng, photos, args.side, (args.darkest, args.brightest))
         net = copy.deepcopy(start)
         priors = losses.image_priors(image, config.blur_size, config.blur_sigma)
         optimizer = torch.optim.Adam(net.parameters(), lr=args.inner_learning_rate)
         for _ in range(args.inner_steps):
-            total = loss_terms(image, run_network(net, image, bf16), priors, config, noise_scale).total
+            outputs = run_network(net, image, bf16, noise=config.fits_noise)
+            total = loss_terms(image, outputs, priors, config, noise_scale).total
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
@@ -124,9 +132,16 @@ def train(args: argparse.Namespace) -> RRDNet:
         with torch.no_grad():
             for start_parameter, fitted_parameter in zip(start.parameters(), net.parameters()):
                 start_parameter.add_(fitted_parameter - start_parameter, alpha=step)
+            if iteration >= average_from:
+                weight = 1.0 / (iteration - average_from + 1)
+                for average_parameter, start_parameter in zip(average.parameters(), start.parameters()):
+                    average_parameter.add_(start_parameter - average_parameter, alpha=weight)
+        if args.snapshot_every and (iteration + 1) % args.snapshot_every == 0:
+            written = average if iteration >= average_from else start
+            weights.write(written, args.output.with_suffix(f".{iteration + 1}.npz"))
         if iteration % 25 == 0:
             print(f"{iteration:5d}  {time.time() - began:6.0f} s  loss {total.item():.1f}", flush=True)
-    return start
+    return average if average_from < args.iterations else start
 
 
 def main() -> None:
@@ -139,6 +154,15 @@ def main() -> None:
     parser.add_argument("--outer-step", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0, help="seed of the task sampling")
     parser.add_argument("--side", type=int, default=128, help="longer side of the fitted copies")
+    parser.add_argument("--noise-map", choices=["fitted", "zero"], default="fitted")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="of the inner steps (auto: bf16 where the CPU runs it natively)")
+    parser.add_argument("--darkest", type=float, default=0.01, help="smallest exposure factor")
+    parser.add_argument("--brightest", type=float, default=0.35, help="largest exposure factor")
+    parser.add_argument("--average-from", type=int,
+                        help="write the mean of the starts from this meta-iteration on (default: the last start)")
+    parser.add_argument("--snapshot-every", type=int, default=0,
+                        help="also write what would be written every N meta-iterations, as OUTPUT.N.npz")
     args = parser.parse_args()
     weights.write(train(args), args.output)
     print(f"wrote {args.output}")
