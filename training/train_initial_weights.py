@@ -144,7 +144,7 @@ def train(args: argparse.Namespace) -> RRDNet:
     return average if average_from < args.iterations else start
 
 
-def main() -> None:
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=weights.LEARNED_WEIGHTS)
     parser.add_argument("--start", type=Path, help="continue from these weights (.npz)")
@@ -163,7 +163,11 @@ def main() -> None:
                         help="write the mean of the starts from this meta-iteration on (default: the last start)")
     parser.add_argument("--snapshot-every", type=int, default=0,
                         help="also write what would be written every N meta-iterations, as OUTPUT.N.npz")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = arguments()
     weights.write(train(args), args.output)
     print(f"wrote {args.output}")
 
