@@ -115,6 +115,7 @@ def train(args: argparse.Namespace) -> RRDNet:
     # single Reptile step leans towards the last photo drawn, and the mean evens that out.
     average = copy.deepcopy(start)
     average_from = args.iterations if args.average_from is None else args.average_from
+    written = start  # until the averaging begins
     began = time.time()
     for iteration in range(args.iterations):
         image, noise_scale = dark_task(rng, photos, args.side, (args.darkest, args.brightest))
@@ -133,15 +134,15 @@ def train(args: argparse.Namespace) -> RRDNet:
             for start_parameter, fitted_parameter in zip(start.parameters(), net.parameters()):
                 start_parameter.add_(fitted_parameter - start_parameter, alpha=step)
             if iteration >= average_from:
+                written = average
                 weight = 1.0 / (iteration - average_from + 1)
                 for average_parameter, start_parameter in zip(average.parameters(), start.parameters()):
                     average_parameter.add_(start_parameter - average_parameter, alpha=weight)
         if args.snapshot_every and (iteration + 1) % args.snapshot_every == 0:
-            written = average if iteration >= average_from else start
             weights.write(written, args.output.with_suffix(f".{iteration + 1}.npz"))
         if iteration % 25 == 0:
             print(f"{iteration:5d}  {time.time() - began:6.0f} s  loss {total.item():.1f}", flush=True)
-    return average if average_from < args.iterations else start
+    return written
 
 
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
