@@ -428,7 +428,9 @@ def enhance(
         skip_existing=skip_existing,
         stream=stream,
     )
-    plan = workers.plan_batch(jobs, config, options, workers=jobs_setting, threads=threads)
+    # This process has started no thread that could hold a lock at a fork (tqdm's monitor only
+    # waits), and the workers run one thread each when forked: see workers.plan.
+    plan = workers.plan_batch(jobs, config, options, workers=jobs_setting, threads=threads, may_fork=True)
     _use_threads(ctx, plan)
     reporter.config(config)
     steps = config.iterations if plan.workers == 1 else 0  # workers report no steps

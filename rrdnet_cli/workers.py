@@ -11,6 +11,10 @@ A worker that dies (killed, out of memory) fails only the file it held and is re
 and SIGTERM reach the parent as ``KeyboardInterrupt``: it stops the workers (a worker turns
 SIGTERM into the same clean exception, so its temporary files are removed) and removes the
 temporaries of any worker that had to be killed. Workers ignore SIGINT: the parent decides.
+
+Workers are fresh interpreters (``spawn``), each importing torch again (2-3 s on a 2-core
+machine, the parent having already spent as long). Where it is safe the command forks them
+instead (``Plan.fork``), which takes milliseconds: see ``plan``.
 """
 
 from __future__ import annotations
@@ -56,10 +60,12 @@ def parse_count(text: object, what: str, *, allow_auto: bool = False) -> int | s
 
 @dataclass(frozen=True)
 class Plan:
-    """Worker processes for a batch, and torch intra-op threads for each (None: leave torch's)."""
+    """Worker processes for a batch, torch intra-op threads for each (None: leave torch's), and
+    whether the workers are forked from this process rather than started afresh."""
 
     workers: int
     threads: Optional[int]
+    fork: bool = False
 
 
 def plan(
@@ -70,6 +76,7 @@ def plan(
     cuda: bool = False,
     in_process: bool = False,
     threads: Optional[int] = None,
+    may_fork: bool = False,
 ) -> Plan:
     """The plan for ``files`` files to enhance on ``cores`` cores.
 
@@ -77,6 +84,11 @@ def plan(
     process on CUDA or for one file. ``in_process`` (stdin or stdout in the run) forces one.
     More workers than files are never started. Each worker gets ``cores // workers`` threads
     (at least 1), capped by ``threads``; a single process gets ``threads`` when given.
+
+    Workers are forked (``may_fork``: the caller runs no other thread that could hold a lock at
+    the fork) only on the CPU with one thread each. A forked child inherits the parent's OpenMP
+    state but not its threads: one that runs a parallel region after its parent ran one hangs
+    (tried), and with one thread torch runs none. CUDA does not survive a fork at all.
     """
     if in_process or files <= 1:
         workers = 1
@@ -87,7 +99,8 @@ def plan(
     if workers == 1:
         return Plan(1, threads)
     share = max(1, cores // workers)
-    return Plan(workers, min(share, threads) if threads is not None else share)
+    share = min(share, threads) if threads is not None else share
+    return Plan(workers, share, fork=may_fork and share == 1 and not cuda)
 
 
 def plan_batch(
@@ -98,8 +111,10 @@ def plan_batch(
     workers: int | str = AUTO,
     threads: Optional[int] = None,
     cores: Optional[int] = None,
+    may_fork: bool = False,
 ) -> Plan:
-    """``plan`` for a batch: counts the files left to do (after ``skip_existing``) and the device."""
+    """``plan`` for a batch: counts the files left to do (after ``skip_existing``) and the device.
+    Forking is used only on Linux (elsewhere a fork is unsafe or missing)."""
     pending = [job for job in jobs if not batch.skipped(job, options)]
     in_process = options.stream is not None or any(job.data is not None for job in jobs)
     cuda = batch.resolve_device(config.device).type == "cuda"
@@ -110,6 +125,7 @@ def plan_batch(
         cuda=cuda,
         in_process=in_process,
         threads=threads,
+        may_fork=may_fork and sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods(),
     )
 
 
@@ -120,14 +136,18 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
-def _worker_main(connection: Connection, threads: int) -> None:
-    """One worker: set its own process up, then enhance the files it is sent until told to stop."""
+def _worker_main(connection: Connection, threads: int, parent_end: Optional[Connection] = None) -> None:
+    """One worker: set its own process up, then enhance the files it is sent until told to stop.
+    ``parent_end``: the parent's end of the pipe, which a forked worker holds too and closes, so
+    that it sees the end of the input when the parent is gone."""
+    if parent_end is not None:
+        parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while starting us
     # SIGTERM (from the parent or a scheduler) unwinds like Ctrl-C: the atomic writes remove
     # their temporary files on the way out.
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    if hasattr(signal, "pthread_sigmask"):  # blocked by the parent while starting us
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     import torch
 
     torch.set_num_threads(threads)
@@ -188,13 +208,17 @@ def remove_temporaries(job: batch.Job, options: batch.OutputOptions) -> None:
 class _Worker:
     def __init__(self, context, threads: int) -> None:
         self.connection, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child, threads), daemon=True)
-        # Started with SIGINT blocked, which the new interpreter inherits, so a Ctrl-C during its
+        forked = context.get_start_method() == "fork"
+        arguments = (child, threads, self.connection) if forked else (child, threads)
+        self.process = context.Process(target=_worker_main, args=arguments, daemon=True)
+        # Started with SIGINT blocked, which the new process inherits, so a Ctrl-C during its
         # start-up cannot print a traceback there (it ignores SIGINT for good once running). Blocked
         # rather than ignored here: a Ctrl-C that arrives meanwhile stays pending for this process
-        # and stops the batch once the worker has started, instead of being lost.
+        # and stops the batch once the worker has started, instead of being lost. A forked worker
+        # also inherits this process's SIGTERM handler until it sets its own: held back too.
         hold = _main_thread() and hasattr(signal, "pthread_sigmask")
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if hold else None
+        held = {signal.SIGINT, signal.SIGTERM} if forked else {signal.SIGINT}
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, held) if hold else None
         try:
             self.process.start()
         finally:
@@ -260,7 +284,7 @@ def run_in_workers(
         else:
             pending.append(job)
     pending.reverse()  # popped from the end: dispatched in the input order
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork" if plan.fork else "spawn")
     workers: list[_Worker] = []
     interrupted = False
     try:

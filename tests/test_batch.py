@@ -1,6 +1,10 @@
 import io
 import json
+import multiprocessing
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -461,6 +465,12 @@ def test_inputs_the_system_refuses_to_name_are_usage_errors(tmp_path, name, reas
         (4, 8, 2, {}, Plan(4, 1)),
         (2, 8, 4, {"cuda": True}, Plan(2, 2)),
         (1, 8, 4, {"threads": 2}, Plan(1, 2)),
+        # Forked only with one thread a worker, on the CPU, and never a single process.
+        ("auto", 8, 4, {"may_fork": True}, Plan(4, 1, fork=True)),
+        ("auto", 3, 8, {"may_fork": True}, Plan(3, 2)),
+        ("auto", 3, 8, {"may_fork": True, "threads": 1}, Plan(3, 1, fork=True)),
+        (2, 8, 2, {"may_fork": True, "cuda": True}, Plan(2, 1)),
+        ("auto", 1, 8, {"may_fork": True}, Plan(1, None)),
     ],
 )
 def test_worker_and_thread_arithmetic(jobs, files, cores, extra, expected):
@@ -485,6 +495,19 @@ def test_plan_counts_only_the_files_left_to_do(tmp_path, tiny_config, monkeypatc
     assert plan_batch(jobs, tiny_config, OutputOptions(tmp_path / "out", skip_existing=True)) == Plan(2, 4)
     stream = OutputOptions(stream=io.BytesIO())
     assert plan_batch(jobs[:1], tiny_config, stream, workers=4, threads=2) == Plan(1, 2)
+
+
+def test_workers_are_forked_only_where_asked_and_on_linux(tmp_path, tiny_config, monkeypatch):
+    monkeypatch.setattr(workers, "available_cores", lambda: 2)
+    for name in ("a.png", "b.png"):
+        write_dark(tmp_path / "in" / name)
+    jobs = collect_inputs([str(tmp_path / "in")])
+    options = OutputOptions(tmp_path / "out")
+    assert plan_batch(jobs, tiny_config, options) == Plan(2, 1)
+    monkeypatch.setattr(workers.sys, "platform", "linux")
+    assert plan_batch(jobs, tiny_config, options, may_fork=True) == Plan(2, 1, fork=True)
+    monkeypatch.setattr(workers.sys, "platform", "darwin")
+    assert plan_batch(jobs, tiny_config, options, may_fork=True) == Plan(2, 1)
 
 
 @pytest.mark.parametrize("text, expected", [("1", 1), (" 12 ", 12), ("auto", "auto"), ("AUTO", "auto")])
@@ -513,14 +536,16 @@ class _DiesWhenUnpickled:
         return (os._exit, (9,))
 
 
-def test_workers_write_what_one_process_writes_and_outlive_a_dead_worker(tmp_path, tiny_config):
+@pytest.mark.parametrize("fork", [False, True] if "fork" in multiprocessing.get_all_start_methods() else [False])
+def test_workers_write_what_one_process_writes_and_outlive_a_dead_worker(tmp_path, tiny_config, fork):
     for index in range(3):
         write_dark(tmp_path / "in" / f"{index}.png", 32, 32, seed=index)
     jobs = collect_inputs([str(tmp_path / "in")])
     serial = run_batch(jobs, tiny_config, OutputOptions(tmp_path / "serial"))  # this process: 1 thread
     doomed = Job(tmp_path / "doomed.png", Path("doomed.png"), data=_DiesWhenUnpickled())
     finished = []
-    summary = run_batch([jobs[0], doomed, *jobs[1:]], tiny_config, OutputOptions(tmp_path / "workers"), on_result=finished.append, plan=Plan(2, 1))
+    plan = Plan(2, 1, fork=fork)
+    summary = run_batch([jobs[0], doomed, *jobs[1:]], tiny_config, OutputOptions(tmp_path / "workers"), on_result=finished.append, plan=plan)
     assert summary.results == finished and len(finished) == 4
     assert (summary.done, summary.failed) == (3, 1)
     (failure,) = [result for result in finished if result.status == "failed"]
@@ -529,6 +554,48 @@ def test_workers_write_what_one_process_writes_and_outlive_a_dead_worker(tmp_pat
     for result in serial.results:
         name = result.output.name
         assert (tmp_path / "workers" / name).read_bytes() == result.output.read_bytes()
+
+
+# Run in a process of its own: a fork that goes wrong hangs, and only a process can be killed.
+_FORK_AFTER_PARALLEL_WORK = """
+import sys
+from pathlib import Path
+
+import torch
+
+from rrdnet_cli import load_config
+from rrdnet_cli.batch import OutputOptions, collect_inputs, run_batch
+from rrdnet_cli.workers import Plan
+
+torch.set_num_threads(2)
+image = torch.rand(1, 16, 128, 128)
+torch.nn.functional.conv2d(image, torch.rand(16, 16, 3, 3), padding=1).sum().item()  # OpenMP threads now run
+folder = Path(sys.argv[1])
+config = load_config("paper", iterations=3, device="cpu")
+summary = run_batch(collect_inputs([str(folder / "in")]), config, OutputOptions(folder / "out"), plan=Plan(2, 1, fork=True))
+print(summary.done, summary.failed)
+"""
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+def test_one_thread_workers_forked_after_parallel_work_finish(tmp_path):
+    # A child forked after its parent ran an OpenMP region hangs at its first parallel region;
+    # workers are forked only with one thread, which torch runs without any.
+    for index in range(2):
+        write_dark(tmp_path / "in" / f"{index}.png", 32, 32, seed=index)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _FORK_AFTER_PARALLEL_WORK, str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail("the forked workers hung")
+    assert process.returncode == 0, stderr.decode()
+    assert stdout.decode().split() == ["2", "0"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["0.png", "1.png"]
 
 
 def test_extra_files_do_not_change_the_image(tmp_path):

@@ -104,8 +104,8 @@ def test_sigterm_stops_cleanly_too(tmp_path):
     process, _, stderr = start("enhance", source, "-o", tmp_path / "out", *endless, folder=tmp_path, name="run")
     wait_for(lambda: "iterations: 1000000" in stderr.read_text(), process, "the run to start")
     process.send_signal(signal.SIGTERM)
-    assert process.wait(PROCESS_LIMIT) == 128 + signal.SIGTERM
-    assert "rrdnet: error: interrupted" in stderr.read_text()
+    assert process.wait(PROCESS_LIMIT) == 128 + signal.SIGTERM, stderr.read_text()
+    assert "rrdnet: error: interrupted" in stderr.read_text(), stderr.read_text()
     out = tmp_path / "out"
     assert not out.exists() or list(out.iterdir()) == []
 
@@ -211,12 +211,13 @@ def test_two_workers_give_what_one_process_gives(tmp_path):
 
 
 def children(process: subprocess.Popen) -> list[int]:
-    # Linux's list of a process's children that are workers (not multiprocessing's resource tracker).
+    # Linux's list of a process's children that are workers (forked or spawned), not
+    # multiprocessing's resource tracker.
     try:
         listed = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
     except OSError:
         return []
-    return [int(pid) for pid in listed.split() if b"spawn_main" in read_or_empty(Path(f"/proc/{pid}/cmdline"))]
+    return [int(pid) for pid in listed.split() if b"resource_tracker" not in read_or_empty(Path(f"/proc/{pid}/cmdline"))]
 
 
 def read_or_empty(path: Path) -> bytes:
@@ -232,6 +233,14 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def assert_gone(workers: list[int]) -> None:
+    # The parent joined its workers before exiting; a moment's grace for the system to show it.
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in workers), [(pid, read_or_empty(Path(f"/proc/{pid}/stat"))) for pid in workers]
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
@@ -254,11 +263,7 @@ def test_ctrl_c_stops_the_workers_cleanly_and_skip_existing_finishes(tmp_path):
     assert "Traceback" not in message and message.count("rrdnet: error:") == 1, message
     assert leftovers(out) == []
     assert workers, "no worker process was found while the batch ran"
-    # The parent joined its workers before exiting; a moment's grace for the system to show it.
-    deadline = time.monotonic() + 5
-    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(alive(pid) for pid in workers), [(pid, read_or_empty(Path(f"/proc/{pid}/stat"))) for pid in workers]
+    assert_gone(workers)
     finished = {path.name: path.stat().st_mtime_ns for path in out.iterdir()}
     assert finished and set(finished) <= set(names)
 
@@ -274,10 +279,10 @@ def test_sigterm_stops_the_workers_too(tmp_path):
     wait_for(lambda: "iterations: 1000000" in stderr.read_text() and len(children(process)) >= 2, process, "the workers")
     workers = children(process)
     process.send_signal(signal.SIGTERM)
-    assert process.wait(PROCESS_LIMIT) == 128 + signal.SIGTERM
+    assert process.wait(PROCESS_LIMIT) == 128 + signal.SIGTERM, stderr.read_text()
     message = stderr.read_text()
-    assert "rrdnet: error: interrupted" in message and "Traceback" not in message
-    assert not any(alive(pid) for pid in workers)
+    assert "rrdnet: error: interrupted" in message and "Traceback" not in message, message
+    assert_gone(workers)
     out = tmp_path / "out"
     assert not out.exists() or list(out.iterdir()) == []
 
