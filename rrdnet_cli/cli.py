@@ -428,8 +428,8 @@ def enhance(
         skip_existing=skip_existing,
         stream=stream,
     )
-    # This process has started no thread that could hold a lock at a fork (tqdm's monitor only
-    # waits), and the workers run one thread each when forked: see workers.plan.
+    # Workers may be forked from this process: no other thread here holds a lock they need (a
+    # progress bar's monitor thread takes only tqdm's own), and see workers.plan.
     plan = workers.plan_batch(jobs, config, options, workers=jobs_setting, threads=threads, may_fork=True)
     _use_threads(ctx, plan)
     reporter.config(config)
