@@ -73,6 +73,13 @@ def machine(jobs: int | None = 1) -> dict:
     }
 
 
+def publish(record: dict, output: Path) -> None:
+    """Print ``record`` as one JSON line and write it to ``output`` (a results file)."""
+    print(json.dumps(record))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=2) + "\n")
+
+
 def load_rgb(path: Path, max_side: int | None = None) -> np.ndarray:
     """8-bit RGB ``(H, W, 3)``, downscaled (Lanczos) so its longer side is at most ``max_side``.
 

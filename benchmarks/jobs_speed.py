@@ -19,7 +19,6 @@ could do at best if nothing coordinated them.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -29,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA, machine
+from common import DEFAULT_DATA, machine, publish
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
@@ -124,9 +123,7 @@ def main(argv=None) -> dict:
         "cpu": machine(jobs=None),  # each setting names its own jobs
     }
     report.update(jobs_2_ceiling(per_minute))
-    print(json.dumps(report))
-    arguments.output.parent.mkdir(parents=True, exist_ok=True)
-    arguments.output.write_text(json.dumps(report, indent=2) + "\n")
+    publish(report, arguments.output)
     return report
 
 

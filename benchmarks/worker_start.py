@@ -14,14 +14,13 @@ benchmarks/results/worker_start.json.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA, machine
+from common import DEFAULT_DATA, machine, publish
 
 from rrdnet_cli import load_config
 from rrdnet_cli.batch import OutputOptions, collect_inputs, run_batch
@@ -74,9 +73,7 @@ def main(argv=None) -> dict:
         "spawn_over_fork": round(median["spawn"] / median["fork"], 3),
         "machine": machine(jobs=arguments.workers) | {"torch_threads": 1},
     }
-    print(json.dumps(report))
-    arguments.output.parent.mkdir(parents=True, exist_ok=True)
-    arguments.output.write_text(json.dumps(report, indent=2) + "\n")
+    publish(report, arguments.output)
     return report
 
 
