@@ -598,6 +598,18 @@ def test_one_thread_workers_forked_after_parallel_work_finish(tmp_path):
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["0.png", "1.png"]
 
 
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+def test_forked_workers_leave_when_the_parent_is_gone():
+    # Each forked worker holds copies of the parent's pipe ends; it must close its own, or it would
+    # wait for work forever once the parent has died.
+    started = [workers._Worker(multiprocessing.get_context("fork"), 1) for _ in range(3)]
+    for worker in started:
+        worker.connection.close()  # what the parent's death does
+    for worker in started:
+        worker.process.join(10)
+    assert [worker.process.exitcode for worker in started] == [0, 0, 0]
+
+
 def test_extra_files_do_not_change_the_image(tmp_path):
     # Without maps, decomposition or sheet the final pass skips the reflectance branch.
     from rrdnet_cli import load_config
