@@ -20,6 +20,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 CACHE = Path(__file__).resolve().parent / "cache"
+RESULTS = Path(__file__).resolve().parent / "results"
 # CPU features that decide the fast paths (bf16 autocast is native with AVX-512 BF16 or AMX).
 CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 # Environment variables that cap the instruction sets torch's kernels and oneDNN use.

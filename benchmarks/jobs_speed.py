@@ -28,10 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA, machine, publish
-
-RESULTS = Path(__file__).resolve().parent / "results"
-REPO = Path(__file__).resolve().parent.parent
+from common import DEFAULT_DATA, REPO, RESULTS, machine, publish
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:

@@ -37,6 +37,7 @@ over targets is what chose the package's default target (README, "Light level").
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import itertools
 import json
@@ -109,12 +110,18 @@ def newly_clipped(array: np.ndarray, white_before: np.ndarray) -> float:
     return float(np.mean(white(array) & ~white_before))
 
 
+@functools.lru_cache(maxsize=1)
+def learned_weights_digest() -> str:
+    """The shipped start's SHA-256, read once per run rather than once per photo."""
+    return hashlib.sha256(weights.LEARNED_WEIGHTS.read_bytes()).hexdigest()
+
+
 def cached_decomposition(loaded, name: str, config, cache: Path) -> tuple[decomposition.Decomposition, float, bool]:
     """The decomposition of ``loaded``: from the cache, or fitted now (seconds, whether cached)."""
     fit_settings = {key: value for key, value in config.to_dict().items() if key not in LIGHT_KEYS}
     if config.initial_weights == "learned":
         # The shipped start is no setting: fits made from earlier weights must not be reused.
-        fit_settings["learned_weights"] = hashlib.sha256(weights.LEARNED_WEIGHTS.read_bytes()).hexdigest()
+        fit_settings["learned_weights"] = learned_weights_digest()
     digest = hashlib.sha256(
         loaded.pixels.numpy().tobytes() + json.dumps(fit_settings, sort_keys=True).encode()
     ).hexdigest()[:16]

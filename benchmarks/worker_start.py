@@ -20,13 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA, machine, publish
+from common import DEFAULT_DATA, RESULTS, machine, publish
 
 from rrdnet_cli import load_config
 from rrdnet_cli.batch import OutputOptions, collect_inputs, run_batch
 from rrdnet_cli.workers import Plan
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
