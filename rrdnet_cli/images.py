@@ -646,8 +646,11 @@ def save_image(
     write_atomic(path, data)
 
 
-def write_like(pixels: torch.Tensor, path: Path, source: LoadedImage, *, quality: int = DEFAULT_QUALITY) -> None:
+def write_like(
+    pixels: torch.Tensor, path: str | os.PathLike, source: LoadedImage, *, quality: int = DEFAULT_QUALITY
+) -> None:
     """Save ``pixels`` ``(1, 3, H, W)`` to ``path`` as the enhanced version of ``source``."""
+    path = Path(path)
     try:
         data = encode_like(pixels, source, format_for(path), quality=quality)
     except OutputError as error:
