@@ -6,7 +6,7 @@ a camera under-exposes (sRGB -> linear, exposure x k, Poisson shot noise and rea
 8-bit sRGB), downscales it to the fitting size, runs a few Adam steps of the RRDNet loss from the
 current starting weights and moves the starting weights part of the way towards the result.
 Starting there, a new photo needs far fewer steps to reach the decomposition a long fit from a
-random start reaches (README, "Speed").
+random start reaches (benchmarks/README.md, "Fidelity to `paper`").
 
 Training photos: the freely licensed colour photos bundled with scikit-image (none of them is a
 benchmark photo, and the example's `coffee` is left out so the example stays unseen); sources and
