@@ -23,7 +23,9 @@ from pathlib import Path
 from common import DEFAULT_DATA, RESULTS, machine, publish
 
 from rrdnet_cli import load_config
-from rrdnet_cli.batch import OutputOptions, collect_inputs, run_batch
+from rrdnet_cli.batch import run_batch
+from rrdnet_cli.inputs import collect_inputs
+from rrdnet_cli.jobs import OutputOptions
 from rrdnet_cli.workers import Plan
 
 

@@ -27,21 +27,13 @@ import torch
 from tqdm import tqdm
 
 from . import __version__, runtime, workers
-from .batch import (
-    BatchSummary,
-    FileResult,
-    Job,
-    OutputOptions,
-    collect_inputs,
-    parse_shard,
-    read_path_list,
-    run_batch,
-    select_shard,
-)
+from .batch import BatchSummary, run_batch
 from .config import AUTO_BRIGHTNESS, DEFAULT_PRESET, load_config, preset_names
 from .decomposition import relight_file
 from .errors import ConfigError, Interrupted, OutputError, RRDNetError, UsageError
 from .images import DEFAULT_QUALITY
+from .inputs import collect_inputs, parse_shard, read_path_list, select_shard
+from .jobs import FileResult, Job, OutputOptions, Status
 
 if _HOLD_SIGINT:
     try:
@@ -200,11 +192,11 @@ class Reporter:
 
     def file(self, result: FileResult) -> None:
         self._emit(result.to_json())
-        if result.status == "failed":
+        if result.status is Status.FAILED:
             self.failed += 1
             _error(result.error)
         elif self.verbose:
-            if result.status == "skipped":
+            if result.status is Status.SKIPPED:
                 what = "skipped, output exists"
             else:
                 what = f"{result.light.describe()}, {result.seconds:.1f} s"
@@ -383,7 +375,7 @@ def _shard_option(ctx, param, value):
 @click.option("--json", "json_lines", is_flag=True, help="Print one JSON line per file to stdout, then a summary line.")
 @click.option(
     "--jobs",
-    "jobs_setting",
+    "worker_setting",
     default=workers.AUTO,
     show_default=True,
     envvar=workers.JOBS_VARIABLE,
@@ -406,7 +398,7 @@ def _shard_option(ctx, param, value):
 @click.pass_context
 def enhance(
     ctx, inputs, output_dir, recursive, files_from, output_format, quality, suffix, save_maps,
-    save_decomposition, contact_sheet, skip_existing, shard, json_lines, jobs_setting, threads, config_name,
+    save_decomposition, contact_sheet, skip_existing, shard, json_lines, worker_setting, threads, config_name,
     quiet, verbose, **overrides,
 ):
     """Enhance INPUT images (files, folders, glob patterns, or '-' for one image on stdin)."""
@@ -430,10 +422,10 @@ def enhance(
     )
     # Workers may be forked from this process: no other thread here holds a lock they need (a
     # progress bar's monitor thread takes only tqdm's own), and see workers.plan.
-    plan = workers.plan_batch(jobs, config, options, workers=jobs_setting, threads=threads, may_fork=True)
+    plan = workers.plan_batch(jobs, config, options, worker_setting=worker_setting, threads=threads, may_fork=True)
     _use_threads(ctx, plan)
     reporter.config(config)
-    steps = config.iterations if plan.workers == 1 else 0  # workers report no steps
+    steps = config.iterations if plan.worker_count == 1 else 0  # workers report no steps
     with Progress(not quiet and sys.stderr.isatty(), len(jobs), steps) as progress:
         try:
             summary = run_batch(
@@ -457,7 +449,7 @@ def _count_option(ctx, param, value, allow_auto=False):
 
 def _use_threads(ctx, plan) -> None:
     """A single-process run's torch threads, for this command only (workers set their own)."""
-    if plan.workers == 1 and plan.threads is not None:
+    if plan.worker_count == 1 and plan.threads is not None:
         previous = torch.get_num_threads()
         torch.set_num_threads(plan.threads)
         ctx.call_on_close(lambda: torch.set_num_threads(previous))

@@ -17,28 +17,12 @@ from .errors import InputError, OptimisationError, UsageError
 from .model import RRDNet
 from .optimiser import Adam
 from .result import Enhancement, LossRow, from_maps
+from .runtime import resolve_device
 
 # gradient() differences pixels 4 apart along each axis.
 MIN_SIDE = 5
 
 StepCallback = Callable[[int, float], None]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; an explicit CUDA request never falls back to the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    match = re.fullmatch(r"cuda(?::(\d+))?", name)
-    if not match:
-        raise UsageError(f"device '{name}': expected auto, cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        raise UsageError(f"device '{name}': CUDA is not available on this machine")
-    index = int(match.group(1) or 0)
-    if index >= torch.cuda.device_count():
-        raise UsageError(f"device '{name}': only {torch.cuda.device_count()} CUDA device(s) here")
-    return torch.device(name)
 
 
 def check_image(image: torch.Tensor) -> None:

@@ -1,4 +1,4 @@
-"""Process-level and hardware facts the pipeline relies on: allocator tuning, bf16 support.
+"""Process-level and hardware facts the pipeline relies on: the device, allocator tuning, bf16 support.
 
 Everything here is a safe no-op where it does not apply (non-glibc C libraries, no CUDA, CPUs
 without native bf16), so callers never need to check the platform themselves. Allocator tuning
@@ -12,10 +12,13 @@ import ctypes
 import ctypes.util
 import os
 import platform
+import re
 import threading
 from typing import Mapping
 
 import torch
+
+from .errors import UsageError
 
 # glibc's mallopt parameter numbers (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -23,6 +26,23 @@ _M_MMAP_MAX = -4
 
 _allocator_lock = threading.Lock()
 _allocator_tuned: bool | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; an explicit CUDA request never falls back to the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if not match:
+        raise UsageError(f"device '{name}': expected auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise UsageError(f"device '{name}': CUDA is not available on this machine")
+    index = int(match.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise UsageError(f"device '{name}': only {torch.cuda.device_count()} CUDA device(s) here")
+    return torch.device(name)
 
 
 def tune_allocator() -> bool:

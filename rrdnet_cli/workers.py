@@ -2,10 +2,14 @@
 
 Every core is used and none is oversubscribed: a batch of M files on C cores (the process's
 affinity mask, which Slurm's ``--cpus-per-task`` and cgroup cpusets set) runs ``min(M, C)``
-worker processes of ``C // workers`` intra-op threads each. ``batch.run_batch`` decides skipping,
-sharding and naming in the parent, then hands the remaining files to ``run_in_workers``; each
-worker runs them one at a time through the very function the serial loop uses, so with the same
-threads per worker the outputs are the serial run's, byte for byte.
+worker processes of ``C // worker_count`` intra-op threads each. ``batch.run_batch`` decides
+skipping, sharding and naming in the parent, then hands the remaining jobs to ``run_in_workers``;
+each worker runs them one at a time through ``jobs.run_job``, the very function the serial loop
+uses, so with the same threads per worker the outputs are the serial run's, byte for byte.
+
+Vocabulary (see ``jobs``): ``jobs`` is a list of ``Job``; ``worker_count`` the number of worker
+processes, which the user sets with ``--jobs`` (a count or ``auto``, ``worker_setting`` here
+before it is resolved); a ``_Worker`` is one such process, and ``pool`` the running ones.
 
 A worker that dies (killed, out of memory) fails only the file it held and is replaced. Ctrl-C
 and SIGTERM reach the parent as ``KeyboardInterrupt``: it stops the workers (a worker turns
@@ -27,9 +31,19 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Callable, NoReturn, Optional, Sequence
 
-from . import batch, images, runtime
+from . import images, runtime
 from .config import Config
 from .errors import UsageError, naming
+from .jobs import (
+    FileResult,
+    Job,
+    OutputOptions,
+    Status,
+    extra_paths,
+    output_path,
+    run_job,
+    skipped,
+)
 
 AUTO = "auto"
 # How long a stopped worker gets to remove its temporaries before it is killed.
@@ -63,13 +77,13 @@ class Plan:
     """Worker processes for a batch, torch intra-op threads for each (None: leave torch's), and
     whether the workers are forked from this process rather than started afresh."""
 
-    workers: int
+    worker_count: int
     threads: Optional[int]
     fork: bool = False
 
 
 def plan(
-    jobs: int | str,
+    worker_setting: int | str,
     files: int,
     *,
     cores: int,
@@ -80,9 +94,9 @@ def plan(
 ) -> Plan:
     """The plan for ``files`` files to enhance on ``cores`` cores.
 
-    ``jobs`` is a count or ``auto``: one worker a file up to one a core on the CPU, a single
-    process on CUDA or for one file. ``in_process`` (stdin or stdout in the run) forces one.
-    More workers than files are never started. Each worker gets ``cores // workers`` threads
+    ``worker_setting`` is a count or ``auto``: one worker a file up to one a core on the CPU, a
+    single process on CUDA or for one file. ``in_process`` (stdin or stdout in the run) forces one.
+    More workers than files are never started. Each worker gets ``cores // worker_count`` threads
     (at least 1), capped by ``threads``; a single process gets ``threads`` when given.
 
     Workers are forked (``may_fork``: the caller runs no other thread that could hold a lock at
@@ -91,35 +105,35 @@ def plan(
     (tried), and with one thread torch runs none. CUDA does not survive a fork at all.
     """
     if in_process or files <= 1:
-        workers = 1
-    elif jobs == AUTO:
-        workers = 1 if cuda else min(files, cores)
+        worker_count = 1
+    elif worker_setting == AUTO:
+        worker_count = 1 if cuda else min(files, cores)
     else:
-        workers = min(int(jobs), files)
-    if workers == 1:
+        worker_count = min(int(worker_setting), files)
+    if worker_count == 1:
         return Plan(1, threads)
-    share = max(1, cores // workers)
+    share = max(1, cores // worker_count)
     share = min(share, threads) if threads is not None else share
-    return Plan(workers, share, fork=may_fork and share == 1 and not cuda)
+    return Plan(worker_count, share, fork=may_fork and share == 1 and not cuda)
 
 
 def plan_batch(
-    jobs: Sequence[batch.Job],
+    jobs: Sequence[Job],
     config: Config,
-    options: batch.OutputOptions,
+    options: OutputOptions,
     *,
-    workers: int | str = AUTO,
+    worker_setting: int | str = AUTO,
     threads: Optional[int] = None,
     cores: Optional[int] = None,
     may_fork: bool = False,
 ) -> Plan:
     """``plan`` for a batch: counts the files left to do (after ``skip_existing``) and the device.
     Forking is used only on Linux (elsewhere a fork is unsafe or missing)."""
-    pending = [job for job in jobs if not batch.skipped(job, options)]
+    pending = [job for job in jobs if not skipped(job, options)]
     in_process = options.stream is not None or any(job.data is not None for job in jobs)
-    cuda = batch.resolve_device(config.device).type == "cuda"
+    cuda = runtime.resolve_device(config.device).type == "cuda"
     return plan(
-        workers,
+        worker_setting,
         len(pending),
         cores=cores if cores is not None else available_cores(),
         cuda=cuda,
@@ -166,9 +180,9 @@ def _worker_main(connection: Connection, threads: int, parent_end: Optional[Conn
                 _leave()
             job, config, options = task
             try:
-                result = batch._run_job(job, config, options, None)
+                result = run_job(job, config, options)
             except Exception as error:  # an unforeseen bug fails the file, not the batch
-                result = batch.FileResult(job.source, None, "failed", 0.0, naming(job.name, f"{type(error).__name__}: {error}"))
+                result = FileResult(job.source, None, Status.FAILED, 0.0, naming(job.name, f"{type(error).__name__}: {error}"))
             connection.send(result)
     except KeyboardInterrupt:
         sys.exit(STOPPED_EXIT)  # SIGTERM: the parent (or whoever sent it) knows it from the code
@@ -198,9 +212,9 @@ def _death_message(process: multiprocessing.process.BaseProcess) -> str:
     return f"the worker process died ({how}); nothing was saved"
 
 
-def remove_temporaries(job: batch.Job, options: batch.OutputOptions) -> None:
+def remove_temporaries(job: Job, options: OutputOptions) -> None:
     """Delete the ``.part`` files a killed worker may have left for ``job``'s outputs."""
-    for path in [batch.output_path(job, options), *batch.extra_paths(job, options).values()]:
+    for path in [output_path(job, options), *extra_paths(job, options).values()]:
         for temporary in images.temporaries_of(path):
             temporary.unlink(missing_ok=True)
 
@@ -225,9 +239,9 @@ class _Worker:
             if hold:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child.close()
-        self.job: Optional[batch.Job] = None
+        self.job: Optional[Job] = None
 
-    def give(self, job: batch.Job, config: Config, options: batch.OutputOptions) -> None:
+    def give(self, job: Job, config: Config, options: OutputOptions) -> None:
         self.job = job
         try:
             self.connection.send((job, config, options))
@@ -263,38 +277,38 @@ def _main_thread() -> bool:
 
 
 def run_in_workers(
-    jobs: Sequence[batch.Job],
+    jobs: Sequence[Job],
     config: Config,
-    options: batch.OutputOptions,
+    options: OutputOptions,
     plan: Plan,
-    record: Callable[[batch.FileResult], None],
-    on_start: Optional[Callable[[batch.Job], None]] = None,
+    record: Callable[[FileResult], None],
+    on_start: Optional[Callable[[Job], None]] = None,
 ) -> None:
-    """Enhance ``jobs`` in ``plan.workers`` processes; ``record`` gets each result as it finishes.
+    """Enhance ``jobs`` in ``plan.worker_count`` processes; ``record`` gets each result as it finishes.
 
     Skipped files are recorded first, without a worker. A KeyboardInterrupt stops every worker
     and leaves no temporary file behind before it propagates.
     """
     pending = []
     for job in jobs:
-        if batch.skipped(job, options):
+        if skipped(job, options):
             if on_start is not None:
                 on_start(job)
-            record(batch.FileResult(job.source, batch.output_path(job, options), "skipped", 0.0))
+            record(FileResult(job.source, output_path(job, options), Status.SKIPPED, 0.0))
         else:
             pending.append(job)
     pending.reverse()  # popped from the end: dispatched in the input order
     context = multiprocessing.get_context("fork" if plan.fork else "spawn")
-    workers: list[_Worker] = []
+    pool: list[_Worker] = []
     interrupted = False
     try:
-        workers = [_Worker(context, plan.threads or 1) for _ in range(min(plan.workers, len(pending)))]
-        for worker in workers:
+        pool = [_Worker(context, plan.threads or 1) for _ in range(min(plan.worker_count, len(pending)))]
+        for worker in pool:
             _dispatch(worker, pending, config, options, on_start)
-        while any(worker.job is not None for worker in workers):
-            busy = [worker for worker in workers if worker.job is not None]
+        while any(worker.job is not None for worker in pool):
+            busy = [worker for worker in pool if worker.job is not None]
             ready = wait([worker.connection for worker in busy] + [worker.process.sentinel for worker in busy])
-            for index, worker in enumerate(workers):
+            for index, worker in enumerate(pool):
                 if worker.job is None or not (worker.connection in ready or worker.process.sentinel in ready):
                     continue
                 result = _receive(worker)
@@ -303,25 +317,25 @@ def run_in_workers(
                     worker.stop(idle=True)
                     worker.connection.close()
                     remove_temporaries(job, options)
-                    result = batch.FileResult(job.source, None, "failed", 0.0, naming(job.name, _death_message(worker.process)))
+                    result = FileResult(job.source, None, Status.FAILED, 0.0, naming(job.name, _death_message(worker.process)))
                     if pending:
-                        worker = workers[index] = _Worker(context, plan.threads or 1)
+                        worker = pool[index] = _Worker(context, plan.threads or 1)
                 record(result)
                 _dispatch(worker, pending, config, options, on_start)
     except KeyboardInterrupt:
         interrupted = True
         raise
     finally:
-        _stop_all(workers, options, record if interrupted else None)
+        _stop_all(pool, options, record if interrupted else None)
 
 
-def _stop_all(workers: list[_Worker], options: batch.OutputOptions, record) -> None:
+def _stop_all(pool: list[_Worker], options: OutputOptions, record) -> None:
     """End every worker. ``record`` (when interrupted) gets the results that arrived meanwhile;
     the files the others held leave no temporary behind."""
-    busy = [worker for worker in workers if worker.job is not None]
-    for worker in workers:  # all at once: each exits (or cleans up) while the others do
+    busy = [worker for worker in pool if worker.job is not None]
+    for worker in pool:  # all at once: each exits (or cleans up) while the others do
         worker.ask_to_stop(idle=worker.job is None)
-    for worker in workers:
+    for worker in pool:
         worker.wait()
     for worker in busy:
         result = _receive(worker) if record is not None else None
@@ -329,11 +343,11 @@ def _stop_all(workers: list[_Worker], options: batch.OutputOptions, record) -> N
             record(result)
         else:
             remove_temporaries(worker.job, options)
-    for worker in workers:
+    for worker in pool:
         worker.connection.close()
 
 
-def _receive(worker: _Worker) -> Optional[batch.FileResult]:
+def _receive(worker: _Worker) -> Optional[FileResult]:
     try:
         if worker.connection.poll():
             return worker.connection.recv()
@@ -342,7 +356,7 @@ def _receive(worker: _Worker) -> Optional[batch.FileResult]:
     return None
 
 
-def _dispatch(worker: _Worker, pending: list, config: Config, options: batch.OutputOptions, on_start) -> None:
+def _dispatch(worker: _Worker, pending: list[Job], config: Config, options: OutputOptions, on_start) -> None:
     if not pending:
         return
     job = pending.pop()

@@ -26,3 +26,15 @@ def tiny_config():
     from rrdnet_cli import load_config
 
     return load_config("paper", iterations=3, device="cpu")
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A folder of three dark images (one in a subfolder) and a text file."""
+    from helpers import write_dark
+
+    write_dark(tmp_path / "in" / "b.png")
+    write_dark(tmp_path / "in" / "a.jpg")
+    write_dark(tmp_path / "in" / "sub" / "c.png")
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    return tmp_path / "in"

@@ -330,13 +330,14 @@ def test_shard_option_takes_its_share(tmp_path):
 
 
 def test_reporter_owns_the_lines_the_summary_and_the_exit_code(capsys):
-    from rrdnet_cli.batch import BatchSummary, FileResult
+    from rrdnet_cli.batch import BatchSummary
     from rrdnet_cli.cli import Reporter
+    from rrdnet_cli.jobs import FileResult, Status
     from rrdnet_cli.light import LightChoice
 
     reporter = Reporter(json_lines=True, quiet=False, verbose=True)
-    done = FileResult(Path("a.png"), Path("out/a.png"), "done", 1.0, light=LightChoice(0.1, 0.38, 0.5))
-    failed = FileResult(Path("b.png"), None, "failed", 0.0, "b.png: file is empty")
+    done = FileResult(Path("a.png"), Path("out/a.png"), Status.DONE, 1.0, light=LightChoice(0.1, 0.38, 0.5))
+    failed = FileResult(Path("b.png"), None, Status.FAILED, 0.0, "b.png: file is empty")
     for result in (done, failed):
         reporter.file(result)
     reporter.summary(BatchSummary([done, failed], 1.0))
@@ -442,7 +443,7 @@ def test_threads_apply_to_the_run_only_and_the_option_wins(tmp_path, monkeypatch
         seen.append(torch.get_num_threads())
         return real_enhance(*args, **kwargs)
 
-    monkeypatch.setattr("rrdnet_cli.batch.enhance", spy)
+    monkeypatch.setattr("rrdnet_cli.jobs.enhance", spy)
     source = write_dark(tmp_path / "dark.png", 24, 24)
     before = torch.get_num_threads()
     result = CliRunner().invoke(main, ["enhance", str(source), "-o", str(tmp_path / "a"), "--threads", "2", *PAPER], env={"RRDNET_THREADS": "3"})

@@ -5,7 +5,7 @@ from PIL import Image
 
 from rrdnet_cli import InputError, UsageError, enhance
 from rrdnet_cli import decomposition
-from rrdnet_cli.batch import enhance_file
+from rrdnet_cli.jobs import enhance_file
 from rrdnet_cli.images import read_image
 
 from helpers import PAPER_FAST, run, write_dark

@@ -4,11 +4,24 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rrdnet_cli import RRDNet, enhance, runtime
+from rrdnet_cli import RRDNet, UsageError, enhance, runtime
 from rrdnet_cli.cli import main
 from rrdnet_cli.pipeline import seeded_network
 
 from helpers import dark_tensor
+
+
+def test_devices_resolve_and_cuda_never_falls_back_to_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert runtime.resolve_device("auto") == runtime.resolve_device("cpu") == torch.device("cpu")
+    for name, needle in [("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available"), ("gpu", "expected auto, cpu")]:
+        with pytest.raises(UsageError, match=f"device '{name}': {needle}"):
+            runtime.resolve_device(name)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert runtime.resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(UsageError, match="only 1 CUDA device"):
+        runtime.resolve_device("cuda:1")
 
 
 def test_allocator_tuning_applies_on_glibc_and_is_idempotent():

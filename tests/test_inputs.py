@@ -1,0 +1,177 @@
+"""Finding inputs: folders, globs, path lists, stdin, links, shards (``rrdnet_cli.inputs``)."""
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from helpers import write_dark
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rrdnet_cli import UsageError
+from rrdnet_cli.batch import check_outputs
+from rrdnet_cli.inputs import collect_inputs, parse_shard, read_path_list, select_shard
+from rrdnet_cli.jobs import Job, OutputOptions, output_path
+
+
+def relatives(jobs):
+    return [str(job.relative) for job in jobs]
+
+
+def test_folder_lists_images_directly_inside_sorted(tree):
+    assert relatives(collect_inputs([str(tree)])) == ["a.jpg", "b.png"]
+
+
+def test_recursive_folder_keeps_relative_paths(tree):
+    assert relatives(collect_inputs([str(tree)], recursive=True)) == ["a.jpg", "b.png", "sub/c.png"]
+
+
+def test_files_and_globs_without_duplicates(tree):
+    jobs = collect_inputs([str(tree / "b.png"), str(tree / "*.png"), str(tree / "b.png")])
+    assert relatives(jobs) == ["b.png"]
+
+
+def test_missing_input_and_empty_folder(tmp_path):
+    with pytest.raises(UsageError, match="no such file"):
+        collect_inputs([str(tmp_path / "missing.png")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no images found"):
+        collect_inputs([str(tmp_path / "empty")])
+    with pytest.raises(UsageError, match="matches no files"):
+        collect_inputs([str(tmp_path / "*.png")])
+
+
+def test_output_folder_inside_the_input_is_not_an_input(tree):
+    write_dark(tree / "enhanced" / "a.png")
+    jobs = collect_inputs([str(tree)], recursive=True, exclude=tree / "enhanced")
+    assert relatives(jobs) == ["a.jpg", "b.png", "sub/c.png"]
+
+
+def test_stdin_is_one_job_named_stdin(tmp_path):
+    jobs = collect_inputs(["-"], stdin=io.BytesIO(b"bytes"))
+    assert jobs[0].data == b"bytes" and jobs[0].name == "stdin"
+    assert output_path(jobs[0], OutputOptions(tmp_path)) == tmp_path / "stdin.png"
+    with pytest.raises(UsageError, match="stdin"):
+        collect_inputs(["-", "-"], stdin=io.BytesIO(b"bytes"))
+    with pytest.raises(UsageError, match="takes exactly one image"):
+        check_outputs(jobs * 2, OutputOptions(stream=io.BytesIO()))
+    for extra in ("save_maps", "save_decomposition", "contact_sheet"):
+        with pytest.raises(UsageError, match="cannot be written to stdout"):
+            check_outputs(jobs, OutputOptions(stream=io.BytesIO(), **{extra: True}))
+
+
+def test_closed_stdin_and_input_inside_the_output_folder_say_so(tmp_path):
+    with pytest.raises(UsageError, match="stdin is closed"):
+        collect_inputs(["-"], stdin=None)
+    write_dark(tmp_path / "shots" / "a.png")
+    with pytest.raises(UsageError, match="is the output folder or inside it"):
+        collect_inputs([str(tmp_path / "shots")], exclude=tmp_path / "shots")
+
+
+@pytest.mark.parametrize("name, reason", [("x" * 300 + ".png", "File name too long"), ("a\0b.png", "embedded null")])
+def test_inputs_the_system_refuses_to_name_are_usage_errors(tmp_path, name, reason):
+    with pytest.raises(UsageError, match=reason):
+        collect_inputs([str(tmp_path / name)])
+    (tmp_path / "list.txt").write_bytes(os.fsencode(str(tmp_path / name)) + b"\n")
+    with pytest.raises(UsageError, match=f"line 1[)]: cannot use this input [(]{reason}"):
+        collect_inputs([], listed=read_path_list(str(tmp_path / "list.txt")))
+
+
+# ---------------------------------------------------------------------------------- path lists
+
+
+def test_path_list_skips_blank_lines_and_carriage_returns(tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"a.png\r\n\n  \nsub dir/b.jpg\n")
+    assert read_path_list(str(listing)) == ["a.png", "sub dir/b.jpg"]
+    assert read_path_list("-", io.BytesIO(b"x.png\n")) == ["x.png"]
+    listing.write_bytes(b"\n\n")
+    with pytest.raises(UsageError, match="empty"):
+        read_path_list(str(listing))
+    with pytest.raises(UsageError, match="cannot read"):
+        read_path_list(str(tmp_path / "missing.txt"))
+
+
+def test_listed_paths_keep_their_tree(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_dark(tmp_path / "shots" / "a" / "x.png")
+    write_dark(tmp_path / "shots" / "b" / "x.png")
+    jobs = collect_inputs([], listed=["shots/a/x.png", "shots/b/x.png", str(tmp_path / "shots" / "a" / "x.png")])
+    assert relatives(jobs) == ["shots/a/x.png", "shots/b/x.png"]
+    check_outputs(jobs, OutputOptions(Path("out")))
+    with pytest.raises(UsageError, match="line 1"):
+        collect_inputs([], listed=["missing.png"])
+
+
+# -------------------------------------------------------------------------------------- shards
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text("abc/", min_size=1, max_size=6), unique=True, max_size=30), st.integers(1, 7), st.randoms())
+def test_shards_cover_every_input_exactly_once_in_any_order(names, count, random):
+    jobs = [Job(Path(name), Path(name)) for name in names]
+    shuffled = list(jobs)
+    random.shuffle(shuffled)
+    shares = [select_shard(jobs, index, count) for index in range(count)]
+    assert sorted(job.source for share in shares for job in share) == sorted(job.source for job in jobs)
+    assert [select_shard(shuffled, index, count) for index in range(count)] == shares
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+@pytest.mark.parametrize("text, expected", [("0/1", (0, 1)), ("2/3", (2, 3)), (" 4 / 10 ", (4, 10))])
+def test_parse_shard(text, expected):
+    assert parse_shard(text) == expected
+
+
+@pytest.mark.parametrize("text, needle", [("3/3", "counts from 0"), ("1/0", "at least 1"), ("a/b", "expected K/N"), ("-1/3", "expected K/N"), ("2", "expected K/N")])
+def test_bad_shards_are_usage_errors(text, needle):
+    with pytest.raises(UsageError, match=needle):
+        parse_shard(text)
+
+
+# ----------------------------------------------------------------------------- untrusted trees
+
+
+def test_a_symlink_and_its_file_are_one_job_under_the_real_name(tmp_path):
+    write_dark(tmp_path / "shots" / "zz.png")
+    (tmp_path / "shots" / "aa.png").symlink_to("zz.png")  # sorts first
+    outside = write_dark(tmp_path / "elsewhere" / "x.png")
+    (tmp_path / "shots" / "link1.png").symlink_to(outside)
+    (tmp_path / "shots" / "link2.png").symlink_to(outside)
+    noted = []
+    jobs = collect_inputs([str(tmp_path / "shots")], on_duplicate=lambda *pair: noted.append(pair))
+    assert relatives(jobs) == ["zz.png", "link1.png"]
+    shots = tmp_path / "shots"
+    assert sorted(noted) == [(shots / "aa.png", shots / "zz.png"), (shots / "link2.png", shots / "link1.png")]
+    # The same file spelled twice is one job, and no note.
+    noted.clear()
+    again = collect_inputs([str(shots / "zz.png"), str(shots / "." / "zz.png")], on_duplicate=lambda *pair: noted.append(pair))
+    assert len(again) == 1 and noted == []
+
+
+def test_a_recursive_pattern_reports_the_folders_it_could_not_list(tmp_path, monkeypatch):
+    import os
+
+    write_dark(tmp_path / "in" / "a.png", 32, 32)
+    write_dark(tmp_path / "in" / "deep" / "locked" / "b.png", 32, 32)
+    locked = tmp_path / "in" / "deep" / "locked"
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(os.path.abspath(path)) == locked:  # glob lists relative paths
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.chdir(tmp_path)
+    # glob itself passes over the locked folder in silence; the batch must not.
+    jobs = collect_inputs(["in/**/*.png"], recursive=True)
+    assert [job.source for job in jobs if job.error is None] == [Path("in/a.png")]
+    assert [job.error for job in jobs if job.error is not None] == [
+        "in/deep/locked: cannot list the folder (Permission denied)"
+    ]
+    # Only a pattern that reaches into subfolders looks there; one that matches nothing in the
+    # folders it could read, and could not read one, is not "no files".
+    assert [job.source for job in collect_inputs(["in/*.png"], recursive=True)] == [Path("in/a.png")]
+    assert len(collect_inputs(["in/deep/**/*.png"], recursive=True)) == 1
