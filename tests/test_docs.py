@@ -1,0 +1,72 @@
+"""The user's documentation agrees with the code: every option and config key is documented, every
+link resolves, and no tracker issue numbers leak into the pages users read."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from rrdnet_cli.config import Config
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+PAGES = [README, REPO / "benchmarks" / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+# Presets are read by users too (their comments document every key).
+USER_TEXTS = [*PAGES, *sorted((REPO / "configs").glob("*.yaml"))]
+
+
+def _heading_anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    anchors, in_code = set(), False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and line.startswith("#"):
+            anchors.add(_heading_anchor(line.lstrip("#")))
+    return anchors
+
+
+def test_readme_stays_a_short_page():
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 250
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(REPO)))
+def test_every_relative_link_resolves(page):
+    text = page.read_text(encoding="utf-8")
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists():
+            broken.append(target)
+        elif anchor and anchor not in _anchors(linked):
+            broken.append(target)
+    assert not broken, f"{page.name}: broken links {broken}"
+
+
+@pytest.mark.parametrize("text", USER_TEXTS, ids=lambda path: str(path.relative_to(REPO)))
+def test_no_tracker_issue_numbers(text):
+    found = re.findall(r".{0,30}(?:\bissue \d+|#\d+).{0,30}", text.read_text(encoding="utf-8"), re.IGNORECASE)
+    assert not found, found
+
+
+def test_every_enhance_option_is_in_the_readme():
+    from rrdnet_cli.cli import enhance
+
+    readme = README.read_text(encoding="utf-8")
+    names = [name for parameter in enhance.params for name in (*parameter.opts, *parameter.secondary_opts)]
+    missing = [name for name in names if name.startswith("--") and f"`{name}" not in readme and f" {name}" not in readme]
+    assert not missing, f"options of rrdnet enhance missing from README.md: {missing}"
+
+
+def test_every_config_key_is_documented():
+    page = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    missing = [field.name for field in dataclasses.fields(Config) if f"`{field.name}`" not in page]
+    assert not missing, f"config keys missing from docs/configuration.md: {missing}"
