@@ -39,8 +39,13 @@ def _learned_state() -> dict[str, torch.Tensor]:
 
 
 def learned_network() -> RRDNet:
-    """A fresh RRDNet holding the shipped meta-learned starting weights."""
-    net = RRDNet()
+    """A fresh RRDNet holding the shipped meta-learned starting weights.
+
+    Built inside a fork of the CPU generator: the constructor's random draws are overwritten at
+    once, and they must not move the caller's global RNG.
+    """
+    with torch.random.fork_rng(devices=[]):
+        net = RRDNet()
     try:
         net.load_state_dict(_learned_state())
     except (OSError, ValueError, KeyError, RuntimeError) as error:

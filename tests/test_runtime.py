@@ -4,7 +4,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rrdnet_cli import RRDNet, UsageError, enhance, runtime
+from rrdnet_cli import RRDNet, UsageError, enhance, load_config, runtime
 from rrdnet_cli.cli import main
 from rrdnet_cli.pipeline import seeded_network
 
@@ -78,12 +78,14 @@ def test_cuda_bf16_from_compute_capability_8(monkeypatch, major, expected):
 # ------------------------------------------------------------------ no process-wide side effects
 
 
-def test_enhance_leaves_the_caller_rng_state_alone(tiny_config):
+@pytest.mark.parametrize("preset", ["default", "paper"])
+def test_enhance_leaves_the_caller_rng_state_alone(preset):
+    config = load_config(preset, iterations=2, device="cpu")
     torch.manual_seed(1234)
     before = torch.get_rng_state()
     expected_next = torch.rand(3)
     torch.set_rng_state(before)
-    enhance(dark_tensor(), tiny_config)
+    enhance(dark_tensor(24, 32), config)
     assert torch.equal(torch.get_rng_state(), before)
     assert torch.equal(torch.rand(3), expected_next)
 

@@ -15,6 +15,15 @@ def test_learned_weights_load_into_the_network_and_stay_small():
     assert all(torch.isfinite(value).all() for value in net.state_dict().values())
 
 
+def test_learned_weights_do_not_draw_from_the_global_generator():
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    first = weights.learned_network().state_dict()
+    assert torch.equal(torch.get_rng_state(), before)
+    second = weights.learned_network().state_dict()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+
+
 def test_write_then_read_gives_the_same_weights(tmp_path):
     net = weights.learned_network()
     weights.write(net, tmp_path / "copy.npz")
