@@ -314,6 +314,18 @@ def config_options(command):
         click.option("--lr", "learning_rate", type=float, help="Adam learning rate."),
         click.option("--seed", type=int, help="Seed of the initial weights."),
         click.option("--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
+        click.option(
+            "--tile",
+            "tile_size",
+            type=click.IntRange(min=0),
+            metavar="N",
+            help="Full-resolution pass in overlapping tiles of N px (0: the whole image at once; less memory with tiles).",
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(["auto", "fp32", "bf16"]),
+            help="Network arithmetic while fitting; auto: bf16 where the hardware runs it natively.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)

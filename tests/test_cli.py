@@ -451,3 +451,51 @@ def test_threads_apply_to_the_run_only_and_the_option_wins(tmp_path, monkeypatch
     result = CliRunner().invoke(main, ["enhance", str(source), "-o", str(tmp_path / "b"), *PAPER], env={"RRDNET_THREADS": "3"})
     assert result.exit_code == 0, result.stderr
     assert seen == [2, 3] and torch.get_num_threads() == before
+
+
+def test_tile_and_precision_options_override_the_config_file(tmp_path):
+    (tmp_path / "run.yaml").write_text("tile_size: 64\nprecision: bf16\n")
+    shown = run("config", "show", "--config", tmp_path / "run.yaml")
+    assert "tile_size: 64" in shown.stdout and "precision: bf16" in shown.stdout
+    shown = run("config", "show", "--config", tmp_path / "run.yaml", "--tile", "0", "--precision", "fp32")
+    assert shown.exit_code == 0 and "tile_size: 0" in shown.stdout and "precision: fp32" in shown.stdout
+    source = write_dark(tmp_path / "dark.png", 40, 48)
+    result = run("enhance", source, "-o", tmp_path / "out", "-v", "--tile", "16", "--precision", "fp32", *PAPER_FAST)
+    assert result.exit_code == 0, result.stderr
+    assert "tile_size: 16" in result.stderr and "precision: fp32" in result.stderr
+    assert (tmp_path / "out" / "dark.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--tile", "-1"], "Invalid value for '--tile': -1 is not in the range x>=0"),
+        (["--tile", "8"], "key 'tile_size': must be 0 (no tiling) or at least 16, got 8"),
+        (["--tile", "big"], "Invalid value for '--tile'"),
+        (["--precision", "fp16"], "Invalid value for '--precision': 'fp16' is not one of 'auto', 'fp32', 'bf16'"),
+    ],
+)
+def test_bad_tile_and_precision_are_one_line_usage_errors(tmp_path, args, needle):
+    for command in (["config", "show"], ["enhance", write_dark(tmp_path / "dark.png"), "-o", tmp_path / "out"]):
+        result = run(*command, *args)
+        assert result.exit_code == 2 and needle in single_line_error(result)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_click_generates_the_shell_completion(shell):
+    # What `eval "$(_RRDNET_COMPLETE=bash_source rrdnet)"` in a shell's start-up file runs.
+    script = CliRunner().invoke(main, [], prog_name="rrdnet", env={"_RRDNET_COMPLETE": f"{shell}_source"})
+    assert script.exit_code == 0 and "_rrdnet_completion" in script.stdout and "_RRDNET_COMPLETE" in script.stdout
+
+
+def test_completion_offers_options_and_their_choices():
+    def complete(*words):
+        env = {"_RRDNET_COMPLETE": "bash_complete", "COMP_WORDS": " ".join(("rrdnet", *words)), "COMP_CWORD": str(len(words))}
+        result = CliRunner().invoke(main, [], prog_name="rrdnet", env=env)
+        assert result.exit_code == 0, result.output
+        return result.stdout.split()
+
+    assert complete("enhance", "--prec") == ["plain,--precision"]
+    assert complete("enhance", "--precision", "") == ["plain,auto", "plain,fp32", "plain,bf16"]
+    assert "plain,--tile" in complete("config", "show", "--t")
