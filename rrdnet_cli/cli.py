@@ -504,7 +504,10 @@ def relight(decomposition_file, output, gamma, brightness, denoise, quiet):
     """Render a new result from a saved decomposition FILE (enhance --save-decomposition), instantly."""
     if gamma is None and brightness is None:
         raise click.UsageError("give --gamma G|auto or --brightness T")
-    enhancement = relight_file(decomposition_file, output, gamma=gamma, brightness=brightness, denoise=denoise)
+    enhancement = relight_file(
+        decomposition_file, output, gamma=gamma, brightness=brightness, denoise=denoise,
+        on_note=lambda note: click.echo(f"rrdnet: note: {note}", err=True),
+    )
     if not quiet:
         click.echo(f"rrdnet: {decomposition_file} -> {output} ({enhancement.light.describe()})", err=True)
 
@@ -519,7 +522,7 @@ def eval_command(ctx, enhanced_dir, reference_dir, json_file):
     # Imported here: the metrics pull in scipy.stats (about 1 s), which no other command needs.
     from .evaluate import evaluate_folder, format_table
 
-    report = evaluate_folder(enhanced_dir, reference_dir)
+    report = evaluate_folder(enhanced_dir, reference_dir, report=json_file)
     for row in report.failed:
         _error(row.error)
     notes = sorted({row.note for row in report.rows if row.note})

@@ -32,10 +32,11 @@ The maps stay float32 (not 8-bit) and relighting goes through the same ``light.r
 from __future__ import annotations
 
 import math
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ import yaml
 from PIL import Image
 
 from . import images
-from .config import MAX_CONFIG_BYTES, Config, check_value
+from .config import MAX_CONFIG_BYTES, MAX_SHOWN, Config, check_value
 from .errors import ConfigError, InputError, UsageError, cannot_write
 from .result import LOSS_COLUMNS, Enhancement, from_maps
 
@@ -154,9 +155,6 @@ _FIELDS = {
 _BYTES_PER_PIXEL = (3 + 1 + 3 + 3) * 4 + 1
 # Beyond the maps: loss history (a million steps), EXIF, ICC profile and text fields.
 _METADATA_BYTES = 64 * 1024 * 1024 + 4 * MAX_CONFIG_BYTES
-# np.savez stores members uncompressed; a compressed member inflating more than this is a zip bomb,
-# not float maps (which compress a few times at most).
-_MAX_INFLATION = 100
 
 
 def _fail(path: Path, problem: str) -> InputError:
@@ -181,8 +179,6 @@ def _read_headers(path: Path) -> dict[str, tuple[np.dtype, tuple]]:
             key = info.filename[:-4] if info.filename.endswith(".npy") else None
             if key not in _FIELDS:
                 continue
-            if info.compress_type != zipfile.ZIP_STORED and info.file_size > _MAX_INFLATION * max(info.compress_size, 1) + 4096:
-                raise _fail(path, f"'{key}' inflates from {info.compress_size} to {info.file_size} bytes; refused")
             with archive.open(info) as member:
                 version = np.lib.format.read_magic(member)
                 if version == (1, 0):
@@ -191,10 +187,19 @@ def _read_headers(path: Path) -> dict[str, tuple[np.dtype, tuple]]:
                     shape, _, dtype = np.lib.format.read_array_header_2_0(member)
                 else:
                     raise ValueError(f"'{key}' has .npy format version {version}")
+                header_length = member.tell()
             if dtype.hasobject:
                 raise _fail(path, f"'{key}' holds Python objects; refused (decompositions hold numbers and text)")
+            size = math.prod(shape) * dtype.itemsize
+            # zipfile never inflates a member past the size the zip directory gives it, so bounding
+            # that size by the array's own bounds the memory, however well the member compresses
+            # (np.savez_compressed shrinks an all-zero noise map a thousand times: that is fine).
+            if info.file_size > header_length + size:
+                raise _fail(
+                    path, f"'{key}' inflates to {info.file_size} bytes, more than its {size}-byte array; refused"
+                )
             headers[key] = dtype, shape
-            declared += math.prod(shape) * dtype.itemsize
+            declared += size
     missing = [key for key in _FIELDS if key not in headers]
     if missing:
         raise _fail(path, f"not an rrdnet decomposition (no '{missing[0]}')")
@@ -313,20 +318,38 @@ def load(path: str | Path) -> Decomposition:
     )
 
 
-def saved_setting(decomposition: Decomposition, key: str) -> Any:
-    """The value of config ``key`` in the decomposition's saved config, checked as a config value;
-    the ``Config`` default when the saved config lacks it (an older file) or it is unusable."""
-    default = getattr(Config(), key)
+def saved_config_problem(decomposition: Decomposition) -> Optional[str]:
+    """Why the decomposition's saved config cannot be read, or None when it can."""
     try:
-        values = yaml.safe_load(decomposition.config_yaml) or {}
-        return check_value(key, values.get(key, default))
-    except (yaml.YAMLError, AttributeError, TypeError, ValueError, ConfigError):
+        values = yaml.safe_load(decomposition.config_yaml)
+    except yaml.YAMLError as error:
+        return f"invalid YAML: {str(error).splitlines()[0][:MAX_SHOWN] if str(error) else 'unreadable'}"
+    except (ValueError, RecursionError) as error:
+        return f"invalid YAML: {str(error)[:MAX_SHOWN]}"
+    if values is not None and not isinstance(values, dict):
+        return f"expected a mapping of keys to values, got {type(values).__name__}"
+    return None
+
+
+def saved_setting(decomposition: Decomposition, key: str, notes: Optional[list[str]] = None) -> Any:
+    """The value of config ``key`` in the decomposition's saved config, checked as a config value;
+    the ``Config`` default when the saved config lacks it (an older file) or it is unusable, in
+    which case ``notes`` (when given) gets a line saying so."""
+    default = getattr(Config(), key)
+    if saved_config_problem(decomposition) is not None:
+        return default
+    values = yaml.safe_load(decomposition.config_yaml) or {}
+    try:
+        return check_value(key, values.get(key, default), source="saved config")
+    except ConfigError as error:
+        if notes is not None:
+            notes.append(f"{error}; using the default, {default}")
         return default
 
 
-def saved_brightness(decomposition: Decomposition) -> float:
+def saved_brightness(decomposition: Decomposition, notes: Optional[list[str]] = None) -> float:
     """The target brightness in the decomposition's saved config (the default if it has none)."""
-    return float(saved_setting(decomposition, "brightness"))
+    return float(saved_setting(decomposition, "brightness", notes))
 
 
 def relight(
@@ -335,28 +358,38 @@ def relight(
     gamma: float | str | None = None,
     brightness: Optional[float] = None,
     denoise: float | str | None = None,
+    on_note: Optional[Callable[[str], None]] = None,
 ) -> Enhancement:
     """A new result from a saved decomposition: a fixed ``gamma``, or the one for ``brightness``.
 
     ``gamma="auto"`` without a ``brightness`` aims for the brightness of the saved config, as an
     enhance with that config would; the gamma floor is the saved config's, and so is ``denoise``
     (``"auto"``, ``"off"`` or a strength) unless given. Costs milliseconds to a second: no
-    optimisation runs.
+    optimisation runs. ``on_note(text)`` hears when the saved config (or a setting in it) cannot
+    be used and the default takes its place.
     """
+    notes: list[str] = []
+    problem = saved_config_problem(decomposition)
+    if problem is not None:
+        notes.append(f"the saved config cannot be read ({problem}); relit with the default settings")
     if gamma is None and brightness is None:
         raise UsageError("relight needs a gamma or a brightness")
     if gamma is not None and gamma != "auto" and brightness is not None:
         raise UsageError(f"gamma {gamma} and brightness {brightness} conflict: give one of them")
     if gamma is None or gamma == "auto":
-        gamma, brightness = "auto", saved_brightness(decomposition) if brightness is None else brightness
+        gamma, brightness = "auto", saved_brightness(decomposition, notes) if brightness is None else brightness
     elif not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma > 0):
         raise UsageError(f"gamma {gamma}: must be a number greater than 0, or 'auto'")
     if brightness is not None and not 0.0 <= brightness <= 1.0:
         raise UsageError(f"brightness {brightness}: must be between 0 and 1")
     if denoise is None:
-        denoise = saved_setting(decomposition, "denoise")
+        denoise = saved_setting(decomposition, "denoise", notes)
     else:
         denoise = check_value("denoise", denoise, source="option")
+    gamma_floor = saved_setting(decomposition, "gamma_floor", notes)
+    if on_note is not None:
+        for note in notes:
+            on_note(note)
     return from_maps(
         decomposition.image,
         decomposition.illumination,
@@ -365,9 +398,16 @@ def relight(
         decomposition.losses,
         gamma,
         brightness,
-        gamma_floor=saved_setting(decomposition, "gamma_floor"),
+        gamma_floor=gamma_floor,
         denoise=denoise,
     )
+
+
+def _same_file(source: Path, destination: Path) -> bool:
+    try:
+        return os.path.samefile(source, destination)
+    except OSError:  # one of them does not exist (yet): the resolved names decide
+        return source.resolve() == destination.resolve()
 
 
 def relight_file(
@@ -378,11 +418,18 @@ def relight_file(
     brightness: Optional[float] = None,
     denoise: float | str | None = None,
     quality: int = 95,
+    on_note: Optional[Callable[[str], None]] = None,
 ) -> Enhancement:
-    """Load the decomposition ``source``, relight it and write the image ``destination``."""
+    """Load the decomposition ``source``, relight it and write the image ``destination``
+    (``on_note``: see ``relight``)."""
     # The output name is the user's choice: an unknown extension is a usage error, found first.
     images.format_for(Path(destination), UsageError)
+    if _same_file(Path(source), Path(destination)):
+        raise UsageError(f"{source}: output {destination} would overwrite the input")
     decomposition = load(source)
-    enhancement = relight(decomposition, gamma=gamma, brightness=brightness, denoise=denoise)
+    enhancement = relight(
+        decomposition, gamma=gamma, brightness=brightness, denoise=denoise,
+        on_note=None if on_note is None else lambda note: on_note(f"{source}: {note}"),
+    )
     images.write_like(enhancement.result, Path(destination), decomposition.source, quality=quality)
     return enhancement

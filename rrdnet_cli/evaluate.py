@@ -214,10 +214,28 @@ def evaluate(pairs: Iterable[tuple[Path, Path, Optional[Path]]]) -> Report:
     return report
 
 
-def evaluate_folder(enhanced_dir: str | Path, reference_dir: str | Path | None = None) -> Report:
-    """Match and score every result under ``enhanced_dir`` (see ``match_files``)."""
+def check_report_path(report: Path, pairs: Iterable[tuple[Path, Path, Optional[Path]]], folders: Iterable[Path]) -> None:
+    """Refuse a report path that would replace an image being scored, or any image in the
+    ``folders`` (a reference left unmatched is still someone's file), before anything is scored."""
+    if str(report) == "-":
+        return
+    target = Path(report).resolve()
+    inputs = {path.resolve() for _, result, reference in pairs for path in (result, reference) if path is not None}
+    inside = any(target.is_relative_to(Path(folder).resolve()) for folder in folders)
+    if target in inputs or (inside and target.suffix.lower() in images.IMAGE_SUFFIXES):
+        raise UsageError(f"{report}: the JSON report would overwrite an image being evaluated; give another --json path")
+
+
+def evaluate_folder(
+    enhanced_dir: str | Path, reference_dir: str | Path | None = None, *, report: str | Path | None = None
+) -> Report:
+    """Match and score every result under ``enhanced_dir`` (see ``match_files``); ``report``, the
+    path the caller will write the JSON to, is checked first (``check_report_path``)."""
     reference = None if reference_dir is None else Path(reference_dir)
-    return evaluate(match_files(Path(enhanced_dir), reference))
+    pairs = match_files(Path(enhanced_dir), reference)
+    if report is not None:
+        check_report_path(Path(report), pairs, [Path(enhanced_dir)] + ([reference] if reference is not None else []))
+    return evaluate(pairs)
 
 
 def _cell(value: Optional[float], digits: int) -> str:

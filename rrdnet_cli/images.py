@@ -18,6 +18,7 @@ import functools
 import hashlib
 import io
 import os
+import stat
 import struct
 import sys
 import tempfile
@@ -560,9 +561,33 @@ def _temporary_stem(path: Path) -> str:
     return kept.decode("utf-8", "ignore") + "~" + digest
 
 
+def describe_file_type(mode: int) -> str:
+    """What ``st_mode`` says a path is, in words, for messages: "a FIFO", "a character device"."""
+    for test, words in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISREG, "a regular file"),
+    ):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
 @contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A device, FIFO or socket at ``path`` is refused: the rename would replace it (``/dev/null``
+    itself, for root) with a plain file."""
+    try:
+        kind = os.lstat(path).st_mode
+    except OSError:
+        kind = None  # nothing there (or unreachable: the writes below say why)
+    if kind is not None and not (stat.S_ISREG(kind) or stat.S_ISLNK(kind) or stat.S_ISDIR(kind)):
+        raise OSError(f"is {describe_file_type(kind)}, not a regular file")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{_temporary_stem(path)}.", suffix=".part", dir=path.parent)
     os.close(handle)

@@ -178,15 +178,61 @@ def test_huge_array_headers_are_refused_before_reading(tmp_path, saved, monkeypa
 
 
 def test_zip_bomb_is_refused_from_the_zip_directory(tmp_path, saved, monkeypatch):
-    with np.load(saved[1]) as arrays:
-        values = dict(arrays)
-    values["source_exif"] = np.zeros(50_000_000, np.uint8)
+    import zipfile
+
+    # The header declares 10 bytes of EXIF; the member inflates to 50 MB of zeros behind it.
     path = tmp_path / "bomb.npz"
-    np.savez_compressed(path, **values)
+    with np.load(saved[1]) as arrays, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for key in arrays.files:
+            if key != "source_exif":
+                with archive.open(f"{key}.npy", "w") as member:
+                    np.lib.format.write_array(member, arrays[key])
+        archive.writestr("source_exif.npy", _npy_header((10,), "|u1") + bytes(50_000_000))
     assert path.stat().st_size < 1_000_000
     monkeypatch.setattr(np.lib.format, "read_array", lambda *a, **k: pytest.fail("array data was read"))
-    with pytest.raises(InputError, match="'source_exif' inflates from \\d+ to 50000\\d+ bytes; refused"):
+    with pytest.raises(InputError, match="'source_exif' inflates to 50000\\d+ bytes, more than its 10-byte array"):
         decomposition.load(path)
+
+
+def test_a_file_resaved_compressed_loads_however_well_it_compresses(tmp_path, saved):
+    with np.load(saved[1]) as arrays:
+        values = dict(arrays)
+    values["noise"] = np.zeros_like(values["noise"])  # compresses far more than 100 times
+    path = tmp_path / "compressed.npz"
+    np.savez_compressed(path, **values)
+    loaded = decomposition.load(path)
+    assert torch.equal(loaded.noise, torch.zeros_like(loaded.noise))
+    assert torch.equal(loaded.illumination, torch.from_numpy(values["illumination"]))
+
+
+def test_relight_refuses_to_write_over_its_own_decomposition(tmp_path, saved):
+    renamed = tmp_path / "dec.png"
+    renamed.write_bytes(saved[1].read_bytes())
+    before = renamed.read_bytes()
+    result = run("relight", renamed, "--brightness", "0.5", "-o", renamed)
+    assert result.exit_code == 2 and "would overwrite the input" in result.stderr
+    assert renamed.read_bytes() == before
+    (tmp_path / "link.png").symlink_to(renamed)
+    assert run("relight", tmp_path / "link.png", "--gamma", "0.5", "-o", renamed).exit_code == 2
+    assert renamed.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "config, needle",
+    [
+        ("[unclosed", "the saved config cannot be read (invalid YAML"),
+        ("- a list", "the saved config cannot be read (expected a mapping"),
+        ("brightness: 7", "saved config: key 'brightness': must be at most 1.0, got 7.0; using the default, 0.5"),
+    ],
+)
+def test_relight_notes_a_saved_config_it_cannot_use(tmp_path, saved, config, needle):
+    path = rewritten(tmp_path, saved[1], config=np.array(config))
+    result = run("relight", path, "--gamma", "auto", "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("rrdnet: note:")]
+    assert len(notes) == 1 and needle in notes[0] and str(path) in notes[0], result.stderr
+    clean = run("relight", saved[1], "--gamma", "auto", "-o", tmp_path / "clean.png")
+    assert "rrdnet: note:" not in clean.stderr
 
 
 def test_metadata_beyond_what_an_image_needs_is_refused(tmp_path, saved):

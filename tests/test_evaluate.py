@@ -112,3 +112,23 @@ def test_size_mismatch_and_unreadable_files_fail_alone(tmp_path):
 def test_missing_folder_is_a_usage_error(tmp_path):
     result = run("eval", tmp_path / "nope")
     assert result.exit_code == 2 and "nope" in result.stderr
+
+
+@pytest.mark.parametrize("target", ["r/a.png", "e/a.png", "r/unused.png"])
+def test_json_report_never_replaces_an_image(tmp_path, target):
+    save(tmp_path / "e" / "a.png", np.zeros((8, 8, 3)))
+    save(tmp_path / "r" / "a.png", np.full((8, 8, 3), 9))
+    save(tmp_path / "r" / "unused.png", np.full((8, 8, 3), 5))
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*.png")}
+    result = run("eval", tmp_path / "e", "--reference", tmp_path / "r", "--json", tmp_path / target)
+    assert result.exit_code == 2 and "would overwrite an image" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*.png")} == before
+
+
+def test_json_report_is_written_whole_beside_the_images(tmp_path):
+    save(tmp_path / "e" / "a.png", np.zeros((8, 8, 3)))
+    result = run("eval", tmp_path / "e", "--json", tmp_path / "e" / "scores.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "e" / "scores.json").read_text())["count"] == 1
+    assert [path.name for path in (tmp_path / "e").iterdir() if path.name.endswith(".part")] == []

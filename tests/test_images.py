@@ -521,3 +521,11 @@ def test_utf8_text_tags_survive_8_bit_outputs(tmp_path, extension):
     write_like(loaded.pixels, tmp_path / f"out.{extension}", loaded)
     with Image.open(tmp_path / f"out.{extension}") as written:
         assert written.getexif()[MAKE].encode("latin-1").decode("utf-8") == "Caméra"
+
+
+def test_atomic_writes_refuse_to_replace_a_fifo_or_device(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match="pipe.png: cannot write \\(is a FIFO, not a regular file\\)"):
+        write_atomic(fifo, b"data")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and os.listdir(tmp_path) == ["pipe.png"]
