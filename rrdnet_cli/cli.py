@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -285,6 +286,23 @@ class NumberOrKeyword(click.ParamType):
             self.fail(f"'{value}' is not a number or {accepted}", param, ctx)
 
 
+class Integer(click.ParamType):
+    """A whole number in ASCII digits, quoted short in errors (Click's own quotes all of a
+    5000-digit value, and Python refuses to convert more than about 4300 digits)."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if re.fullmatch(r"[+-]?[0-9]{1,100}", text):
+            return int(text)
+        quoted = text if len(text) <= 40 else f"{text[:40]}... ({len(text)} characters)"
+        self.fail(f"'{quoted}' is not a whole number of at most 100 digits", param, ctx)
+
+
+INTEGER = Integer()
 GAMMA = NumberOrKeyword("G|auto", ("auto",))
 DENOISE = NumberOrKeyword("auto|off|STRENGTH", ("auto", "off"))
 DENOISE_HELP = (
@@ -303,7 +321,7 @@ def config_options(command):
             metavar="FILE|PRESET",
             help=f"YAML file or preset name ({', '.join(preset_names())}); default: {DEFAULT_PRESET}.",
         ),
-        click.option("--iterations", type=int, help="Adam steps (overrides the config)."),
+        click.option("--iterations", type=INTEGER, help="Adam steps (overrides the config)."),
         click.option(
             "--gamma",
             type=GAMMA,
@@ -312,7 +330,7 @@ def config_options(command):
         click.option("--brightness", type=float, metavar="T", help=BRIGHTNESS_HELP),
         click.option("--denoise", type=DENOISE, help=DENOISE_HELP),
         click.option("--lr", "learning_rate", type=float, help="Adam learning rate."),
-        click.option("--seed", type=int, help="Seed of the initial weights."),
+        click.option("--seed", type=INTEGER, help="Seed of the initial weights."),
         click.option("--device", help="auto (CUDA when available), cpu, cuda or cuda:N."),
         click.option(
             "--tile",
@@ -435,6 +453,8 @@ def enhance(
     # Workers may be forked from this process: no other thread here holds a lock they need (a
     # progress bar's monitor thread takes only tqdm's own), and see workers.plan.
     plan = workers.plan_batch(jobs, config, options, worker_setting=worker_setting, threads=threads, may_fork=True)
+    if threads is not None and threads > (cores := workers.available_cores()) and not quiet:
+        click.echo(f"rrdnet: note: {threads} threads asked for, {cores} cores available: using at most {cores}", err=True)
     _use_threads(ctx, plan)
     reporter.config(config)
     steps = config.iterations if plan.worker_count == 1 else 0  # workers report no steps

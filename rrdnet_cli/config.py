@@ -26,6 +26,15 @@ MAX_SHOWN = 200
 FLOAT32_MAX = 3.4028234663852886e38
 # torch.manual_seed takes a 64-bit unsigned seed.
 MAX_SEED = 2**64 - 1
+# Upper bounds of the size, count and step keys: far beyond any real use (the paper takes 1000
+# steps on the whole image), low enough that a stranger's config cannot ask for unbounded time
+# or memory.
+MAX_ITERATIONS = 100_000
+MAX_SIDE = 65_536
+MAX_CROP_SIZE = 4096
+MAX_CROPS_PER_STEP = 256
+# What one step of the crops strategy may hold, in crop pixels: as much as a 4096x4096 crop.
+MAX_CROP_PIXELS = MAX_CROP_SIZE * MAX_CROP_SIZE
 
 
 def _option(
@@ -56,7 +65,7 @@ AUTO_BRIGHTNESS = 0.5
 class Config:
     """Everything that decides an enhancement's numbers (plus where it runs)."""
 
-    iterations: int = _option(1000, "Adam steps on the full image", minimum=0)
+    iterations: int = _option(1000, "Adam steps on the full image", minimum=0, maximum=MAX_ITERATIONS)
     learning_rate: float = _option(1e-3, "Adam learning rate", minimum=0.0, exclusive=True)
     illumination_weight: float = _option(1.0, "weight of the illumination loss", minimum=0.0)
     reflectance_weight: float = _option(1.0, "weight of the reflectance loss", minimum=0.0)
@@ -100,10 +109,12 @@ class Config:
         choices=("full", "crops"),
     )
     optimisation_side: int = _option(
-        0, "optimise on a copy downscaled to this longer side (0: original size)", minimum=0
+        0, "optimise on a copy downscaled to this longer side (0: original size)", minimum=0, maximum=MAX_SIDE
     )
-    crop_size: int = _option(96, "side of each random crop (strategy crops)", minimum=16)
-    crops_per_step: int = _option(4, "random crops per Adam step (strategy crops)", minimum=1)
+    crop_size: int = _option(96, "side of each random crop (strategy crops)", minimum=16, maximum=MAX_CROP_SIZE)
+    crops_per_step: int = _option(
+        4, "random crops per Adam step (strategy crops)", minimum=1, maximum=MAX_CROPS_PER_STEP
+    )
     learning_rate_schedule: str = _option(
         "constant", "constant, or cosine decay to zero over the iterations",
         choices=("constant", "cosine"),
@@ -112,7 +123,9 @@ class Config:
         0.0, "stop when a window's mean loss improves on the previous by less (0: never)",
         minimum=0.0,
     )
-    convergence_window: int = _option(25, "steps per window of the convergence test", minimum=1)
+    convergence_window: int = _option(
+        25, "steps per window of the convergence test", minimum=1, maximum=MAX_ITERATIONS
+    )
     precision: str = _option(
         "fp32", "network arithmetic while optimising: fp32, bf16, or auto (bf16 where it is fast)",
         choices=("fp32", "bf16", "auto"),
@@ -134,7 +147,7 @@ class Config:
         choices=("fitted", "zero"),
     )
     tile_size: int = _option(
-        0, "final full-resolution pass in tiles of this side (0: one pass)", minimum=0
+        0, "final full-resolution pass in tiles of this side (0: one pass)", minimum=0, maximum=MAX_SIDE
     )
 
     @property
@@ -170,9 +183,23 @@ class Config:
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
+class LongInteger:
+    """An integer in a YAML file with more digits than Python converts from text (about 4300):
+    kept as its digit count, so that the check of its key can refuse it by name."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"an integer of {self.digits} digits"
+
+
 def shown(value: Any) -> str:
     """``repr(value)`` cut to ``MAX_SHOWN`` characters, for error messages."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int with more digits than Python will print (from the Python API)
+        text = f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
 
 
@@ -190,6 +217,8 @@ def _check_value(name: str, value: Any, source: str) -> Any:
     # bool is an int subclass in Python; 'iterations: true' is a typo, not a number.
     if isinstance(value, bool):
         raise ConfigError(f"{where}: expected {expected}, got boolean {shown(value)}")
+    if isinstance(value, LongInteger):
+        raise ConfigError(f"{where}: out of range, got {shown(value)}")
     if expected == "int":
         if isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -257,6 +286,11 @@ def _check_combinations(config: Config, source: str) -> None:
             f"{source}: key 'tile_size': must be 0 (no tiling) or at least {MIN_TILE_SIZE}, "
             f"got {config.tile_size}"
         )
+    if config.strategy == "crops" and config.crop_size**2 * config.crops_per_step > MAX_CROP_PIXELS:
+        raise ConfigError(
+            f"{source}: key 'crops_per_step': {config.crops_per_step} crops of {config.crop_size}x{config.crop_size} "
+            f"pixels are more than a step may hold ({MAX_CROP_PIXELS} pixels); use fewer or smaller crops"
+        )
     if 0 < config.optimisation_side < MIN_OPTIMISATION_SIDE:
         raise ConfigError(
             f"{source}: key 'optimisation_side': must be 0 (original size) or at least "
@@ -302,6 +336,12 @@ class _StrictLoader(yaml.SafeLoader):
     """YAML's safe subset without anchors and aliases: a config never needs them, and nested
     aliases let a few hundred bytes expand to gigabytes (a "billion laughs")."""
 
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # Python's limit on the digits of an int read from text
+            return LongInteger(sum(character.isdigit() for character in str(node.value)))
+
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
@@ -310,6 +350,9 @@ class _StrictLoader(yaml.SafeLoader):
         if getattr(event, "anchor", None) is not None:
             raise yaml.YAMLError(f"anchors are not allowed in a config (line {event.start_mark.line + 1})")
         return super().compose_node(parent, index)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
 def _load_yaml(path: Path) -> Any:

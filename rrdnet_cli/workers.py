@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import sys
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ STOP_GRACE_SECONDS = 10.0
 THREADS_VARIABLE = "RRDNET_THREADS"
 JOBS_VARIABLE = "RRDNET_JOBS"
 STOPPED_EXIT = 128 + signal.SIGTERM
+# The largest --jobs or --threads taken at all (threads are capped at the cores anyway).
+MAX_COUNT = 1_000_000
 
 
 def available_cores() -> int:
@@ -66,8 +69,12 @@ def parse_count(text: object, what: str, *, allow_auto: bool = False) -> int | s
     value = str(text).strip()
     if allow_auto and value.lower() == AUTO:
         return AUTO
-    if value.isdigit() and int(value) >= 1:
-        return int(value)
+    # ASCII digits only: str.isdigit() also takes "²", which int() then refuses.
+    digits = value.lstrip("0") if re.fullmatch(r"[0-9]+", value) else ""
+    if digits and len(digits) <= len(str(MAX_COUNT)) and int(digits) <= MAX_COUNT:
+        return int(digits)
+    if digits:
+        raise UsageError(f"{what} '{value[:40]}{'...' if len(value) > 40 else ''}': at most {MAX_COUNT}")
     expected = "a positive whole number or 'auto'" if allow_auto else "a positive whole number"
     raise UsageError(f"{what} '{str(text)[:200]}': expected {expected}")
 
@@ -97,7 +104,9 @@ def plan(
     ``worker_setting`` is a count or ``auto``: one worker a file up to one a core on the CPU, a
     single process on CUDA or for one file. ``in_process`` (stdin or stdout in the run) forces one.
     More workers than files are never started. Each worker gets ``cores // worker_count`` threads
-    (at least 1), capped by ``threads``; a single process gets ``threads`` when given.
+    (at least 1), capped by ``threads``; a single process gets ``threads`` when given, at most
+    ``cores`` (more only slows a run down: 1000 threads on 2 cores took 80 times as long, and
+    100000 crashed torch).
 
     Workers are forked (``may_fork``: the caller runs no other thread that could hold a lock at
     the fork) only on the CPU with one thread each. A forked child inherits the parent's OpenMP
@@ -111,7 +120,7 @@ def plan(
     else:
         worker_count = min(int(worker_setting), files)
     if worker_count == 1:
-        return Plan(1, threads)
+        return Plan(1, None if threads is None else min(threads, cores))
     share = max(1, cores // worker_count)
     share = min(share, threads) if threads is not None else share
     return Plan(worker_count, share, fork=may_fork and share == 1 and not cuda)

@@ -444,6 +444,7 @@ def test_threads_apply_to_the_run_only_and_the_option_wins(tmp_path, monkeypatch
         return real_enhance(*args, **kwargs)
 
     monkeypatch.setattr("rrdnet_cli.jobs.enhance", spy)
+    monkeypatch.setattr("rrdnet_cli.workers.available_cores", lambda: 8)
     source = write_dark(tmp_path / "dark.png", 24, 24)
     before = torch.get_num_threads()
     result = CliRunner().invoke(main, ["enhance", str(source), "-o", str(tmp_path / "a"), "--threads", "2", *PAPER], env={"RRDNET_THREADS": "3"})
@@ -499,3 +500,52 @@ def test_completion_offers_options_and_their_choices():
     assert complete("enhance", "--prec") == ["plain,--precision"]
     assert complete("enhance", "--precision", "") == ["plain,auto", "plain,fp32", "plain,bf16"]
     assert "plain,--tile" in complete("config", "show", "--t")
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--threads", "\u00b2"], "--threads '\u00b2': expected a positive whole number"),
+        (["--jobs", "\u00b2"], "--jobs '\u00b2': expected a positive whole number or 'auto'"),
+        (["--threads", "9" * 23], "--threads '99999999999999999999999': at most 1000000"),
+        (["--jobs", "9" * 5000], "at most 1000000"),
+        (["--iterations", "9" * 5000], "... (5000 characters)' is not a whole number"),
+        (["--iterations", str(10**12)], "key 'iterations': must be at most 100000, got 1000000000000"),
+    ],
+)
+def test_out_of_range_numbers_are_one_line_usage_errors(tmp_path, args, needle):
+    source = write_dark(tmp_path / "dark.png", 24, 24)
+    result = run("enhance", source, "-o", tmp_path / "out", *args)
+    assert result.exit_code == 2
+    line = single_line_error(result)
+    assert needle in line and len(line) < 300
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_with_a_5000_digit_number_is_a_usage_error(tmp_path):
+    path = tmp_path / "long.yaml"
+    path.write_text("iterations: " + "9" * 5000 + "\n")
+    result = run("config", "show", "--config", path)
+    assert result.exit_code == 2
+    assert "long.yaml: key 'iterations': out of range, got an integer of 5000 digits" in single_line_error(result)
+
+
+def test_threads_beyond_the_cores_are_capped_with_a_note(tmp_path, monkeypatch):
+    import torch
+
+    from rrdnet_cli import pipeline
+
+    seen = []
+    real_enhance = pipeline.enhance
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_enhance(*args, **kwargs)
+
+    monkeypatch.setattr("rrdnet_cli.jobs.enhance", spy)
+    monkeypatch.setattr("rrdnet_cli.workers.available_cores", lambda: 2)
+    source = write_dark(tmp_path / "dark.png", 24, 24)
+    result = run("enhance", source, "-o", tmp_path / "out", "--threads", "100000", *PAPER_FAST)
+    assert result.exit_code == 0, result.stderr
+    assert seen == [2]
+    assert "rrdnet: note: 100000 threads asked for, 2 cores available: using at most 2" in result.stderr

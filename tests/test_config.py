@@ -224,3 +224,35 @@ def test_unreadable_config_file(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "open", refusing_open)
     with pytest.raises(ConfigError, match="cannot read config \\(Permission denied\\)"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("iterations: 99999999999999999999\n", "'iterations': must be at most 100000"),
+        ("convergence_window: 100001\n", "'convergence_window': must be at most 100000"),
+        ("optimisation_side: 65537\n", "'optimisation_side': must be at most 65536"),
+        ("tile_size: 65537\n", "'tile_size': must be at most 65536"),
+        ("strategy: crops\ncrop_size: 100000\n", "'crop_size': must be at most 4096"),
+        ("strategy: crops\ncrops_per_step: 1000000\n", "'crops_per_step': must be at most 256"),
+        ("strategy: crops\ncrop_size: 1024\ncrops_per_step: 32\n", "'crops_per_step': 32 crops of 1024x1024 pixels"),
+        ("iterations: " + "9" * 5000 + "\n", "'iterations': out of range, got an integer of 5000 digits"),
+        ("seed: -" + "9" * 5000 + "\n", "'seed': out of range, got an integer of 5000 digits"),
+    ],
+)
+def test_every_size_count_and_step_key_has_an_upper_bound(tmp_path, text, needle):
+    path = tmp_path / "greedy.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle) as caught:
+        load_config(path)
+    assert str(path) in str(caught.value) and len(str(caught.value)) < 300
+
+
+def test_the_bounds_still_take_real_settings():
+    config = load_config("paper", iterations=100_000, strategy="crops", crop_size=4096, crops_per_step=1, tile_size=65536)
+    assert config.iterations == 100_000 and config.crop_size == 4096
+    assert load_config("paper", strategy="crops", crop_size=256, crops_per_step=256).crops_per_step == 256
+    with pytest.raises(ConfigError, match="'iterations': must be at most 100000, got 1000000000000"):
+        load_config("paper", iterations=10**12)
+    with pytest.raises(ConfigError, match="got an integer of about 5000 digits"):
+        load_config("paper", seed=10**4999)
