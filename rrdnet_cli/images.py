@@ -178,8 +178,20 @@ def _unidentified(data: bytes) -> str:
     return f"not an image (unknown format, or the header is damaged; formats read: {', '.join(READ_FORMATS)})"
 
 
+# Colour samples per pixel of the TIFF photometric interpretations Pillow reads, and their names.
+_TIFF_COLOURS = {
+    tifffile.PHOTOMETRIC.MINISBLACK: (1, "grayscale"),
+    tifffile.PHOTOMETRIC.MINISWHITE: (1, "grayscale"),
+    tifffile.PHOTOMETRIC.PALETTE: (1, "palette"),
+    tifffile.PHOTOMETRIC.RGB: (3, "RGB"),
+    tifffile.PHOTOMETRIC.YCBCR: (3, "YCbCr"),
+    tifffile.PHOTOMETRIC.SEPARATED: (4, "CMYK"),
+}
+
+
 def _unsupported_tiff(data: bytes) -> Optional[str]:
-    """A TIFF that Pillow does not read: name its sample type (32-bit float, say), from its header."""
+    """A TIFF that Pillow does not read: name its sample type (32-bit float, say) or its layout
+    (more extra samples than one alpha), from its header."""
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tiff:
             page = tiff.pages.first
@@ -189,10 +201,16 @@ def _unsupported_tiff(data: bytes) -> Optional[str]:
                 tifffile.SAMPLEFORMAT.UINT: "unsigned integer",
             }.get(page.sampleformat, "other")
             bits = page.bitspersample
+            samples, photometric = page.samplesperpixel, page.photometric
     except Exception:
         return None
     if kind == "unsigned integer" and bits in (1, 8, 16):
-        return None
+        colours, words = _TIFF_COLOURS.get(photometric, (None, None))
+        extra = samples - colours if colours is not None else 0
+        if extra < 1:
+            return None  # a plain layout: the file is damaged rather than unsupported
+        # Pillow reads one extra sample (alpha) with most layouts, and no more than one.
+        return f"{bits}-bit {words} TIFF with {extra} extra sample{'s' if extra > 1 else ''} per pixel is not supported"
     return f"{bits}-bit {kind} TIFF is not supported (only 8- and 16-bit unsigned integer samples)"
 
 

@@ -529,3 +529,14 @@ def test_atomic_writes_refuse_to_replace_a_fifo_or_device(tmp_path):
     with pytest.raises(OutputError, match="pipe.png: cannot write \\(is a FIFO, not a regular file\\)"):
         write_atomic(fifo, b"data")
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and os.listdir(tmp_path) == ["pipe.png"]
+
+
+@pytest.mark.parametrize("photometric, channels, words", [("rgb", 5, "16-bit RGB"), ("minisblack", 3, "16-bit grayscale")])
+def test_tiff_with_several_extra_samples_names_its_layout(tmp_path, photometric, channels, words):
+    array = np.zeros((24, 24, channels), np.uint16)
+    tifffile.imwrite(tmp_path / "x.tiff", array, photometric=photometric, extrasamples=["unspecified", "unspecified"])
+    with pytest.raises(InputError, match=f"x.tiff: {words} TIFF with 2 extra samples per pixel is not supported"):
+        read_image(tmp_path / "x.tiff")
+    # RGB with one extra sample (alpha) is a layout that is read.
+    tifffile.imwrite(tmp_path / "y.tiff", np.zeros((24, 24, 4), np.uint16), photometric="rgb", extrasamples=["unassalpha"])
+    assert read_image(tmp_path / "y.tiff").size == (24, 24)
