@@ -8,12 +8,14 @@ complete).
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from . import images
 from .config import Config
 from .errors import Interrupted, OutputError, UsageError, os_failure
 from .jobs import (
@@ -99,6 +101,12 @@ def prepare_output_dir(options: OutputOptions) -> None:
     if options.stream is not None:
         return
     folder = options.output_dir
+    try:
+        mode = os.stat(folder).st_mode
+    except OSError:
+        mode = None  # nothing there yet (or unreachable: mkdir says why)
+    if mode is not None and not stat.S_ISDIR(mode):
+        raise UsageError(f"{folder}: not a folder (it is {images.describe_file_type(mode)}); -o takes a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder, prefix=".rrdnet-probe-"):

@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, BinaryIO, Callable, Optional
 
 import numpy as np
 import torch
@@ -161,15 +162,24 @@ def _fail(path: Path, problem: str) -> InputError:
     return InputError(f"{path}: {problem}")
 
 
-def _read_headers(path: Path) -> dict[str, tuple[np.dtype, tuple]]:
+def _open(path: Path) -> BinaryIO:
+    """The decomposition file, opened only if it is a regular file (a FIFO would hang the reader,
+    a device never ends)."""
+    try:
+        return images.open_regular(path)
+    except FileNotFoundError:
+        raise _fail(path, "no such file") from None
+    except images.NotRegularFile as error:
+        if stat.S_ISDIR(error.mode):
+            raise _fail(path, "is a folder, not a decomposition") from None
+        raise _fail(path, f"{error}; refused") from None
+
+
+def _read_headers(path: Path, handle: BinaryIO) -> dict[str, tuple[np.dtype, tuple]]:
     """Each known member's dtype and shape, from the zip directory and the .npy headers alone:
     nothing is inflated or allocated before the sizes are known to be those of a real image."""
     try:
-        archive = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise _fail(path, "no such file") from None
-    except IsADirectoryError:
-        raise _fail(path, "is a folder, not a decomposition") from None
+        archive = zipfile.ZipFile(handle)
     except zipfile.BadZipFile:
         raise _fail(path, "not a decomposition (.npz) file") from None
     headers = {}
@@ -285,9 +295,11 @@ def load(path: str | Path) -> Decomposition:
     """
     path = Path(path)
     try:
-        _read_headers(path)
-        with np.load(path, allow_pickle=False) as arrays:
-            values = _checked_values(path, arrays)
+        with _open(path) as handle:
+            _read_headers(path, handle)
+            handle.seek(0)
+            with np.load(handle, allow_pickle=False) as arrays:
+                values = _checked_values(path, arrays)
     except InputError:
         raise
     except MemoryError:

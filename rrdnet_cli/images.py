@@ -27,7 +27,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import BinaryIO, Iterator, Optional
 
 import imagecodecs
 import numpy as np
@@ -104,17 +104,112 @@ class LoadedImage:
 # ----------------------------------------------------------------------------------------- reading
 
 
-def read_image(path: str | os.PathLike) -> LoadedImage:
-    """Decode the file at ``path``; any problem becomes an ``InputError`` naming it and the cause."""
-    path = Path(path)
+# Bytes of headroom over the pixels in the largest file worth reading: EXIF, ICC profile, text.
+_METADATA_ROOM = 64 * 1024 * 1024
+# What is read of a stream before its first bytes must look like an image.
+_SNIFF_BYTES = 64 * 1024
+
+
+def max_encoded_bytes() -> Optional[int]:
+    """The largest encoded image read at all: every pixel the decompression-bomb limit allows, at
+    8 bytes (16-bit RGBA stored uncompressed), plus room for metadata; None when that limit is off.
+    Anything longer could only be refused after decoding, so it is refused before reading."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else int(limit) * 8 + _METADATA_ROOM
+
+
+class NotRegularFile(OSError):
+    """A path that names something other than a regular file (a device, a FIFO, a folder)."""
+
+    def __init__(self, mode: int) -> None:
+        super().__init__(f"is {describe_file_type(mode)}, not a regular file")
+        self.mode = mode
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """``path`` opened for binary reading, if it is a regular file (links followed); else
+    ``NotRegularFile``. Opened without blocking, so that a FIFO with no writer cannot hang the
+    caller (a device is refused before it is opened at all, and again after, against a swap)."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(mode)
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not an image") from None
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(mode)
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _too_long(name: str, limit: int) -> InputError:
+    return InputError(
+        f"{name}: more than {limit} bytes, longer than any image rrdnet reads "
+        f"(PIL.Image.MAX_IMAGE_PIXELS at 8 bytes a pixel, plus {_METADATA_ROOM >> 20} MiB); refused"
+    )
+
+
+def read_stream(stream: BinaryIO, name: str) -> bytearray:
+    """An encoded image read from ``stream`` (standard input), refused as soon as its first bytes
+    are no image (an endless ``/dev/zero``) or it outgrows ``max_encoded_bytes``. A bytearray,
+    grown in place: joining chunks would hold the image twice."""
+    limit = max_encoded_bytes()
+    data = bytearray()
+    sniffed = False
+    while True:
+        want = 1 << 20 if sniffed else _SNIFF_BYTES - len(data)
+        if limit is not None:
+            want = min(want, limit + 1 - len(data))
+        chunk = stream.read(want)
+        if not chunk:
+            return data
+        data += chunk
+        if not sniffed and len(data) >= _SNIFF_BYTES:
+            sniffed = True
+            if not _recognised(bytes(data[:16])):
+                raise InputError(f"{name}: {_unidentified(bytes(data[:_SNIFF_BYTES]))}")
+        if limit is not None and len(data) > limit:
+            raise _too_long(name, limit)
+
+
+def _recognised(prefix: bytes) -> bool:
+    """Whether one of the decoders in ``READ_FORMATS`` takes these first bytes (magic only)."""
+    Image.init()
+    for format_name in READ_FORMATS:
+        accept = Image.OPEN.get(format_name, (None, None))[1]
+        try:
+            if accept is None or accept(prefix):
+                return True
+        except Exception:
+            continue
+    return False
+
+
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    """Decode the file at ``path``; any problem becomes an ``InputError`` naming it and the cause.
+
+    Only a regular file is read (a device, FIFO or socket is refused without reading a byte), and
+    only one no longer than ``max_encoded_bytes``."""
+    path = Path(path)
+    limit = max_encoded_bytes()
+    try:
+        with open_regular(path) as handle:
+            if limit is not None and os.fstat(handle.fileno()).st_size > limit:
+                raise _too_long(str(path), limit)
+            data = handle.read() if limit is None else handle.read(limit + 1)
+    except NotRegularFile as error:
+        if stat.S_ISDIR(error.mode):
+            raise InputError(f"{path}: is a folder, not an image") from None
+        raise InputError(f"{path}: {error}; refused") from None
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except OSError as error:
         raise os_failure(InputError, path, "cannot read", error) from None
+    if limit is not None and len(data) > limit:  # it grew since fstat
+        raise _too_long(str(path), limit)
     return decode_image(data, str(path))
 
 

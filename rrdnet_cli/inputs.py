@@ -137,7 +137,7 @@ class _Collected:
             raise UsageError("'-': stdin is closed, there is no image to read")
         if any(job.data is not None for job in self.jobs):
             raise UsageError("'-' (stdin) can be given once, as the only source of stdin")
-        self.jobs.append(Job(STDIN, Path("stdin"), data=stdin.read()))
+        self.jobs.append(Job(STDIN, Path("stdin"), data=images.read_stream(stdin, "stdin")))
 
     def duplicates(self) -> list[tuple[Path, Path]]:
         """``(input, the input enhanced in its place)`` for each input that was the same file as

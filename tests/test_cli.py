@@ -549,3 +549,38 @@ def test_threads_beyond_the_cores_are_capped_with_a_note(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.stderr
     assert seen == [2]
     assert "rrdnet: note: 100000 threads asked for, 2 cores available: using at most 2" in result.stderr
+
+
+def test_endless_zeros_on_stdin_are_refused_after_their_first_bytes(tmp_path):
+    result = run_with_input(bytes(4 << 20), "enhance", "-", "-o", "-", *PAPER)
+    assert result.exit_code == 1 and result.stdout_bytes == b""
+    assert "stdin: not an image" in single_line_error_among(result)
+
+
+def test_devices_and_fifos_named_as_inputs_fail_alone(tmp_path):
+    import os
+
+    write_dark(tmp_path / "in" / "good.png")
+    os.mkfifo(tmp_path / "in" / "pipe.png")  # no writer: reading it would block for ever
+    (tmp_path / "in" / "random.png").symlink_to("/dev/urandom")
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{tmp_path / 'in' / 'pipe.png'}\n{tmp_path / 'in' / 'good.png'}\n")
+    result = run("enhance", "/dev/zero", tmp_path / "in" / "random.png", "--files-from", listed, "-o", tmp_path / "out", *PAPER_FAST)
+    assert result.exit_code == 1, result.stderr
+    assert "1 done, 3 failed" in result.stderr
+    for name, words in (("/dev/zero", "a character device"), ("random.png", "a character device"), ("pipe.png", "a FIFO")):
+        assert any(name in line and f"is {words}, not a regular file; refused" in line for line in result.stderr.splitlines()), name
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["good.png"]
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "fifo"])
+def test_an_output_folder_that_is_a_device_or_fifo_says_so(tmp_path, target):
+    import os
+
+    if target == "fifo":
+        target = tmp_path / "fifo"
+        os.mkfifo(target)
+    source = write_dark(tmp_path / "a.png")
+    result = run("enhance", source, "-o", target, *PAPER_FAST)
+    assert result.exit_code == 2
+    assert "not a folder (it is a" in single_line_error(result) and "-o takes a folder" in result.stderr

@@ -1,3 +1,4 @@
+import os
 import numpy as np
 import pytest
 import torch
@@ -252,3 +253,11 @@ def test_unknown_output_extension_is_a_usage_error(tmp_path, saved):
     result = run("relight", saved[1], "--gamma", "0.5", "-o", tmp_path / "x.gif")
     assert result.exit_code == 2 and "x.gif: unknown image extension '.gif'" in result.stderr
     assert not (tmp_path / "x.gif").exists()
+
+
+def test_a_fifo_or_device_given_to_relight_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "dec.npz"
+    os.mkfifo(fifo)
+    for path, words in ((fifo, "a FIFO"), ("/dev/zero", "a character device")):
+        result = run("relight", path, "--gamma", "0.5", "-o", tmp_path / "x.png")
+        assert result.exit_code == 1 and f"is {words}, not a regular file; refused" in result.stderr

@@ -14,7 +14,7 @@ import tifffile
 import torch
 from PIL import Image, ImageCms, ImageOps
 
-from rrdnet_cli import InputError, OutputError
+from rrdnet_cli import InputError, OutputError, images
 from rrdnet_cli.images import (
     LoadedImage,
     atomic_output,
@@ -540,3 +540,45 @@ def test_tiff_with_several_extra_samples_names_its_layout(tmp_path, photometric,
     # RGB with one extra sample (alpha) is a layout that is read.
     tifffile.imwrite(tmp_path / "y.tiff", np.zeros((24, 24, 4), np.uint16), photometric="rgb", extrasamples=["unassalpha"])
     assert read_image(tmp_path / "y.tiff").size == (24, 24)
+
+
+@pytest.mark.parametrize("kind", ["device", "link to a device", "fifo"])
+def test_only_regular_files_are_read(tmp_path, kind):
+    path = tmp_path / "x.png"
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: opening it blocking would hang
+    elif kind == "device":
+        path = Path("/dev/zero")
+    else:
+        path.symlink_to("/dev/zero")
+    words = "a FIFO" if kind == "fifo" else "a character device"
+    with pytest.raises(InputError, match=f"(x.png|zero): is {words}, not a regular file; refused"):
+        read_image(path)
+
+
+def test_a_file_longer_than_any_readable_image_is_refused_unread(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    limit = images.max_encoded_bytes()
+    assert limit == 8000 + 64 * 1024 * 1024
+    path = tmp_path / "huge.png"
+    path.write_bytes(crafted_png_header(10, 10))
+    os.truncate(path, limit + 1)  # sparse: nothing to read if the size is checked first
+    with pytest.raises(InputError, match=f"huge.png: more than {limit} bytes, longer than any image"):
+        read_image(path)
+
+
+def test_a_stream_that_is_no_image_is_refused_after_its_first_bytes(tmp_path):
+    with open("/dev/zero", "rb") as endless:
+        with pytest.raises(InputError, match="stdin: not an image"):
+            images.read_stream(endless, "stdin")
+        assert endless.tell() < 1 << 20
+
+
+def test_a_stream_longer_than_any_readable_image_is_refused(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr(images, "_METADATA_ROOM", 0)
+    image = io.BytesIO()
+    Image.fromarray(dark_array(8, 8)).save(image, format="PNG")
+    assert images.read_stream(io.BytesIO(image.getvalue()), "stdin") == image.getvalue()
+    with pytest.raises(InputError, match="stdin: more than 800 bytes"):
+        images.read_stream(io.BytesIO(image.getvalue() + bytes(100_000)), "stdin")
