@@ -100,9 +100,9 @@ def test_ctrl_c_stops_cleanly_and_skip_existing_finishes(tmp_path):
 
 def test_sigterm_stops_cleanly_too(tmp_path):
     source = write_dark(tmp_path / "a.png", 32, 32)
-    endless = ["--config", "paper", "--iterations", "1000000", "--device", "cpu", "-v"]
+    endless = ["--config", "paper", "--iterations", "100000", "--device", "cpu", "-v"]
     process, _, stderr = start("enhance", source, "-o", tmp_path / "out", *endless, folder=tmp_path, name="run")
-    wait_for(lambda: "iterations: 1000000" in stderr.read_text(), process, "the run to start")
+    wait_for(lambda: "iterations: 100000" in stderr.read_text(), process, "the run to start")
     process.send_signal(signal.SIGTERM)
     assert process.wait(PROCESS_LIMIT) == 128 + signal.SIGTERM, stderr.read_text()
     assert "rrdnet: error: interrupted" in stderr.read_text(), stderr.read_text()
@@ -274,9 +274,9 @@ def test_ctrl_c_stops_the_workers_cleanly_and_skip_existing_finishes(tmp_path):
 def test_sigterm_stops_the_workers_too(tmp_path):
     for index in range(2):
         write_dark(tmp_path / "in" / f"img{index}.png", 32, 32, seed=index)
-    endless = ["--jobs", "2", "--config", "paper", "--iterations", "1000000", "--device", "cpu", "-v"]
+    endless = ["--jobs", "2", "--config", "paper", "--iterations", "100000", "--device", "cpu", "-v"]
     process, _, stderr = start("enhance", tmp_path / "in", "-o", tmp_path / "out", *endless, folder=tmp_path, name="run")
-    wait_for(lambda: "iterations: 1000000" in stderr.read_text() and len(children(process)) >= 2, process, "the workers")
+    wait_for(lambda: "iterations: 100000" in stderr.read_text() and len(children(process)) >= 2, process, "the workers")
     workers = children(process)
     process.send_signal(signal.SIGTERM)
     assert process.wait(PROCESS_LIMIT) == 128 + signal.SIGTERM, stderr.read_text()
