@@ -70,3 +70,40 @@ def test_every_config_key_is_documented():
     page = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = [field.name for field in dataclasses.fields(Config) if f"`{field.name}`" not in page]
     assert not missing, f"config keys missing from docs/configuration.md: {missing}"
+
+
+def _python_blocks(page: Path, after: str) -> list[str]:
+    """The ```python blocks of ``page`` after the heading ``after``."""
+    text = page.read_text(encoding="utf-8").split(after, 1)[1]
+    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+
+
+def _dark_file(path: Path, seed: int = 0) -> None:
+    from helpers import dark_array
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(dark_array(24, 32, seed)).save(path)
+
+
+def test_readme_python_api_runs_as_written(tmp_path, monkeypatch):
+    """The README's API section runs as printed, with names from the package root only."""
+    (block,) = _python_blocks(README, "## Python API")
+    imported = re.findall(r"^from (\S+) import", block, re.MULTILINE)
+    assert set(imported) == {"rrdnet_cli"}, imported
+    monkeypatch.chdir(tmp_path)
+    _dark_file(tmp_path / "dark.jpg")
+    _dark_file(tmp_path / "enhanced" / "a.png", seed=1)
+    _dark_file(tmp_path / "ground_truth" / "a.png", seed=2)
+    exec(compile(block, "README.md", "exec"), {})
+    assert (tmp_path / "bright.jpg").is_file() and (tmp_path / "bright.png").is_file()
+    assert (tmp_path / "dark.npz").is_file()
+
+
+def test_batch_page_python_runs_as_written(tmp_path, monkeypatch):
+    (block,) = _python_blocks(REPO / "docs" / "batch.md", "## Python")
+    monkeypatch.chdir(tmp_path)
+    # One photo: the plan is then one process, and the test starts no worker interpreter.
+    _dark_file(tmp_path / "shots" / "sub" / "y.jpg")
+    exec(compile(block, "docs/batch.md", "exec"), {})
+    assert [path.relative_to(tmp_path) for path in (tmp_path / "bright").rglob("*.*")] == [Path("bright/sub/y.jpg")]
