@@ -107,3 +107,33 @@ def test_batch_page_python_runs_as_written(tmp_path, monkeypatch):
     _dark_file(tmp_path / "shots" / "sub" / "y.jpg")
     exec(compile(block, "docs/batch.md", "exec"), {})
     assert [path.relative_to(tmp_path) for path in (tmp_path / "bright").rglob("*.*")] == [Path("bright/sub/y.jpg")]
+
+
+def _option_names(command) -> set[str]:
+    return {name for parameter in command.params for name in (*parameter.opts, *parameter.secondary_opts)}
+
+
+def _command(words: list[str]):
+    from rrdnet_cli.cli import main
+
+    command = main
+    while words and hasattr(command, "commands") and words[0] in command.commands:
+        command = command.commands[words.pop(0)]
+    return command
+
+
+def test_every_documented_option_exists():
+    """Options in the README's enhance table and in its examples are ones the commands take."""
+    readme = README.read_text(encoding="utf-8")
+    section = readme.split("### `rrdnet enhance", 1)[1].split("\n### ", 1)[0]
+    table = "\n".join(line.split(" | ")[0] for line in section.splitlines() if line.startswith("| `"))
+    assert "--tile" in table and "--output-dir" in table
+    enhance_options = _option_names(_command(["enhance"]))
+    unknown = [name for name in re.findall(r"(?<![\w-])--[a-z][a-z-]*", table) if name not in enhance_options]
+    examples = readme.split("## Use", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    for line in examples.splitlines():
+        words = line.split("#", 1)[0].split("|")[-1].split()
+        if words[:1] == ["rrdnet"]:
+            command = _command(words[1:])
+            unknown += [f"{line}: {word}" for word in words if word.startswith("--") and word not in _option_names(command)]
+    assert not unknown, unknown
