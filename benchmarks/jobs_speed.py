@@ -36,7 +36,11 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA / "synthetic" / "low", help="folder of photos")
     parser.add_argument("--limit", type=int, default=8, help="photos taken from the folder (sorted)")
     parser.add_argument("--rounds", type=int, default=2, help="alternations of the settings")
-    parser.add_argument("--jobs", default="1,2,auto", help="comma-separated --jobs settings, each JOBS[xTHREADS][@CONFIG] (that config, else --config); the first is the baseline")
+    parser.add_argument(
+        "--jobs",
+        default="1,2,auto",
+        help="comma-separated --jobs settings, each JOBS[xTHREADS][@CONFIG] (that config, else --config); the first is the baseline",
+    )
     parser.add_argument("--config", help="passed to rrdnet enhance")
     parser.add_argument("--iterations", type=int, help="passed to rrdnet enhance")
     parser.add_argument("--device", default="cpu", help="passed to rrdnet enhance")
@@ -53,7 +57,10 @@ def run_once(photos: Path, output: Path, setting: str, passed: list[str]) -> flo
     if config:
         passed = [*passed, "--config", config]
     if jobs == "halves":
-        runs = [(photos.parent / f"half-{index}", output / str(index), ["--jobs", "1", "--threads", "1"]) for index in range(2)]
+        runs = [
+            (photos.parent / f"half-{index}", output / str(index), ["--jobs", "1", "--threads", "1"])
+            for index in range(2)
+        ]
     else:
         runs = [(photos, output, ["--jobs", jobs] + (["--threads", threads] if threads else []))]
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
@@ -61,7 +68,10 @@ def run_once(photos: Path, output: Path, setting: str, passed: list[str]) -> flo
     environment.pop("RRDNET_THREADS", None)
     started = time.perf_counter()
     processes = [
-        subprocess.Popen([sys.executable, "-m", "rrdnet_cli", "enhance", str(folder), "-o", str(into), "-q", *options, *passed], env=environment)
+        subprocess.Popen(
+            [sys.executable, "-m", "rrdnet_cli", "enhance", str(folder), "-o", str(into), "-q", *options, *passed],
+            env=environment,
+        )
         for folder, into, options in runs
     ]
     for process in processes:
@@ -88,7 +98,9 @@ def main(argv=None) -> dict:
     arguments = parse_arguments(argv)
     settings = arguments.jobs.split(",")
     passed = ["--device", arguments.device]
-    settings = [setting if "@" in setting or not arguments.config else f"{setting}@{arguments.config}" for setting in settings]
+    settings = [
+        setting if "@" in setting or not arguments.config else f"{setting}@{arguments.config}" for setting in settings
+    ]
     if arguments.iterations is not None:
         passed += ["--iterations", str(arguments.iterations)]
     sources = sorted(path for path in arguments.data.iterdir() if path.is_file())[: arguments.limit]
@@ -116,7 +128,9 @@ def main(argv=None) -> dict:
         "rounds": arguments.rounds,
         "seconds": {setting: [round(value, 2) for value in times] for setting, times in seconds.items()},
         "photos_per_minute": {setting: round(value, 2) for setting, value in per_minute.items()},
-        "ratio_to_jobs_" + baseline: {setting: round(value / per_minute[baseline], 3) for setting, value in per_minute.items()},
+        "ratio_to_jobs_" + baseline: {
+            setting: round(value / per_minute[baseline], 3) for setting, value in per_minute.items()
+        },
         "cpu": machine(jobs=None),  # each setting names its own jobs
     }
     report.update(jobs_2_ceiling(per_minute))

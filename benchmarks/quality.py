@@ -170,7 +170,11 @@ def produce(saved: decomposition.Decomposition, setting: dict, rendered: dict[st
 def paired(rows: dict[str, list[dict]], mode: str, baseline: str, metric: str = "niqe") -> dict:
     """``metric`` of ``mode`` minus ``baseline``, image by image (images where either lacks it are
     left out): mean, its standard error, and on how many images ``mode`` scored better."""
-    pairs = [(a[metric], b[metric]) for a, b in zip(rows[mode], rows[baseline]) if a[metric] is not None and b[metric] is not None]
+    pairs = [
+        (a[metric], b[metric])
+        for a, b in zip(rows[mode], rows[baseline])
+        if a[metric] is not None and b[metric] is not None
+    ]
     differences = np.array([a - b for a, b in pairs], dtype=np.float64)
     if not len(differences):
         return {"mean": None, "standard_error": None, "better_on": 0, "images": 0}
@@ -193,7 +197,8 @@ def default_against_others(rows: dict[str, dict[str, list[dict]]], others: list[
     return {
         set_name: {
             other: {metric: paired(by_mode, "default", other, metric) for metric in PAIRED_METRICS[set_name]}
-            for other in others if other != "default"
+            for other in others
+            if other != "default"
         }
         for set_name, by_mode in rows.items()
     }
@@ -209,6 +214,7 @@ def summarise(rows: list[dict]) -> dict:
 
 def images_of(data: Path, limit: int) -> dict[str, list[tuple[str, Path, Path | None]]]:
     """``{set: [(name, low, reference or None)]}``, at most ``limit`` per folder (0: all)."""
+
     def first(paths):
         paths = sorted(path for path in paths if path.suffix.lower() in images.IMAGE_SUFFIXES)
         return paths[:limit] if limit else paths
@@ -234,7 +240,10 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--auto-brightness", type=float, default=AUTO_BRIGHTNESS, help="target of gamma auto")
     parser.add_argument("--floors", default="", help="other lowest gammas to try for gamma auto, e.g. 0.2,0.3")
     parser.add_argument(
-        "--sweep", nargs="+", default=[], metavar="KEY=V1,V2",
+        "--sweep",
+        nargs="+",
+        default=[],
+        metavar="KEY=V1,V2",
         help=f"render-time settings ({', '.join(RENDER_KEYS)}) to vary around --config's rendering; every "
         "combination is rendered from the same decomposition, e.g. brightness=0.4,0.5 denoise=off,auto",
     )
@@ -269,7 +278,9 @@ def sweep_settings(items: list[str], config) -> dict[str, dict]:
     for combination in itertools.product(*axes):
         values = dict(combination)
         floor = values.pop("gamma_floor") if "gamma_floor" in values and "gamma_floor" not in FIELDS else None
-        name = "sweep " + " ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in combination)
+        name = "sweep " + " ".join(
+            f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in combination
+        )
         try:
             varied = config.replace(**values)
         except ConfigError as error:
@@ -291,11 +302,19 @@ def rendering_modes(arguments: argparse.Namespace, config, targets: list[float],
         "clahe": {"kind": "clahe"},
         "zero_dce_pp": {"kind": "zero_dce_pp"},
     }
-    modes.update({f"target_{target:g}": {"kind": "config", "config": config.replace(brightness=target)} for target in targets})
-    modes.update({
-        f"floor_{floor:g}": {"kind": "config", "config": config.replace(brightness=arguments.auto_brightness), "floor": floor}
-        for floor in floors
-    })
+    modes.update(
+        {f"target_{target:g}": {"kind": "config", "config": config.replace(brightness=target)} for target in targets}
+    )
+    modes.update(
+        {
+            f"floor_{floor:g}": {
+                "kind": "config",
+                "config": config.replace(brightness=arguments.auto_brightness),
+                "floor": floor,
+            }
+            for floor in floors
+        }
+    )
     modes.update(sweep_settings(arguments.sweep, config))
     return modes
 
@@ -335,6 +354,7 @@ def best_target(sweep: dict, targets: list[float]) -> float:
     choice is: among the targets within TIE_DB of the best synthetic PSNR, those within TIE_NIQE
     of their best real NIQE; of these the lowest (the gentlest brightening).
     """
+
     def psnr_of(target):
         return sweep[f"{target:g}"]["synthetic_psnr"] or -math.inf
 
@@ -366,13 +386,18 @@ def target_misses(rows: dict, target: float) -> dict:
     ]
     return {
         "images_darker": len(darker),
-        "worst_brightness_miss": round(max((abs(result["brightness"] - target) for _, result in darker), default=0.0), 4),
+        "worst_brightness_miss": round(
+            max((abs(result["brightness"] - target) for _, result in darker), default=0.0), 4
+        ),
         "worst_newly_clipped": round(max((result["newly_clipped"] for _, result in darker), default=0.0), 4),
     }
 
 
 def build_record(arguments, config, rows: dict, modes: dict, targets: list[float], floors: list[float]) -> dict:
-    summary = {set_name: {mode: summarise(mode_rows) for mode, mode_rows in by_mode.items()} for set_name, by_mode in rows.items()}
+    summary = {
+        set_name: {mode: summarise(mode_rows) for mode, mode_rows in by_mode.items()}
+        for set_name, by_mode in rows.items()
+    }
     sweep = {
         f"{target:g}": {
             "synthetic_psnr": summary["synthetic"][f"target_{target:g}"]["psnr"],
@@ -384,7 +409,10 @@ def build_record(arguments, config, rows: dict, modes: dict, targets: list[float
         for target in targets
     }
     synthetic, real = summary["synthetic"], summary["real"]
-    psnr_gain, niqe_change = _change(synthetic, "auto", "fixed_0.4", "psnr", 3), _change(real, "auto", "fixed_0.4", "niqe", 4)
+    psnr_gain, niqe_change = (
+        _change(synthetic, "auto", "fixed_0.4", "psnr", 3),
+        _change(real, "auto", "fixed_0.4", "niqe", 4),
+    )
     return {
         "benchmark": "quality",
         "config": arguments.config,
@@ -407,7 +435,8 @@ def build_record(arguments, config, rows: dict, modes: dict, targets: list[float
         "sweep": sweep,
         "settings_sweep": {
             name: {"settings": modes[name]["values"], **{set_name: summary[set_name][name] for set_name in summary}}
-            for name in modes if name.startswith("sweep ")
+            for name in modes
+            if name.startswith("sweep ")
         },
         "goals": {
             "psnr_gain_db": psnr_gain,
@@ -431,7 +460,10 @@ def main() -> None:
     arguments = parse_arguments()
     absent = peers.missing()
     if absent:
-        print(f"quality.py: the peers need the optional extra [benchmarks] ({peers.INSTALL_HINT}); missing: {', '.join(absent)}", file=sys.stderr)
+        print(
+            f"quality.py: the peers need the optional extra [benchmarks] ({peers.INSTALL_HINT}); missing: {', '.join(absent)}",
+            file=sys.stderr,
+        )
         sys.exit(2)
     if not niqe_basicsr.available():
         print(f"quality.py: BasicSR's NIQE left out (pip install --no-deps basicsr==1.4.2)", file=sys.stderr)
@@ -446,7 +478,10 @@ def main() -> None:
     started = time.perf_counter()
     rows, fit_seconds = score_all(arguments, config, modes)
     record = build_record(arguments, config, rows, modes, targets, floors)
-    record["fits"] = {"computed": len(fit_seconds), "mean_seconds": round(float(np.mean(fit_seconds)), 1) if fit_seconds else None}
+    record["fits"] = {
+        "computed": len(fit_seconds),
+        "mean_seconds": round(float(np.mean(fit_seconds)), 1) if fit_seconds else None,
+    }
     record["seconds"] = round(time.perf_counter() - started, 1)
     record["machine"] = common.machine(jobs=1)
     arguments.output.parent.mkdir(parents=True, exist_ok=True)

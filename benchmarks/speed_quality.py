@@ -151,7 +151,10 @@ def run_case(spec: dict) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
     completed = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if completed.returncode != 0:
         raise RuntimeError(f"case {spec} failed:\n{completed.stderr[-3000:]}")
@@ -189,7 +192,10 @@ def fidelity(image: Path, data: Path, args: argparse.Namespace, workdir: Path) -
     started = time.perf_counter()
     reference = common.paper_reference(rgb, args.paper_steps, cached_only=args.cached_only)
     if reference is None:
-        print(f"  skipped: no cached paper reference ({args.paper_steps} steps, {rgb.shape[1]}x{rgb.shape[0]})", file=sys.stderr)
+        print(
+            f"  skipped: no cached paper reference ({args.paper_steps} steps, {rgb.shape[1]}x{rgb.shape[0]})",
+            file=sys.stderr,
+        )
         return None
     paper, paper_seconds, cached = reference
     if not cached:
@@ -201,8 +207,14 @@ def fidelity(image: Path, data: Path, args: argparse.Namespace, workdir: Path) -
     for name, overrides in runs_compared(args).items():
         save = workdir / f"{name}.npy"
         answer = run_case(
-            {"kind": "enhance", "preset": args.preset, "overrides": {**overrides, **PAPER_RENDERING}, "image": str(image),
-             "max_side": args.max_side, "save": str(save)}
+            {
+                "kind": "enhance",
+                "preset": args.preset,
+                "overrides": {**overrides, **PAPER_RENDERING},
+                "image": str(image),
+                "max_side": args.max_side,
+                "save": str(save),
+            }
         )
         results[name] = np.load(save)
         record[f"{name}_seconds"] = answer["seconds"]
@@ -235,22 +247,39 @@ def compare(index: int, image: Path, data: Path, args: argparse.Namespace) -> di
     order = runs if index % 2 == 0 else runs[::-1]
     answers = {}
     for name, overrides in order:
-        answers[name] = run_case({"kind": "enhance", "preset": args.preset, "overrides": overrides,
-                                  "image": str(image), "again": True})
+        answers[name] = run_case(
+            {"kind": "enhance", "preset": args.preset, "overrides": overrides, "image": str(image), "again": True}
+        )
     default, baseline = answers["default"], answers["baseline"]
-    record = {"image": str(image.relative_to(data)), "size": [default["width"], default["height"]],
-              "first": order[0][0]}
+    record = {
+        "image": str(image.relative_to(data)),
+        "size": [default["width"], default["height"]],
+        "first": order[0][0],
+    }
     for name, answer in answers.items():
-        record.update({f"{name}_seconds": answer["seconds"], f"{name}_seconds_in_batch": answer["seconds_again"],
-                       f"{name}_steps": answer["steps"], f"{name}_peak_rss_mib": answer["peak_rss_mib"]})
+        record.update(
+            {
+                f"{name}_seconds": answer["seconds"],
+                f"{name}_seconds_in_batch": answer["seconds_again"],
+                f"{name}_steps": answer["steps"],
+                f"{name}_peak_rss_mib": answer["peak_rss_mib"],
+            }
+        )
     record["ratio"] = baseline["seconds"] / default["seconds"]
     record["ratio_in_batch"] = baseline["seconds_again"] / default["seconds_again"]
     return record
 
 
 def speed(image: Path, data: Path, args: argparse.Namespace) -> dict:
-    default = run_case({"kind": "enhance", "preset": args.preset, "overrides": runs_compared(args)["default"],
-                        "image": str(image), "again": True})
+    default = run_case(
+        {
+            "kind": "enhance",
+            "preset": args.preset,
+            "overrides": runs_compared(args)["default"],
+            "image": str(image),
+            "again": True,
+        }
+    )
     paper = run_case({"kind": "paper_steps", "image": str(image), "steps": args.timing_steps})
     record = {
         "image": str(image.relative_to(data)),
@@ -270,12 +299,18 @@ def speed(image: Path, data: Path, args: argparse.Namespace) -> dict:
     return record
 
 
-def summarise(fidelity_records: list[dict], speed_records: list[dict], compare_records: list[dict],
-              large: dict | None, args) -> dict:
-    summary: dict = {"preset": args.preset, "precision": args.precision or "preset's",
-                     "baseline": args.baseline, "fidelity_max_side": args.max_side,
-                     "fidelity_images": len(fidelity_records), "speed_images": len(speed_records),
-                     "compare_images": len(compare_records)}
+def summarise(
+    fidelity_records: list[dict], speed_records: list[dict], compare_records: list[dict], large: dict | None, args
+) -> dict:
+    summary: dict = {
+        "preset": args.preset,
+        "precision": args.precision or "preset's",
+        "baseline": args.baseline,
+        "fidelity_max_side": args.max_side,
+        "fidelity_images": len(fidelity_records),
+        "speed_images": len(speed_records),
+        "compare_images": len(compare_records),
+    }
     names = list(runs_compared(args))
     for name in names if fidelity_records else []:
         values = [r[f"{name}_psnr_vs_paper"] for r in fidelity_records]
@@ -295,12 +330,15 @@ def summarise(fidelity_records: list[dict], speed_records: list[dict], compare_r
         for name in names:
             summary[f"compare_{name}_seconds_mean"] = statistics.fmean(r[f"{name}_seconds"] for r in compare_records)
             summary[f"compare_{name}_seconds_in_batch_mean"] = statistics.fmean(
-                r[f"{name}_seconds_in_batch"] for r in compare_records)
+                r[f"{name}_seconds_in_batch"] for r in compare_records
+            )
             summary[f"compare_{name}_peak_rss_mib_max"] = max(r[f"{name}_peak_rss_mib"] for r in compare_records)
     if speed_records:
         summary["default_seconds_mean"] = statistics.fmean(r["default_seconds"] for r in speed_records)
         summary["default_seconds_max"] = max(r["default_seconds"] for r in speed_records)
-        summary["default_seconds_in_batch_mean"] = statistics.fmean(r["default_seconds_in_batch"] for r in speed_records)
+        summary["default_seconds_in_batch_mean"] = statistics.fmean(
+            r["default_seconds_in_batch"] for r in speed_records
+        )
         summary["speedup_vs_paper_mean"] = statistics.fmean(r["speedup_vs_paper"] for r in speed_records)
         summary["speedup_vs_paper_min"] = min(r["speedup_vs_paper"] for r in speed_records)
         summary["default_peak_rss_mib_max"] = max(r["default_peak_rss_mib"] for r in speed_records)
@@ -337,27 +375,54 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA, help="benchmark images folder")
     parser.add_argument("--preset", default="default", help="preset (or YAML) measured against paper")
-    parser.add_argument("--images", "--fidelity-images", dest="images", default=FIDELITY_IMAGES,
-                        help="fidelity images: a count or comma-separated paths under --data (0: none)")
-    parser.add_argument("--cached-only", action="store_true",
-                        help="skip fidelity images whose paper reference is not cached (never compute one)")
-    parser.add_argument("--speed-images", default="8", help="full-size timing images against paper: a count or paths (0: none)")
-    parser.add_argument("--baseline", type=overrides_of, metavar="K=V,...",
-                        help="an earlier default as overrides of --preset, e.g. iterations=200,gamma=0.4: "
-                        "compared with the preset on --compare-images")
-    parser.add_argument("--compare-images", default="8", help="full-size images of the baseline comparison: a count or paths")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"),
-                        help="force this precision on the preset and the baseline (fp32: as on CPUs without native bf16)")
+    parser.add_argument(
+        "--images",
+        "--fidelity-images",
+        dest="images",
+        default=FIDELITY_IMAGES,
+        help="fidelity images: a count or comma-separated paths under --data (0: none)",
+    )
+    parser.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="skip fidelity images whose paper reference is not cached (never compute one)",
+    )
+    parser.add_argument(
+        "--speed-images", default="8", help="full-size timing images against paper: a count or paths (0: none)"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=overrides_of,
+        metavar="K=V,...",
+        help="an earlier default as overrides of --preset, e.g. iterations=200,gamma=0.4: "
+        "compared with the preset on --compare-images",
+    )
+    parser.add_argument(
+        "--compare-images", default="8", help="full-size images of the baseline comparison: a count or paths"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        help="force this precision on the preset and the baseline (fp32: as on CPUs without native bf16)",
+    )
     parser.add_argument("--max-side", type=int, default=384, help="longer side for the fidelity part")
     parser.add_argument("--paper-steps", type=int, default=1000, help="steps of the paper preset")
     parser.add_argument("--timing-steps", type=int, default=5, help="paper steps timed per image")
-    parser.add_argument("--no-reference-baseline", dest="reference_baseline", action="store_false",
-                        help="skip timing the reference-like loop")
-    parser.add_argument("--large", default="synthetic/low/kodim01.png",
-                        help="photo upscaled to --large-size for the large-image case ('' to skip)")
+    parser.add_argument(
+        "--no-reference-baseline",
+        dest="reference_baseline",
+        action="store_false",
+        help="skip timing the reference-like loop",
+    )
+    parser.add_argument(
+        "--large",
+        default="synthetic/low/kodim01.png",
+        help="photo upscaled to --large-size for the large-image case ('' to skip)",
+    )
     parser.add_argument("--large-size", default="4000x3000", help="WIDTHxHEIGHT of the large case")
-    parser.add_argument("--output", "--results", dest="results", type=Path, default=RESULTS,
-                        help="where the full record goes")
+    parser.add_argument(
+        "--output", "--results", dest="results", type=Path, default=RESULTS, help="where the full record goes"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.worker and not args.data.is_dir():
@@ -400,8 +465,15 @@ def measure_all(args: argparse.Namespace) -> tuple[list, list, list, dict | None
     if args.large:
         width, height = (int(side) for side in args.large_size.lower().split("x"))
         print(f"large {width}x{height} ...", file=sys.stderr)
-        answer = run_case({"kind": "enhance", "preset": args.preset, "overrides": runs_compared(args)["default"],
-                           "image": str(args.data / args.large), "upscale_to": [width, height]})
+        answer = run_case(
+            {
+                "kind": "enhance",
+                "preset": args.preset,
+                "overrides": runs_compared(args)["default"],
+                "image": str(args.data / args.large),
+                "upscale_to": [width, height],
+            }
+        )
         large = {"image": args.large, "size": [width, height], **answer}
         print("  " + json.dumps(large), file=sys.stderr)
     return fidelity_records, speed_records, compare_records, large
@@ -418,9 +490,15 @@ def main(argv: list[str] | None = None) -> int:
     fidelity_records, speed_records, compare_records, large = measure_all(args)
     summary = summarise(fidelity_records, speed_records, compare_records, large, args)
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    record = {"summary": summary, "machine": machine, "fidelity": fidelity_records, "speed": speed_records,
-              "compare": compare_records, "large": large,
-              "arguments": {key: str(value) for key, value in vars(args).items() if key != "worker"}}
+    record = {
+        "summary": summary,
+        "machine": machine,
+        "fidelity": fidelity_records,
+        "speed": speed_records,
+        "compare": compare_records,
+        "large": large,
+        "arguments": {key: str(value) for key, value in vars(args).items() if key != "worker"},
+    }
     args.results.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({**summary, "machine": machine}))
     return 0

@@ -63,8 +63,18 @@ def measure(kind: str, config_name: str, steps: int, warmup: int) -> dict:
 
 
 def _child(kind: str, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--child", kind, "--config", args.config,
-               "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--config",
+        args.config,
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+    ]
     answer = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(answer.stdout.strip().splitlines()[-1])
 
@@ -87,21 +97,25 @@ def main() -> None:
     for _ in range(args.rounds):
         for kind in runs:
             runs[kind].append(_child(kind, args))
-    per_step = {kind: statistics.median(d for run in answers for d in run["durations"]) for kind, answers in runs.items()}
+    per_step = {
+        kind: statistics.median(d for run in answers for d in run["durations"]) for kind, answers in runs.items()
+    }
     peak = {kind: max(run["peak_rss_mib"] for run in answers) for kind, answers in runs.items()}
-    line = json.dumps({
-        "benchmark": "step_speed",
-        "config": args.config,
-        "size": f"{WIDTH}x{HEIGHT}",
-        "machine": common.machine(jobs=1),
-        "steps_measured": sum(len(run["durations"]) for run in runs["preset"]),
-        "seconds_per_step_median": round(per_step["preset"], 4),
-        "projected_seconds_1000_steps": round(per_step["preset"] * 1000, 1),
-        "peak_rss_mib": round(peak["preset"], 1),
-        "reference_like_seconds_per_step_median": round(per_step["reference"], 4),
-        "reference_like_peak_rss_mib": round(peak["reference"], 1),
-        "speedup_per_step_vs_reference_like": round(per_step["reference"] / per_step["preset"], 3),
-    })
+    line = json.dumps(
+        {
+            "benchmark": "step_speed",
+            "config": args.config,
+            "size": f"{WIDTH}x{HEIGHT}",
+            "machine": common.machine(jobs=1),
+            "steps_measured": sum(len(run["durations"]) for run in runs["preset"]),
+            "seconds_per_step_median": round(per_step["preset"], 4),
+            "projected_seconds_1000_steps": round(per_step["preset"] * 1000, 1),
+            "peak_rss_mib": round(peak["preset"], 1),
+            "reference_like_seconds_per_step_median": round(per_step["reference"], 4),
+            "reference_like_peak_rss_mib": round(peak["reference"], 1),
+            "speedup_per_step_vs_reference_like": round(per_step["reference"] / per_step["preset"], 3),
+        }
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "step_speed.json").write_text(line + "\n")
     print(line)

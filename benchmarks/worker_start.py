@@ -55,7 +55,9 @@ def main(argv=None) -> dict:
                 output = Path(folder) / "out"
                 shutil.rmtree(output, ignore_errors=True)
                 started = time.perf_counter()
-                summary = run_batch(jobs, config, OutputOptions(output), plan=Plan(arguments.workers, 1, fork=kind == "fork"))
+                summary = run_batch(
+                    jobs, config, OutputOptions(output), plan=Plan(arguments.workers, 1, fork=kind == "fork")
+                )
                 seconds[kind].append(round(time.perf_counter() - started, 2))
                 if summary.failed:
                     raise SystemExit(f"{summary.failed} photos failed with {kind}ed workers")

@@ -81,7 +81,9 @@ def check_outputs(jobs: Sequence[Job], options: OutputOptions) -> None:
     for job in jobs:
         for destination in [output_path(job, options), *extra_paths(job, options).values()]:
             if not _confined(destination, options.output_dir):
-                raise UsageError(f"{job.name}: output {destination} would be outside the output folder {options.output_dir}")
+                raise UsageError(
+                    f"{job.name}: output {destination} would be outside the output folder {options.output_dir}"
+                )
             key = destination.resolve()
             if key in sources:
                 raise UsageError(f"{job.name}: output {destination} would overwrite an input")
@@ -113,7 +115,6 @@ def prepare_output_dir(options: OutputOptions) -> None:
             pass
     except OSError as error:
         raise os_failure(OutputError, folder, "output folder cannot be written", error) from None
-
 
 
 def run_batch(

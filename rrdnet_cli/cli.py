@@ -189,7 +189,10 @@ class Reporter:
 
     def duplicate(self, dropped: Path, kept: Path) -> None:
         if not self.quiet:
-            tqdm.write(f"rrdnet: note: {dropped} is the same file as {kept} (a symbolic link); enhanced once, as {kept}", file=sys.stderr)
+            tqdm.write(
+                f"rrdnet: note: {dropped} is the same file as {kept} (a symbolic link); enhanced once, as {kept}",
+                file=sys.stderr,
+            )
 
     def file(self, result: FileResult) -> None:
         self._emit(result.to_json())
@@ -390,7 +393,11 @@ def _shard_option(ctx, param, value):
     help="JPEG and WebP quality.",
 )
 @click.option("--suffix", default="", help="Text added to each output file's stem.")
-@click.option("--save-maps", is_flag=True, help="Also write illumination, adjusted illumination, reflectance and noise to OUTPUT_DIR/maps/.")
+@click.option(
+    "--save-maps",
+    is_flag=True,
+    help="Also write illumination, adjusted illumination, reflectance and noise to OUTPUT_DIR/maps/.",
+)
 @click.option(
     "--skip-existing/--overwrite",
     default=False,
@@ -420,16 +427,41 @@ def _shard_option(ctx, param, value):
     callback=lambda ctx, param, value: _count_option(ctx, param, value),
     help=f"Torch threads of a single-process run, and the most each worker gets (env {workers.THREADS_VARIABLE}).",
 )
-@click.option("--save-decomposition", is_flag=True, help="Also save L, R, N and the input to OUTPUT_DIR/decompositions/<stem>.npz (for rrdnet relight).")
-@click.option("--contact-sheet", is_flag=True, help="Also write OUTPUT_DIR/sheets/<stem>_sheet.png: the maps side by side and the loss curves.")
+@click.option(
+    "--save-decomposition",
+    is_flag=True,
+    help="Also save L, R, N and the input to OUTPUT_DIR/decompositions/<stem>.npz (for rrdnet relight).",
+)
+@click.option(
+    "--contact-sheet",
+    is_flag=True,
+    help="Also write OUTPUT_DIR/sheets/<stem>_sheet.png: the maps side by side and the loss curves.",
+)
 @config_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary; errors only.")
 @click.option("-v", "--verbose", is_flag=True, help="Print the config and one line per file.")
 @click.pass_context
 def enhance(
-    ctx, inputs, output_dir, recursive, files_from, output_format, quality, suffix, save_maps,
-    save_decomposition, contact_sheet, skip_existing, shard, json_lines, worker_setting, threads, config_name,
-    quiet, verbose, **overrides,
+    ctx,
+    inputs,
+    output_dir,
+    recursive,
+    files_from,
+    output_format,
+    quality,
+    suffix,
+    save_maps,
+    save_decomposition,
+    contact_sheet,
+    skip_existing,
+    shard,
+    json_lines,
+    worker_setting,
+    threads,
+    config_name,
+    quiet,
+    verbose,
+    **overrides,
 ):
     """Enhance INPUT images (files, folders, glob patterns, or '-' for one image on stdin)."""
     config = load_config(config_name, **overrides)
@@ -454,15 +486,22 @@ def enhance(
     # progress bar's monitor thread takes only tqdm's own), and see workers.plan.
     plan = workers.plan_batch(jobs, config, options, worker_setting=worker_setting, threads=threads, may_fork=True)
     if threads is not None and threads > (cores := workers.available_cores()) and not quiet:
-        click.echo(f"rrdnet: note: {threads} threads asked for, {cores} cores available: using at most {cores}", err=True)
+        click.echo(
+            f"rrdnet: note: {threads} threads asked for, {cores} cores available: using at most {cores}", err=True
+        )
     _use_threads(ctx, plan)
     reporter.config(config)
     steps = config.iterations if plan.worker_count == 1 else 0  # workers report no steps
     with Progress(not quiet and sys.stderr.isatty(), len(jobs), steps) as progress:
         try:
             summary = run_batch(
-                jobs, config, options,
-                on_start=progress.start_file, on_step=progress.step, on_result=progress.then(reporter.file), plan=plan,
+                jobs,
+                config,
+                options,
+                on_start=progress.start_file,
+                on_step=progress.step,
+                on_result=progress.then(reporter.file),
+                plan=plan,
             )
         except Interrupted as error:
             reporter.interrupted(error.summary)
@@ -487,7 +526,9 @@ def _use_threads(ctx, plan) -> None:
         ctx.call_on_close(lambda: torch.set_num_threads(previous))
 
 
-def _gather_jobs(inputs, recursive, files_from, shard, to_stdout, json_lines, output_dir, on_duplicate=None) -> list[Job]:
+def _gather_jobs(
+    inputs, recursive, files_from, shard, to_stdout, json_lines, output_dir, on_duplicate=None
+) -> list[Job]:
     """The jobs the enhance command's arguments name, after the checks only the command can make."""
     if to_stdout and json_lines:
         raise click.UsageError("--json and '-o -' would both write to stdout; choose one")
@@ -496,7 +537,12 @@ def _gather_jobs(inputs, recursive, files_from, shard, to_stdout, json_lines, ou
     stdin = getattr(sys.stdin, "buffer", None)
     listed = read_path_list(files_from, stdin) if files_from else []
     jobs = collect_inputs(
-        inputs, recursive, listed=listed, stdin=stdin, exclude=None if to_stdout else output_dir, on_duplicate=on_duplicate
+        inputs,
+        recursive,
+        listed=listed,
+        stdin=stdin,
+        exclude=None if to_stdout else output_dir,
+        on_duplicate=on_duplicate,
     )
     return select_shard(jobs, *shard) if shard is not None else jobs
 
@@ -515,8 +561,16 @@ def config_show(config_name, **overrides):
 
 @main.command()
 @click.argument("decomposition_file", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Image to write (format from its extension).")
-@click.option("--gamma", type=GAMMA, help="Illumination exponent, or 'auto' (the target brightness of the saved config).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Image to write (format from its extension).",
+)
+@click.option(
+    "--gamma", type=GAMMA, help="Illumination exponent, or 'auto' (the target brightness of the saved config)."
+)
 @click.option("--brightness", type=float, metavar="T", help="Pick the gamma that gives mean brightness T (0-1).")
 @click.option("--denoise", type=DENOISE, help=DENOISE_HELP + " Default: the saved config's.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line.")
@@ -525,7 +579,11 @@ def relight(decomposition_file, output, gamma, brightness, denoise, quiet):
     if gamma is None and brightness is None:
         raise click.UsageError("give --gamma G|auto or --brightness T")
     enhancement = relight_file(
-        decomposition_file, output, gamma=gamma, brightness=brightness, denoise=denoise,
+        decomposition_file,
+        output,
+        gamma=gamma,
+        brightness=brightness,
+        denoise=denoise,
         on_note=lambda note: click.echo(f"rrdnet: note: {note}", err=True),
     )
     if not quiet:
@@ -534,8 +592,20 @@ def relight(decomposition_file, output, gamma, brightness, denoise, quiet):
 
 @main.command("eval")
 @click.argument("enhanced_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--reference", "reference_dir", type=click.Path(path_type=Path, file_okay=False), metavar="GT_DIR", help="Ground truths, matched by relative path and stem: adds PSNR and SSIM.")
-@click.option("--json", "json_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True), metavar="FILE", help="Also write every score as JSON to FILE ('-': stdout, instead of the table).")
+@click.option(
+    "--reference",
+    "reference_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="GT_DIR",
+    help="Ground truths, matched by relative path and stem: adds PSNR and SSIM.",
+)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    metavar="FILE",
+    help="Also write every score as JSON to FILE ('-': stdout, instead of the table).",
+)
 @click.pass_context
 def eval_command(ctx, enhanced_dir, reference_dir, json_file):
     """Measure the images in ENHANCED_DIR: NIQE and mean brightness, and PSNR/SSIM with --reference."""

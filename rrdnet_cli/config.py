@@ -38,7 +38,15 @@ MAX_CROP_PIXELS = MAX_CROP_SIZE * MAX_CROP_SIZE
 
 
 def _option(
-    default, help: str, *, minimum=None, exclusive=False, choices=None, maximum=None, pattern=None, keywords=(),
+    default,
+    help: str,
+    *,
+    minimum=None,
+    exclusive=False,
+    choices=None,
+    maximum=None,
+    pattern=None,
+    keywords=(),
     odd=False,
 ):
     # keywords: strings a numeric field also accepts in place of a number (gamma: "auto").
@@ -70,9 +78,7 @@ class Config:
     illumination_weight: float = _option(1.0, "weight of the illumination loss", minimum=0.0)
     reflectance_weight: float = _option(1.0, "weight of the reflectance loss", minimum=0.0)
     noise_weight: float = _option(5000.0, "weight of the noise loss", minimum=0.0)
-    reflectance_fidelity_weight: float = _option(
-        1.0, "weight of |I/L - R| inside the reflectance loss", minimum=0.0
-    )
+    reflectance_fidelity_weight: float = _option(1.0, "weight of |I/L - R| inside the reflectance loss", minimum=0.0)
     gamma: float | str = _option(
         0.4,
         "illumination is raised to this power; 'auto': the power that gives the target brightness",
@@ -85,8 +91,11 @@ class Config:
     )
     gamma_floor: float = _option(
         # light.GAMMA_MIN; the config stays free of torch imports.
-        0.1, "lowest gamma that 'auto' tries; a brighter target is reached with an exposure gain",
-        minimum=0.0, exclusive=True, maximum=1.0,
+        0.1,
+        "lowest gamma that 'auto' tries; a brighter target is reached with an exposure gain",
+        minimum=0.0,
+        exclusive=True,
+        maximum=1.0,
     )
     denoise: float | str = _option(
         "off",
@@ -105,7 +114,8 @@ class Config:
     device: str = _option("auto", "auto, cpu, cuda or cuda:N", pattern=r"auto|cpu|cuda(:\d+)?")
     # Speed settings. Their defaults reproduce the paper: every step on the whole image in fp32.
     strategy: str = _option(
-        "full", "what each Adam step sees: the full optimisation image, or random crops of it",
+        "full",
+        "what each Adam step sees: the full optimisation image, or random crops of it",
         choices=("full", "crops"),
     )
     optimisation_side: int = _option(
@@ -116,33 +126,37 @@ class Config:
         4, "random crops per Adam step (strategy crops)", minimum=1, maximum=MAX_CROPS_PER_STEP
     )
     learning_rate_schedule: str = _option(
-        "constant", "constant, or cosine decay to zero over the iterations",
+        "constant",
+        "constant, or cosine decay to zero over the iterations",
         choices=("constant", "cosine"),
     )
     convergence_tolerance: float = _option(
-        0.0, "stop when a window's mean loss improves on the previous by less (0: never)",
+        0.0,
+        "stop when a window's mean loss improves on the previous by less (0: never)",
         minimum=0.0,
     )
-    convergence_window: int = _option(
-        25, "steps per window of the convergence test", minimum=1, maximum=MAX_ITERATIONS
-    )
+    convergence_window: int = _option(25, "steps per window of the convergence test", minimum=1, maximum=MAX_ITERATIONS)
     precision: str = _option(
-        "fp32", "network arithmetic while optimising: fp32, bf16, or auto (bf16 where it is fast)",
+        "fp32",
+        "network arithmetic while optimising: fp32, bf16, or auto (bf16 where it is fast)",
         choices=("fp32", "bf16", "auto"),
     )
     initial_weights: str = _option(
-        "random", "where the fit starts: weights drawn from the seed (the paper), or the shipped "
+        "random",
+        "where the fit starts: weights drawn from the seed (the paper), or the shipped "
         "meta-learned set (rrdnet_cli/data/initial_weights.md), which needs far fewer steps",
         choices=("random", "learned"),
     )
     initial_illumination: str = _option(
-        "network", "illumination at step 0: the network's own (about 0.5), or the image's mean "
+        "network",
+        "illumination at step 0: the network's own (about 0.5), or the image's mean "
         "channel maximum (its last bias set so; dark photos then need far fewer steps); "
         "random initial weights only",
         choices=("network", "image"),
     )
     noise_map: str = _option(
-        "fitted", "the noise map N: fitted by the network's noise branch (the paper), or zero "
+        "fitted",
+        "the noise map N: fitted by the network's noise branch (the paper), or zero "
         "(the branch is not run: a third less work where the fit would leave N at zero anyway)",
         choices=("fitted", "zero"),
     )
@@ -283,8 +297,7 @@ def _check_combinations(config: Config, source: str) -> None:
     """Constraints that a single field's metadata cannot express."""
     if 0 < config.tile_size < MIN_TILE_SIZE:
         raise ConfigError(
-            f"{source}: key 'tile_size': must be 0 (no tiling) or at least {MIN_TILE_SIZE}, "
-            f"got {config.tile_size}"
+            f"{source}: key 'tile_size': must be 0 (no tiling) or at least {MIN_TILE_SIZE}, got {config.tile_size}"
         )
     if config.strategy == "crops" and config.crop_size**2 * config.crops_per_step > MAX_CROP_PIXELS:
         raise ConfigError(

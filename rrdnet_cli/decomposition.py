@@ -228,9 +228,7 @@ def _check_headers(path: Path, headers: dict, declared: int) -> None:
         if wanted == "A":
             wanted = (0, 0) if shape == (0, 0) else ("H", "W")
         expected = tuple(sides.get(side, side) for side in wanted)
-        fits = len(shape) == len(expected) and all(
-            want == "n" or have == want for have, want in zip(shape, expected)
-        )
+        fits = len(shape) == len(expected) and all(want == "n" or have == want for have, want in zip(shape, expected))
         if dtype.kind not in kinds or not fits:
             described = " x ".join(str(side) for side in expected) or "a single value"
             raise _fail(path, f"'{key}' has dtype {dtype} and shape {shape}, expected {described}")
@@ -240,7 +238,9 @@ def _check_headers(path: Path, headers: dict, declared: int) -> None:
                 raise _fail(path, f"image of {width}x{height} pixels; must be between 1 and {limit} pixels")
     cap = height * width * _BYTES_PER_PIXEL + _METADATA_BYTES
     if declared > cap:
-        raise _fail(path, f"holds {declared} bytes of arrays, more than a {width}x{height} image needs ({cap}); refused")
+        raise _fail(
+            path, f"holds {declared} bytes of arrays, more than a {width}x{height} image needs ({cap}); refused"
+        )
 
 
 def _scalar(arrays, key: str) -> object:
@@ -440,7 +440,10 @@ def relight_file(
         raise UsageError(f"{source}: output {destination} would overwrite the input")
     decomposition = load(source)
     enhancement = relight(
-        decomposition, gamma=gamma, brightness=brightness, denoise=denoise,
+        decomposition,
+        gamma=gamma,
+        brightness=brightness,
+        denoise=denoise,
         on_note=None if on_note is None else lambda note: on_note(f"{source}: {note}"),
     )
     images.write_like(enhancement.result, Path(destination), decomposition.source, quality=quality)

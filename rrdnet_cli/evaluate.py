@@ -42,7 +42,9 @@ def psnr(result: np.ndarray, reference: np.ndarray) -> float:
 def ssim(result: np.ndarray, reference: np.ndarray) -> float:
     """SSIM of ``result`` against ``reference``, both ``(H, W, 3)`` in [0, 1]."""
     if min(result.shape[:2]) < SSIM_MIN_SIDE:
-        raise InputError(f"image is {result.shape[1]}x{result.shape[0]} pixels; SSIM needs at least {SSIM_MIN_SIDE}x{SSIM_MIN_SIDE}")
+        raise InputError(
+            f"image is {result.shape[1]}x{result.shape[0]} pixels; SSIM needs at least {SSIM_MIN_SIDE}x{SSIM_MIN_SIDE}"
+        )
     return float(
         structural_similarity(
             reference,
@@ -208,13 +210,17 @@ def evaluate(pairs: Iterable[tuple[Path, Path, Optional[Path]]]) -> Report:
             scores = score_images(str(relative), result, reference)
         except RRDNetError as error:
             message = str(error)
-            scores = Scores(str(relative), error=message if str(result_path) in message else f"{result_path}: {message}")
+            scores = Scores(
+                str(relative), error=message if str(result_path) in message else f"{result_path}: {message}"
+            )
         scores.reference = None if reference_path is None else str(reference_path)
         report.rows.append(scores)
     return report
 
 
-def check_report_path(report: Path, pairs: Iterable[tuple[Path, Path, Optional[Path]]], folders: Iterable[Path]) -> None:
+def check_report_path(
+    report: Path, pairs: Iterable[tuple[Path, Path, Optional[Path]]], folders: Iterable[Path]
+) -> None:
     """Refuse a report path that would replace an image being scored, or any image in the
     ``folders`` (a reference left unmatched is still someone's file), before anything is scored."""
     if str(report) == "-":
@@ -223,7 +229,9 @@ def check_report_path(report: Path, pairs: Iterable[tuple[Path, Path, Optional[P
     inputs = {path.resolve() for _, result, reference in pairs for path in (result, reference) if path is not None}
     inside = any(target.is_relative_to(Path(folder).resolve()) for folder in folders)
     if target in inputs or (inside and target.suffix.lower() in images.IMAGE_SUFFIXES):
-        raise UsageError(f"{report}: the JSON report would overwrite an image being evaluated; give another --json path")
+        raise UsageError(
+            f"{report}: the JSON report would overwrite an image being evaluated; give another --json path"
+        )
 
 
 def evaluate_folder(
@@ -255,7 +263,9 @@ def format_table(report: Report) -> str:
     width = max([len(row.name) for row in good] + [len(label), len("file")])
     lines = ["  ".join([f"{'file':<{width}}"] + [f"{title:>8}" for _, title, _ in columns])]
     for row in good:
-        lines.append("  ".join([f"{row.name:<{width}}"] + [f"{_cell(getattr(row, key), d):>8}" for key, _, d in columns]))
+        lines.append(
+            "  ".join([f"{row.name:<{width}}"] + [f"{_cell(getattr(row, key), d):>8}" for key, _, d in columns])
+        )
     means = report.means()
     lines.append("  ".join([f"{label:<{width}}"] + [f"{_cell(means[key], d):>8}" for key, _, d in columns]))
     return "\n".join(lines)

@@ -55,8 +55,39 @@ _PIXEL_X_DIMENSION, _PIXEL_Y_DIMENSION = 0xA002, 0xA003
 # EXIF they would describe the wrong data (Pillow even fails to write such a TIFF). The ICC profile
 # travels on its own, and XMP is left behind because it may repeat the old orientation.
 _NOT_COPIED_TAGS = frozenset(
-    {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325,
-     330, 338, 339, 347, 513, 514, 529, 530, 531, 532, 700, 34675}
+    {
+        254,
+        255,
+        256,
+        257,
+        258,
+        259,
+        262,
+        266,
+        273,
+        277,
+        278,
+        279,
+        284,
+        317,
+        320,
+        322,
+        323,
+        324,
+        325,
+        330,
+        338,
+        339,
+        347,
+        513,
+        514,
+        529,
+        530,
+        531,
+        532,
+        700,
+        34675,
+    }
 )
 # The text tags of EXIF's first directory, which tifffile can write into a 16-bit TIFF.
 _TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)
@@ -235,8 +266,7 @@ def decode_image(data: bytes, name: str) -> LoadedImage:
         raise InputError(f"{name}: {_unidentified(data)}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(
-            f"{name}: image has more than {limit} pixels, the limit that guards against "
-            "decompression bombs; refused"
+            f"{name}: image has more than {limit} pixels, the limit that guards against decompression bombs; refused"
         ) from None
     except MemoryError:
         raise InputError(f"{name}: not enough memory to decode this image") from None
@@ -391,7 +421,9 @@ def _decode_with_pillow(
         return np.asarray(opened).astype(np.uint16)[:, :, None], 65535, icc_profile
     if mode in ("I", "F"):
         kind = "floating-point" if mode == "F" else "integer"
-        raise InputError(f"{name}: 32-bit {kind} pixels are not supported (only 8- and 16-bit unsigned integer samples)")
+        raise InputError(
+            f"{name}: 32-bit {kind} pixels are not supported (only 8- and 16-bit unsigned integer samples)"
+        )
     if mode == "CMYK":
         return _cmyk_to_rgb(opened, icc_profile)
     if mode in ("1", "L"):
@@ -432,7 +464,11 @@ def _decode_tiff_16(data: bytes, name: str) -> np.ndarray:
         if page.bitspersample != 16 or page.sampleformat != tifffile.SAMPLEFORMAT.UINT:
             raise InputError(f"{name}: only 8- and 16-bit unsigned integer TIFF images are supported")
         photometric = page.photometric
-        if photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.MINISWHITE, tifffile.PHOTOMETRIC.RGB):
+        if photometric not in (
+            tifffile.PHOTOMETRIC.MINISBLACK,
+            tifffile.PHOTOMETRIC.MINISWHITE,
+            tifffile.PHOTOMETRIC.RGB,
+        ):
             raise InputError(f"{name}: 16-bit TIFF with {photometric.name} colours is not supported")
         array = page.asarray()
         samples = page.samplesperpixel
@@ -533,7 +569,9 @@ def to_pil(pixels: torch.Tensor, grayscale: bool = False, alpha: Optional[np.nda
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
-def encode_like(pixels: torch.Tensor, source: LoadedImage, image_format: str, *, quality: int = DEFAULT_QUALITY) -> bytes:
+def encode_like(
+    pixels: torch.Tensor, source: LoadedImage, image_format: str, *, quality: int = DEFAULT_QUALITY
+) -> bytes:
     """Encode ``pixels`` ``(1, 3, H, W)`` as the enhanced version of ``source`` in ``image_format``
     (a value of ``FORMATS``): same gray or colour, alpha, bit depth where the format holds it,
     EXIF and ICC profile where it holds them."""
@@ -721,7 +759,11 @@ def temporaries_of(path: Path) -> list[Path]:
     except OSError:
         return []
     length = len(prefix) + 8 + len(suffix)  # mkstemp's random part has 8 characters
-    return [path.parent / name for name in names if len(name) == length and name.startswith(prefix) and name.endswith(suffix)]
+    return [
+        path.parent / name
+        for name in names
+        if len(name) == length and name.startswith(prefix) and name.endswith(suffix)
+    ]
 
 
 def write_fully(target, data: bytes, name: str) -> None:
@@ -768,9 +810,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise cannot_write(path, error) from None
 
 
-def save_image(
-    image: Image.Image, path: Path, *, quality: int = DEFAULT_QUALITY, exif=None, icc_profile=None
-) -> None:
+def save_image(image: Image.Image, path: Path, *, quality: int = DEFAULT_QUALITY, exif=None, icc_profile=None) -> None:
     """Write the Pillow ``image`` to ``path`` atomically, in the format its extension names."""
     image_format = format_for(path)
     if image.mode not in ("L", "LA", "RGB", "RGBA"):

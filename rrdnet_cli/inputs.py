@@ -48,7 +48,9 @@ def _files_in(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[Pat
 
 def _images_in(folder: Path, recursive: bool, exclude: Optional[Path]) -> tuple[list[Path], list[tuple[Path, OSError]]]:
     files, unlisted = _files_in(folder, recursive)
-    found = sorted(path for path in files if path.suffix.lower() in images.IMAGE_SUFFIXES and not _inside(path, exclude))
+    found = sorted(
+        path for path in files if path.suffix.lower() in images.IMAGE_SUFFIXES and not _inside(path, exclude)
+    )
     return found, sorted(unlisted, key=lambda item: item[0])
 
 

@@ -247,7 +247,11 @@ def _check_free(job: Job, destination: Path, extras: dict[str, Path]) -> None:
 
 def skipped(job: Job, options: OutputOptions) -> bool:
     """Whether ``skip_existing`` leaves ``job`` alone: its outputs are all there."""
-    return options.skip_existing and options.stream is None and _finished(output_path(job, options), extra_paths(job, options))
+    return (
+        options.skip_existing
+        and options.stream is None
+        and _finished(output_path(job, options), extra_paths(job, options))
+    )
 
 
 def run_job(job: Job, config: Config, options: OutputOptions, on_step: Optional[StepCallback] = None) -> FileResult:

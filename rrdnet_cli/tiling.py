@@ -40,9 +40,14 @@ def tiles(height: int, width: int, tile_size: int, margin: int) -> Iterator[Tile
     for top, bottom in _spans(height, tile_size):
         for left, right in _spans(width, tile_size):
             yield Tile(
-                top, bottom, left, right,
-                max(0, top - margin), min(height, bottom + margin),
-                max(0, left - margin), min(width, right + margin),
+                top,
+                bottom,
+                left,
+                right,
+                max(0, top - margin),
+                min(height, bottom + margin),
+                max(0, left - margin),
+                min(width, right + margin),
             )
 
 
@@ -64,7 +69,7 @@ def forward_tiled(
         return tuple(network(image))
     outputs: list[torch.Tensor] | None = None
     for tile in tiles(height, width, tile_size, margin):
-        window = image[..., tile.window_top:tile.window_bottom, tile.window_left:tile.window_right]
+        window = image[..., tile.window_top : tile.window_bottom, tile.window_left : tile.window_right]
         pieces = network(window)
         if outputs is None:
             outputs = [
@@ -74,6 +79,6 @@ def forward_tiled(
         rows = slice(tile.top - tile.window_top, tile.bottom - tile.window_top)
         columns = slice(tile.left - tile.window_left, tile.right - tile.window_left)
         for output, piece in zip(outputs, pieces):
-            output[..., tile.top:tile.bottom, tile.left:tile.right] = piece[..., rows, columns]
+            output[..., tile.top : tile.bottom, tile.left : tile.right] = piece[..., rows, columns]
     assert outputs is not None
     return tuple(outputs)

@@ -191,7 +191,9 @@ def _worker_main(connection: Connection, threads: int, parent_end: Optional[Conn
             try:
                 result = run_job(job, config, options)
             except Exception as error:  # an unforeseen bug fails the file, not the batch
-                result = FileResult(job.source, None, Status.FAILED, 0.0, naming(job.name, f"{type(error).__name__}: {error}"))
+                result = FileResult(
+                    job.source, None, Status.FAILED, 0.0, naming(job.name, f"{type(error).__name__}: {error}")
+                )
             connection.send(result)
     except KeyboardInterrupt:
         sys.exit(STOPPED_EXIT)  # SIGTERM: the parent (or whoever sent it) knows it from the code
@@ -326,7 +328,9 @@ def run_in_workers(
                     worker.stop(idle=True)
                     worker.connection.close()
                     remove_temporaries(job, options)
-                    result = FileResult(job.source, None, Status.FAILED, 0.0, naming(job.name, _death_message(worker.process)))
+                    result = FileResult(
+                        job.source, None, Status.FAILED, 0.0, naming(job.name, _death_message(worker.process))
+                    )
                     if pending:
                         worker = pool[index] = _Worker(context, plan.threads or 1)
                 record(result)

@@ -19,10 +19,29 @@ def test_every_public_name_resolves_to_its_module_object():
     assert rrdnet_cli.load_decomposition is decomposition.load
     assert rrdnet_cli.save_decomposition is decomposition.save
     assert rrdnet_cli.enhance_file is jobs.enhance_file and rrdnet_cli.run_job is jobs.run_job
-    for name in ("enhance", "enhance_file", "run_batch", "plan_batch", "relight", "load_decomposition",
-                 "save_decomposition", "load_config", "Config", "Enhancement", "read_image", "write_like",
-                 "evaluate_folder", "RRDNet", "RRDNetError", "ConfigError", "InputError", "OutputError",
-                 "UsageError", "OptimisationError", "Interrupted"):
+    for name in (
+        "enhance",
+        "enhance_file",
+        "run_batch",
+        "plan_batch",
+        "relight",
+        "load_decomposition",
+        "save_decomposition",
+        "load_config",
+        "Config",
+        "Enhancement",
+        "read_image",
+        "write_like",
+        "evaluate_folder",
+        "RRDNet",
+        "RRDNetError",
+        "ConfigError",
+        "InputError",
+        "OutputError",
+        "UsageError",
+        "OptimisationError",
+        "Interrupted",
+    ):
         assert name in rrdnet_cli.__all__, name
 
 

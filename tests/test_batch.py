@@ -34,7 +34,9 @@ def test_batch_goes_on_after_a_bad_file(tmp_path, tiny_config):
     write_dark(tmp_path / "in" / "good.png")
     (tmp_path / "in" / "bad.png").write_bytes(b"not really a png")
     seen = []
-    summary = run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"), on_result=seen.append)
+    summary = run_batch(
+        collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"), on_result=seen.append
+    )
     assert (summary.done, summary.failed) == (1, 1)
     assert [result.status for result in seen] == [Status.FAILED, Status.DONE]
     assert "bad.png" in seen[0].error
@@ -48,7 +50,15 @@ def test_summary_counts_each_status_as_json():
         FileResult(Path("c.png"), Path("out/c.png"), Status.SKIPPED, 0.0),
     ]
     summary = BatchSummary(results, 2.0)
-    assert summary.to_json() == {"type": "summary", "files": 3, "done": 1, "skipped": 1, "failed": 1, "seconds": 2.0, "interrupted": False}
+    assert summary.to_json() == {
+        "type": "summary",
+        "files": 3,
+        "done": 1,
+        "skipped": 1,
+        "failed": 1,
+        "seconds": 2.0,
+        "interrupted": False,
+    }
     json.dumps(summary.to_json())
 
 
@@ -131,7 +141,12 @@ def test_interruption_keeps_finished_files_and_leaves_no_partial(tmp_path, tiny_
         raise KeyboardInterrupt
 
     with pytest.raises(Interrupted) as caught:
-        run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"), on_result=stop_after_first)
+        run_batch(
+            collect_inputs([str(tmp_path / "in")]),
+            tiny_config,
+            OutputOptions(tmp_path / "out"),
+            on_result=stop_after_first,
+        )
     assert isinstance(caught.value, KeyboardInterrupt)
     assert caught.value.summary.done == 1 and caught.value.summary.interrupted
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png"]
@@ -187,7 +202,9 @@ def test_skip_existing_fails_a_folder_at_the_output_path(tmp_path, tiny_config):
     source = write_dark(tmp_path / "a.png", 32, 32)
     (tmp_path / "out" / "a.png").mkdir(parents=True)
     for skip_existing in (True, False):
-        summary = run_batch(collect_inputs([str(source)]), tiny_config, OutputOptions(tmp_path / "out", skip_existing=skip_existing))
+        summary = run_batch(
+            collect_inputs([str(source)]), tiny_config, OutputOptions(tmp_path / "out", skip_existing=skip_existing)
+        )
         assert summary.failed == 1 and summary.skipped == 0
         assert summary.results[0].error == f"{source}: output {tmp_path / 'out' / 'a.png'} exists and is not a file"
     assert (tmp_path / "out" / "a.png").is_dir()

@@ -11,6 +11,7 @@ from rrdnet_cli.cli import main
 
 from helpers import DEFAULT_FAST, PAPER_FAST, crafted_png_header, run, write_dark
 
+
 def single_line_error(result):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("rrdnet: error:"), result.stderr
@@ -377,7 +378,6 @@ def test_cli_gamma_auto_and_bad_gamma(tmp_path):
     assert result.exit_code == 2 and "brightness" in result.stderr
 
 
-
 # --------------------------------------------------------------------- issue 13: one-line errors
 
 
@@ -425,7 +425,9 @@ def test_interrupts_and_bugs_are_one_line(tmp_path, monkeypatch, raised, code, m
 @pytest.mark.parametrize("value", ["0", "lots", "2.5"])
 def test_bad_threads_variable_is_a_usage_error(tmp_path, value):
     source = write_dark(tmp_path / "dark.png")
-    result = CliRunner().invoke(main, ["enhance", str(source), "-o", str(tmp_path / "out")], env={"RRDNET_THREADS": value})
+    result = CliRunner().invoke(
+        main, ["enhance", str(source), "-o", str(tmp_path / "out")], env={"RRDNET_THREADS": value}
+    )
     assert result.exit_code == 2
     assert f"RRDNET_THREADS '{value}': expected a positive whole number" in single_line_error(result)
     assert not (tmp_path / "out").exists()
@@ -447,9 +449,13 @@ def test_threads_apply_to_the_run_only_and_the_option_wins(tmp_path, monkeypatch
     monkeypatch.setattr("rrdnet_cli.workers.available_cores", lambda: 8)
     source = write_dark(tmp_path / "dark.png", 24, 24)
     before = torch.get_num_threads()
-    result = CliRunner().invoke(main, ["enhance", str(source), "-o", str(tmp_path / "a"), "--threads", "2", *PAPER], env={"RRDNET_THREADS": "3"})
+    result = CliRunner().invoke(
+        main, ["enhance", str(source), "-o", str(tmp_path / "a"), "--threads", "2", *PAPER], env={"RRDNET_THREADS": "3"}
+    )
     assert result.exit_code == 0, result.stderr
-    result = CliRunner().invoke(main, ["enhance", str(source), "-o", str(tmp_path / "b"), *PAPER], env={"RRDNET_THREADS": "3"})
+    result = CliRunner().invoke(
+        main, ["enhance", str(source), "-o", str(tmp_path / "b"), *PAPER], env={"RRDNET_THREADS": "3"}
+    )
     assert result.exit_code == 0, result.stderr
     assert seen == [2, 3] and torch.get_num_threads() == before
 
@@ -492,7 +498,11 @@ def test_click_generates_the_shell_completion(shell):
 
 def test_completion_offers_options_and_their_choices():
     def complete(*words):
-        env = {"_RRDNET_COMPLETE": "bash_complete", "COMP_WORDS": " ".join(("rrdnet", *words)), "COMP_CWORD": str(len(words))}
+        env = {
+            "_RRDNET_COMPLETE": "bash_complete",
+            "COMP_WORDS": " ".join(("rrdnet", *words)),
+            "COMP_CWORD": str(len(words)),
+        }
         result = CliRunner().invoke(main, [], prog_name="rrdnet", env=env)
         assert result.exit_code == 0, result.output
         return result.stdout.split()
@@ -565,11 +575,26 @@ def test_devices_and_fifos_named_as_inputs_fail_alone(tmp_path):
     (tmp_path / "in" / "random.png").symlink_to("/dev/urandom")
     listed = tmp_path / "list.txt"
     listed.write_text(f"{tmp_path / 'in' / 'pipe.png'}\n{tmp_path / 'in' / 'good.png'}\n")
-    result = run("enhance", "/dev/zero", tmp_path / "in" / "random.png", "--files-from", listed, "-o", tmp_path / "out", *PAPER_FAST)
+    result = run(
+        "enhance",
+        "/dev/zero",
+        tmp_path / "in" / "random.png",
+        "--files-from",
+        listed,
+        "-o",
+        tmp_path / "out",
+        *PAPER_FAST,
+    )
     assert result.exit_code == 1, result.stderr
     assert "1 done, 3 failed" in result.stderr
-    for name, words in (("/dev/zero", "a character device"), ("random.png", "a character device"), ("pipe.png", "a FIFO")):
-        assert any(name in line and f"is {words}, not a regular file; refused" in line for line in result.stderr.splitlines()), name
+    for name, words in (
+        ("/dev/zero", "a character device"),
+        ("random.png", "a character device"),
+        ("pipe.png", "a FIFO"),
+    ):
+        assert any(
+            name in line and f"is {words}, not a regular file; refused" in line for line in result.stderr.splitlines()
+        ), name
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["good.png"]
 
 

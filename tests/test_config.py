@@ -120,7 +120,12 @@ def test_a_file_is_read_when_the_argument_looks_like_a_path(tmp_path, monkeypatc
 
 @pytest.mark.parametrize(
     "text, needle",
-    [("gamma: bright\n", "'auto'"), ("brightness: 1.5\n", "at most 1.0"), ("brightness: -0.1\n", "at least 0"), ("brightness: auto\n", "brightness")],
+    [
+        ("gamma: bright\n", "'auto'"),
+        ("brightness: 1.5\n", "at most 1.0"),
+        ("brightness: -0.1\n", "at least 0"),
+        ("brightness: auto\n", "brightness"),
+    ],
 )
 def test_bad_light_values_in_files(tmp_path, text, needle):
     path = tmp_path / "bad.yaml"
@@ -249,7 +254,9 @@ def test_every_size_count_and_step_key_has_an_upper_bound(tmp_path, text, needle
 
 
 def test_the_bounds_still_take_real_settings():
-    config = load_config("paper", iterations=100_000, strategy="crops", crop_size=4096, crops_per_step=1, tile_size=65536)
+    config = load_config(
+        "paper", iterations=100_000, strategy="crops", crop_size=4096, crops_per_step=1, tile_size=65536
+    )
     assert config.iterations == 100_000 and config.crop_size == 4096
     assert load_config("paper", strategy="crops", crop_size=256, crops_per_step=256).crops_per_step == 256
     with pytest.raises(ConfigError, match="'iterations': must be at most 100000, got 1000000000000"):

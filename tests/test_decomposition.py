@@ -64,8 +64,15 @@ def test_relight_equals_a_fresh_enhance_with_the_same_gamma_and_seed(tmp_path, l
 def test_relight_keeps_the_source_format_details(tmp_path):
     source = tmp_path / "grey.png"
     Image.fromarray((np.arange(36 * 40).reshape(36, 40) % 50).astype(np.uint8), "L").save(source)
-    assert run("enhance", source, "-o", tmp_path / "out", "--save-decomposition", "-q", *PAPER_FAST_SEED_3).exit_code == 0
-    assert run("relight", tmp_path / "out" / "decompositions" / "grey.npz", "--gamma", "0.3", "-o", tmp_path / "r.jpg").exit_code == 0
+    assert (
+        run("enhance", source, "-o", tmp_path / "out", "--save-decomposition", "-q", *PAPER_FAST_SEED_3).exit_code == 0
+    )
+    assert (
+        run(
+            "relight", tmp_path / "out" / "decompositions" / "grey.npz", "--gamma", "0.3", "-o", tmp_path / "r.jpg"
+        ).exit_code
+        == 0
+    )
     with Image.open(tmp_path / "r.jpg") as image:
         assert image.mode == "L" and image.size == (40, 36)
 

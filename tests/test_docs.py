@@ -62,7 +62,9 @@ def test_every_enhance_option_is_in_the_readme():
 
     readme = README.read_text(encoding="utf-8")
     names = [name for parameter in enhance.params for name in (*parameter.opts, *parameter.secondary_opts)]
-    missing = [name for name in names if name.startswith("--") and f"`{name}" not in readme and f" {name}" not in readme]
+    missing = [
+        name for name in names if name.startswith("--") and f"`{name}" not in readme and f" {name}" not in readme
+    ]
     assert not missing, f"options of rrdnet enhance missing from README.md: {missing}"
 
 
@@ -135,5 +137,7 @@ def test_every_documented_option_exists():
         words = line.split("#", 1)[0].split("|")[-1].split()
         if words[:1] == ["rrdnet"]:
             command = _command(words[1:])
-            unknown += [f"{line}: {word}" for word in words if word.startswith("--") and word not in _option_names(command)]
+            unknown += [
+                f"{line}: {word}" for word in words if word.startswith("--") and word not in _option_names(command)
+            ]
     assert not unknown, unknown

@@ -32,7 +32,7 @@ def _pillow(image_format, mode="RGB", **options) -> bytes:
 
 def _tiff_16() -> bytes:
     buffer = io.BytesIO()
-    pixels = (dark_array(12, 16).astype(np.uint16) * 257)
+    pixels = dark_array(12, 16).astype(np.uint16) * 257
     tifffile.imwrite(buffer, pixels, photometric="rgb", extratags=[(0x0112, "H", 1, 6, True)])
     return buffer.getvalue()
 

@@ -122,7 +122,9 @@ def test_modes_are_kept_or_converted(tmp_path, mode, expected_mode, grayscale, h
     loaded = read_image(source)
     assert loaded.grayscale == grayscale and (loaded.alpha is not None) == has_alpha
     if grayscale:
-        assert torch.equal(loaded.pixels[:, 0], loaded.pixels[:, 1]) and torch.equal(loaded.pixels[:, 1], loaded.pixels[:, 2])
+        assert torch.equal(loaded.pixels[:, 0], loaded.pixels[:, 1]) and torch.equal(
+            loaded.pixels[:, 1], loaded.pixels[:, 2]
+        )
     write_like(brighter(loaded), tmp_path / "out.png", loaded)
     with Image.open(tmp_path / "out.png") as written:
         assert written.mode == expected_mode and written.size == (24, 20)
@@ -261,7 +263,10 @@ def test_exif_orientation_6_and_icc_profile(tmp_path, extension):
 def test_16_bit_keeps_orientation_and_icc(tmp_path, extension):
     array = random_uint16((18, 22, 3))
     tifffile.imwrite(
-        tmp_path / "in.tiff", array, photometric="rgb", iccprofile=SRGB,
+        tmp_path / "in.tiff",
+        array,
+        photometric="rgb",
+        iccprofile=SRGB,
         extratags=[(ORIENTATION, "H", 1, 6, True), (MAKE, "s", 0, "rrdnet-test", True)],
     )
     loaded = read_image(tmp_path / "in.tiff")
@@ -299,8 +304,16 @@ def truncated(path: Path) -> bytes:
     "name, make, needle",
     [
         ("empty.png", lambda tmp: b"", "empty"),
-        ("truncated.jpg", lambda tmp: truncated(write_dark(tmp / "full.jpg")), "cannot decode image \\(the file is truncated\\)"),
-        ("truncated.png", lambda tmp: truncated(write_dark(tmp / "full.png")), "cannot decode image \\(the file is truncated\\)"),
+        (
+            "truncated.jpg",
+            lambda tmp: truncated(write_dark(tmp / "full.jpg")),
+            "cannot decode image \\(the file is truncated\\)",
+        ),
+        (
+            "truncated.png",
+            lambda tmp: truncated(write_dark(tmp / "full.png")),
+            "cannot decode image \\(the file is truncated\\)",
+        ),
         ("random.png", lambda tmp: np.random.default_rng(0).bytes(2000), "not an image"),
         ("text.jpg", lambda tmp: b"hello, I am a text file\n" * 20, "not an image"),
         ("header_only.png", lambda tmp: crafted_png_header(40, 30), "cannot decode"),
@@ -505,7 +518,9 @@ def test_unsupported_tiff_samples_are_named(tmp_path, dtype, words):
 
 def test_utf8_text_tags_survive_the_16_bit_tiff_path(tmp_path):
     tifffile.imwrite(
-        tmp_path / "in.tiff", random_uint16((32, 32, 3)), photometric="rgb",
+        tmp_path / "in.tiff",
+        random_uint16((32, 32, 3)),
+        photometric="rgb",
         extratags=[(MAKE, "s", 0, "Caméra".encode("utf-8"), True)],
     )
     loaded = read_image(tmp_path / "in.tiff")
@@ -531,14 +546,18 @@ def test_atomic_writes_refuse_to_replace_a_fifo_or_device(tmp_path):
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and os.listdir(tmp_path) == ["pipe.png"]
 
 
-@pytest.mark.parametrize("photometric, channels, words", [("rgb", 5, "16-bit RGB"), ("minisblack", 3, "16-bit grayscale")])
+@pytest.mark.parametrize(
+    "photometric, channels, words", [("rgb", 5, "16-bit RGB"), ("minisblack", 3, "16-bit grayscale")]
+)
 def test_tiff_with_several_extra_samples_names_its_layout(tmp_path, photometric, channels, words):
     array = np.zeros((24, 24, channels), np.uint16)
     tifffile.imwrite(tmp_path / "x.tiff", array, photometric=photometric, extrasamples=["unspecified", "unspecified"])
     with pytest.raises(InputError, match=f"x.tiff: {words} TIFF with 2 extra samples per pixel is not supported"):
         read_image(tmp_path / "x.tiff")
     # RGB with one extra sample (alpha) is a layout that is read.
-    tifffile.imwrite(tmp_path / "y.tiff", np.zeros((24, 24, 4), np.uint16), photometric="rgb", extrasamples=["unassalpha"])
+    tifffile.imwrite(
+        tmp_path / "y.tiff", np.zeros((24, 24, 4), np.uint16), photometric="rgb", extrasamples=["unassalpha"]
+    )
     assert read_image(tmp_path / "y.tiff").size == (24, 24)
 
 

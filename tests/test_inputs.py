@@ -124,7 +124,16 @@ def test_parse_shard(text, expected):
     assert parse_shard(text) == expected
 
 
-@pytest.mark.parametrize("text, needle", [("3/3", "counts from 0"), ("1/0", "at least 1"), ("a/b", "expected K/N"), ("-1/3", "expected K/N"), ("2", "expected K/N")])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("3/3", "counts from 0"),
+        ("1/0", "at least 1"),
+        ("a/b", "expected K/N"),
+        ("-1/3", "expected K/N"),
+        ("2", "expected K/N"),
+    ],
+)
 def test_bad_shards_are_usage_errors(text, needle):
     with pytest.raises(UsageError, match=needle):
         parse_shard(text)
@@ -146,7 +155,9 @@ def test_a_symlink_and_its_file_are_one_job_under_the_real_name(tmp_path):
     assert sorted(noted) == [(shots / "aa.png", shots / "zz.png"), (shots / "link2.png", shots / "link1.png")]
     # The same file spelled twice is one job, and no note.
     noted.clear()
-    again = collect_inputs([str(shots / "zz.png"), str(shots / "." / "zz.png")], on_duplicate=lambda *pair: noted.append(pair))
+    again = collect_inputs(
+        [str(shots / "zz.png"), str(shots / "." / "zz.png")], on_duplicate=lambda *pair: noted.append(pair)
+    )
     assert len(again) == 1 and noted == []
 
 

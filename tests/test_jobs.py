@@ -46,7 +46,17 @@ def test_suffixes_with_separators_are_refused(suffix):
 def test_file_results_as_json():
     done = FileResult(Path("a.png"), Path("out/a.png"), Status.DONE, 1.23456, light=LightChoice(0.4, 0.25))
     failed = FileResult(Path("b.png"), None, Status.FAILED, 0.5, "b.png: file is empty")
-    assert done.to_json() == {"type": "file", "input": "a.png", "output": "out/a.png", "status": "done", "seconds": 1.235, "error": None, "gamma": 0.4, "exposure": 1.0, "brightness": 0.25}
+    assert done.to_json() == {
+        "type": "file",
+        "input": "a.png",
+        "output": "out/a.png",
+        "status": "done",
+        "seconds": 1.235,
+        "error": None,
+        "gamma": 0.4,
+        "exposure": 1.0,
+        "brightness": 0.25,
+    }
     assert "gamma" not in failed.to_json() and failed.to_json()["output"] is None
     assert json.loads(json.dumps(failed.to_json()))["status"] == "failed"
 

@@ -54,7 +54,9 @@ def test_norms_are_sums_not_means():
     image = torch.full((1, 3, 6, 6), 0.3)
     reflectance = torch.full((1, 3, 6, 6), 0.4)
     expected = 108 * abs(0.3 - (0.5 * 0.4 + 0.2))
-    assert math.isclose(losses.reconstruction_loss(image, illumination, reflectance, noise).item(), expected, rel_tol=1e-5)
+    assert math.isclose(
+        losses.reconstruction_loss(image, illumination, reflectance, noise).item(), expected, rel_tol=1e-5
+    )
 
 
 def test_priors_shapes_and_flat_image():

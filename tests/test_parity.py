@@ -20,7 +20,9 @@ def reference():
 
 def reference_net(reference) -> RRDNet:
     net = RRDNet()
-    state = {key[len("init/"):]: torch.from_numpy(value) for key, value in reference.items() if key.startswith("init/")}
+    state = {
+        key[len("init/") :]: torch.from_numpy(value) for key, value in reference.items() if key.startswith("init/")
+    }
     net.load_state_dict(state, strict=True)
     return net
 

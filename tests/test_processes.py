@@ -44,7 +44,18 @@ def leftovers(folder: Path) -> list[Path]:
 def assert_resume_finishes(tmp_path: Path, names: list[str], finished: dict[str, int], *options) -> None:
     """A --skip-existing rerun into tmp_path/out skips the ``finished`` files untouched, does the rest."""
     out = tmp_path / "out"
-    process, stdout, stderr = start("enhance", tmp_path / "in", "-o", out, "--skip-existing", "--json", *options, *PAPER_FAST, folder=tmp_path, name="second")
+    process, stdout, stderr = start(
+        "enhance",
+        tmp_path / "in",
+        "-o",
+        out,
+        "--skip-existing",
+        "--json",
+        *options,
+        *PAPER_FAST,
+        folder=tmp_path,
+        name="second",
+    )
     assert process.wait(PROCESS_LIMIT) == 0, stderr.read_text()
     records = [json.loads(line) for line in stdout.read_text().splitlines()]
     statuses = {Path(record["input"]).name: record["status"] for record in records[:-1]}
@@ -57,7 +68,19 @@ def test_three_shards_in_parallel_cover_a_folder_exactly_once(tmp_path):
     for index in range(9):
         write_dark(tmp_path / "in" / f"img{index}.png", 24, 24, seed=index)
     runs = [
-        start("enhance", tmp_path / "in", "-o", tmp_path / "out", "--shard", f"{shard}/3", "--json", "-q", *PAPER_FAST, folder=tmp_path, name=f"shard{shard}")
+        start(
+            "enhance",
+            tmp_path / "in",
+            "-o",
+            tmp_path / "out",
+            "--shard",
+            f"{shard}/3",
+            "--json",
+            "-q",
+            *PAPER_FAST,
+            folder=tmp_path,
+            name=f"shard{shard}",
+        )
         for shard in range(3)
     ]
     shares = []
@@ -128,7 +151,9 @@ def test_a_reader_gone_from_the_json_pipe_does_not_stop_the_batch(tmp_path):
     sources = [write_dark(tmp_path / f"{name}.png", 32, 32) for name in "abc"]
     process = subprocess.Popen(
         cli_command("enhance", *sources, "-o", tmp_path / "out", "--json", "-q", *PAPER_FAST),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_environment(),
     )
     first = json.loads(process.stdout.readline())  # like `| head -n1`
     process.stdout.close()
@@ -148,8 +173,12 @@ def test_a_reader_gone_from_the_json_pipe_does_not_stop_the_batch(tmp_path):
 )
 def test_closed_standard_streams_are_one_line_errors(tmp_path, redirect, code, message):
     source = write_dark(tmp_path / "a.png", 32, 32)
-    command = f"{shlex.join(cli_command('enhance', '-', '-o', '-', *PAPER_FAST))} < {shlex.quote(str(source))} {redirect}"
-    completed = subprocess.run(command, shell=True, env=cli_environment(), stderr=subprocess.PIPE, timeout=PROCESS_LIMIT)
+    command = (
+        f"{shlex.join(cli_command('enhance', '-', '-o', '-', *PAPER_FAST))} < {shlex.quote(str(source))} {redirect}"
+    )
+    completed = subprocess.run(
+        command, shell=True, env=cli_environment(), stderr=subprocess.PIPE, timeout=PROCESS_LIMIT
+    )
     assert completed.returncode == code
     assert error_lines(completed.stderr.decode()) == [message]
 
@@ -166,7 +195,9 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path):
         "from rrdnet_cli.cli import main\n"
         "main(['--version'])\n"
     )
-    completed = subprocess.run([sys.executable, "-c", script], env=cli_environment(), capture_output=True, timeout=PROCESS_LIMIT)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], env=cli_environment(), capture_output=True, timeout=PROCESS_LIMIT
+    )
     assert completed.returncode == 130
     assert completed.stderr.decode() == "rrdnet: error: interrupted\n"
 
@@ -193,7 +224,18 @@ def test_two_workers_give_what_one_process_gives(tmp_path):
         out = tmp_path / name
         write_dark(out / "img4.png", 32, 32, seed=99)
         done_before = (out / "img4.png").read_bytes()
-        args = ["enhance", tmp_path / "in", "-o", out, "--shard", "0/2", "--skip-existing", "--json", *jobs, *PAPER_FAST]
+        args = [
+            "enhance",
+            tmp_path / "in",
+            "-o",
+            out,
+            "--shard",
+            "0/2",
+            "--skip-existing",
+            "--json",
+            *jobs,
+            *PAPER_FAST,
+        ]
         process, stdout, stderr = start(*args, folder=tmp_path, name=name)
         assert process.wait(PROCESS_LIMIT) == 1, stderr.read_text()
         assert (out / "img4.png").read_bytes() == done_before
@@ -202,7 +244,11 @@ def test_two_workers_give_what_one_process_gives(tmp_path):
         assert leftovers(out) == []
     (lines_one, summary_one), (lines_two, summary_two) = results["one"], results["two"]
     assert sorted(map(json.dumps, lines_one)) == sorted(map(json.dumps, lines_two))
-    assert summary_one == summary_two == {"type": "summary", "files": 4, "done": 2, "skipped": 1, "failed": 1, "interrupted": False}
+    assert (
+        summary_one
+        == summary_two
+        == {"type": "summary", "files": 4, "done": 2, "skipped": 1, "failed": 1, "interrupted": False}
+    )
     names = sorted(path.name for path in (tmp_path / "one").iterdir())
     assert names == ["img0.png", "img4.png", "img6.png"]
     assert sorted(path.name for path in (tmp_path / "two").iterdir()) == names
@@ -217,7 +263,9 @@ def children(process: subprocess.Popen) -> list[int]:
         listed = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
     except OSError:
         return []
-    return [int(pid) for pid in listed.split() if b"resource_tracker" not in read_or_empty(Path(f"/proc/{pid}/cmdline"))]
+    return [
+        int(pid) for pid in listed.split() if b"resource_tracker" not in read_or_empty(Path(f"/proc/{pid}/cmdline"))
+    ]
 
 
 def read_or_empty(path: Path) -> bytes:
@@ -253,7 +301,13 @@ def test_ctrl_c_stops_the_workers_cleanly_and_skip_existing_finishes(tmp_path):
     stdout, stderr = tmp_path / "first.stdout", tmp_path / "first.stderr"
     with open(stdout, "wb") as out_file, open(stderr, "wb") as err_file:
         # Its own process group, so that the SIGINT goes to every process as a terminal's Ctrl-C does.
-        process = subprocess.Popen(cli_command("enhance", tmp_path / "in", "-o", out, *slow), stdout=out_file, stderr=err_file, env=cli_environment(), start_new_session=True)
+        process = subprocess.Popen(
+            cli_command("enhance", tmp_path / "in", "-o", out, *slow),
+            stdout=out_file,
+            stderr=err_file,
+            env=cli_environment(),
+            start_new_session=True,
+        )
     wait_for(lambda: out.is_dir() and any(path.suffix == ".png" for path in out.iterdir()), process, "the first output")
     workers = children(process)
     os.killpg(process.pid, signal.SIGINT)
@@ -275,7 +329,9 @@ def test_sigterm_stops_the_workers_too(tmp_path):
     for index in range(2):
         write_dark(tmp_path / "in" / f"img{index}.png", 32, 32, seed=index)
     endless = ["--jobs", "2", "--config", "paper", "--iterations", "100000", "--device", "cpu", "-v"]
-    process, _, stderr = start("enhance", tmp_path / "in", "-o", tmp_path / "out", *endless, folder=tmp_path, name="run")
+    process, _, stderr = start(
+        "enhance", tmp_path / "in", "-o", tmp_path / "out", *endless, folder=tmp_path, name="run"
+    )
     wait_for(lambda: "iterations: 100000" in stderr.read_text() and len(children(process)) >= 2, process, "the workers")
     workers = children(process)
     process.send_signal(signal.SIGTERM)
@@ -293,7 +349,9 @@ def test_idle_workers_are_all_told_to_stop_before_any_is_waited_for(monkeypatch)
 
     events = []
     ask, wait = workers._Worker.ask_to_stop, workers._Worker.wait
-    monkeypatch.setattr(workers._Worker, "ask_to_stop", lambda self, idle: events.append(("ask", idle)) or ask(self, idle=idle))
+    monkeypatch.setattr(
+        workers._Worker, "ask_to_stop", lambda self, idle: events.append(("ask", idle)) or ask(self, idle=idle)
+    )
     monkeypatch.setattr(workers._Worker, "wait", lambda self: events.append(("wait", None)) or wait(self))
     started = [workers._Worker(multiprocessing.get_context("spawn"), 1) for _ in range(2)]
     workers._stop_all(started, None, None)

@@ -14,7 +14,11 @@ from helpers import dark_tensor
 def test_devices_resolve_and_cuda_never_falls_back_to_the_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert runtime.resolve_device("auto") == runtime.resolve_device("cpu") == torch.device("cpu")
-    for name, needle in [("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available"), ("gpu", "expected auto, cpu")]:
+    for name, needle in [
+        ("cuda", "CUDA is not available"),
+        ("cuda:1", "CUDA is not available"),
+        ("gpu", "expected auto, cpu"),
+    ]:
         with pytest.raises(UsageError, match=f"device '{name}': {needle}"):
             runtime.resolve_device(name)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -46,8 +50,15 @@ def test_cpu_bf16_only_where_native(monkeypatch, avx512_bf16, amx, expected):
 
 @pytest.mark.parametrize(
     "cap, expected",
-    [(None, True), ("ALL", True), ("avx512_core_bf16", True), ("AVX512_CORE_AMX", True),
-     ("AVX2", False), ("avx512_core_vnni", False), ("AVX512_CORE", False)],
+    [
+        (None, True),
+        ("ALL", True),
+        ("avx512_core_bf16", True),
+        ("AVX512_CORE_AMX", True),
+        ("AVX2", False),
+        ("avx512_core_vnni", False),
+        ("AVX512_CORE", False),
+    ],
 )
 def test_a_onednn_cap_below_bf16_means_fp32(monkeypatch, cap, expected):
     # How an AVX2 CPU is emulated on a newer one: its bf16 instructions are then out of reach.

@@ -20,7 +20,7 @@ def test_sheet_shows_seven_panels_and_the_loss_plot(tiny_config):
     assert sheet.height > PANEL_SIZE * 40 / 60 + 200
     pixels = np.asarray(sheet)
     # The result panel is the enhanced image itself: its mean shows up in the second panel.
-    second = pixels[40:40 + 100, 12 + PANEL_SIZE + 12 + 20: 12 + 2 * PANEL_SIZE - 20]
+    second = pixels[40 : 40 + 100, 12 + PANEL_SIZE + 12 + 20 : 12 + 2 * PANEL_SIZE - 20]
     expected = enhancement.result.mean().item() * 255
     assert abs(second.mean() - expected) < 12
 
@@ -41,13 +41,17 @@ def test_title_names_steps_and_light(tiny_config):
 def test_cli_contact_sheet_and_collisions(tmp_path):
     source = write_dark(tmp_path / "in" / "sub" / "a.png")
     args = PAPER_FAST
-    result = CliRunner().invoke(main, ["enhance", str(tmp_path / "in"), "-r", "-o", str(tmp_path / "out"), "--contact-sheet", *args])
+    result = CliRunner().invoke(
+        main, ["enhance", str(tmp_path / "in"), "-r", "-o", str(tmp_path / "out"), "--contact-sheet", *args]
+    )
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "out" / "sheets" / "sub" / "a_sheet.png") as sheet:
         assert sheet.width > 6 * PANEL_SIZE
     assert (tmp_path / "out" / "sub" / "a.png").exists()
     # An output folder inside the input folder must not overwrite inputs with side outputs.
-    result = CliRunner().invoke(main, ["enhance", str(source), "-o", str(tmp_path / "in" / "sub"), "--contact-sheet", *args])
+    result = CliRunner().invoke(
+        main, ["enhance", str(source), "-o", str(tmp_path / "in" / "sub"), "--contact-sheet", *args]
+    )
     assert result.exit_code == 2
 
 

@@ -43,7 +43,7 @@ def test_too_small_overlap_is_detected():
 def test_tiles_cover_image_once():
     covered = torch.zeros(37, 50, dtype=torch.int32)
     for tile in tiles(37, 50, 16, 5):
-        covered[tile.top:tile.bottom, tile.left:tile.right] += 1
+        covered[tile.top : tile.bottom, tile.left : tile.right] += 1
         assert tile.window_top == max(0, tile.top - 5) and tile.window_bottom == min(37, tile.bottom + 5)
         assert tile.bottom - tile.top <= 16 and tile.right - tile.left <= 16
     assert bool((covered == 1).all())

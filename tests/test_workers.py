@@ -116,7 +116,13 @@ def test_workers_write_what_one_process_writes_and_outlive_a_dead_worker(tmp_pat
     doomed = Job(tmp_path / "doomed.png", Path("doomed.png"), data=_DiesWhenUnpickled())
     finished = []
     plan = Plan(2, 1, fork=fork)
-    summary = run_batch([jobs[0], doomed, *jobs[1:]], tiny_config, OutputOptions(tmp_path / "workers"), on_result=finished.append, plan=plan)
+    summary = run_batch(
+        [jobs[0], doomed, *jobs[1:]],
+        tiny_config,
+        OutputOptions(tmp_path / "workers"),
+        on_result=finished.append,
+        plan=plan,
+    )
     assert summary.results == finished and len(finished) == 4
     assert (summary.done, summary.failed) == (3, 1)
     (failure,) = [result for result in finished if result.status is Status.FAILED]
@@ -158,7 +164,9 @@ def test_one_thread_workers_forked_after_parallel_work_finish(tmp_path):
         write_dark(tmp_path / "in" / f"{index}.png", 32, 32, seed=index)
     process = subprocess.Popen(
         [sys.executable, "-c", _FORK_AFTER_PARALLEL_WORK, str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         stdout, stderr = process.communicate(timeout=180)

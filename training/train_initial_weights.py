@@ -83,7 +83,7 @@ def dark_task(
     crop_width = int(min(width, crop_height * aspect))
     top = rng.integers(0, height - crop_height + 1)
     left = rng.integers(0, width - crop_width + 1)
-    crop = picture[top:top + crop_height, left:left + crop_width]
+    crop = picture[top : top + crop_height, left : left + crop_width]
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     exposure = math.exp(rng.uniform(math.log(exposures[0]), math.log(exposures[1])))
@@ -156,14 +156,25 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the task sampling")
     parser.add_argument("--side", type=int, default=128, help="longer side of the fitted copies")
     parser.add_argument("--noise-map", choices=["fitted", "zero"], default="fitted")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="of the inner steps (auto: bf16 where the CPU runs it natively)")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="of the inner steps (auto: bf16 where the CPU runs it natively)",
+    )
     parser.add_argument("--darkest", type=float, default=0.01, help="smallest exposure factor")
     parser.add_argument("--brightest", type=float, default=0.35, help="largest exposure factor")
-    parser.add_argument("--average-from", type=int,
-                        help="write the mean of the starts from this meta-iteration on (default: the last start)")
-    parser.add_argument("--snapshot-every", type=int, default=0,
-                        help="also write what would be written every N meta-iterations, as OUTPUT.N.npz")
+    parser.add_argument(
+        "--average-from",
+        type=int,
+        help="write the mean of the starts from this meta-iteration on (default: the last start)",
+    )
+    parser.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=0,
+        help="also write what would be written every N meta-iterations, as OUTPUT.N.npz",
+    )
     return parser.parse_args(argv)
 
 
