@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 TORCH ?= torch==2.14.1
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test clean
+.PHONY: setup demo lint test clean
 
 setup: $(STAMP)
 
@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/rrdnet enhance examples/coffee_dark.png -o out --save-maps --contact-sheet
 
-test: $(STAMP)
+# Lint (ruff), formatting (ruff format) and types (mypy, settings in pyproject.toml), then the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PYTHON) -m pytest -q
 
 clean:
-	rm -rf $(VENV) out enhanced .pytest_cache
+	rm -rf $(VENV) out enhanced .pytest_cache .mypy_cache .ruff_cache

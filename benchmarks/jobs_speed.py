@@ -39,7 +39,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--jobs",
         default="1,2,auto",
-        help="comma-separated --jobs settings, each JOBS[xTHREADS][@CONFIG] (that config, else --config); the first is the baseline",
+        help="comma-separated --jobs settings, each JOBS[xTHREADS][@CONFIG] (that config, else --config); "
+        "the first is the baseline",
     )
     parser.add_argument("--config", help="passed to rrdnet enhance")
     parser.add_argument("--iterations", type=int, help="passed to rrdnet enhance")

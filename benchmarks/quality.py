@@ -54,14 +54,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import common  # noqa: E402
 import niqe_basicsr  # noqa: E402
 import peers  # noqa: E402
+
 from rrdnet_cli import decomposition, images, light, weights  # noqa: E402
 from rrdnet_cli.config import AUTO_BRIGHTNESS, DEFAULT_PRESET, FIELDS, ConfigError, load_config  # noqa: E402
 from rrdnet_cli.evaluate import score_images  # noqa: E402
 from rrdnet_cli.pipeline import enhance  # noqa: E402
 from rrdnet_cli.result import from_maps  # noqa: E402
+
+import common  # noqa: E402
 
 FIXED_GAMMA = 0.4
 TIE_DB = 0.1
@@ -461,12 +463,13 @@ def main() -> None:
     absent = peers.missing()
     if absent:
         print(
-            f"quality.py: the peers need the optional extra [benchmarks] ({peers.INSTALL_HINT}); missing: {', '.join(absent)}",
+            f"quality.py: the peers need the optional extra [benchmarks] ({peers.INSTALL_HINT}); "
+            f"missing: {', '.join(absent)}",
             file=sys.stderr,
         )
         sys.exit(2)
     if not niqe_basicsr.available():
-        print(f"quality.py: BasicSR's NIQE left out (pip install --no-deps basicsr==1.4.2)", file=sys.stderr)
+        print("quality.py: BasicSR's NIQE left out (pip install --no-deps basicsr==1.4.2)", file=sys.stderr)
     try:
         config = load_config(arguments.config, iterations=arguments.iterations, device=arguments.device)
         targets = sorted(set(_numbers(arguments.targets)) | {arguments.auto_brightness})

@@ -48,9 +48,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-import common  # noqa: E402
-
 from rrdnet_cli import evaluate  # noqa: E402
+
+import common  # noqa: E402
 
 RESULTS = HERE / "results" / "speed_quality.json"
 # The 8 synthetic pairs and one photo of each real set (a paper run takes 7-8 minutes at 384 px).

@@ -47,8 +47,9 @@ def measure(kind: str, config_name: str, steps: int, warmup: int) -> dict:
     """One child's answer: the per-step seconds after warm-up and the peak RSS."""
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(ROOT))
-    import common
     from rrdnet_cli import enhance, load_config, runtime
+
+    import common
 
     image = _image()
     if kind == "reference":

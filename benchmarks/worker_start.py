@@ -20,13 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA, RESULTS, machine, publish
-
 from rrdnet_cli import load_config
 from rrdnet_cli.batch import run_batch
 from rrdnet_cli.inputs import collect_inputs
 from rrdnet_cli.jobs import OutputOptions
 from rrdnet_cli.workers import Plan
+
+from common import DEFAULT_DATA, RESULTS, machine, publish
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:

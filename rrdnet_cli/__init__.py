@@ -56,6 +56,7 @@ _LAZY = {
     "tune_allocator": ("runtime", "tune_allocator"),
 }
 
+# Written out (not built from _LAZY) so that tools read it; a test keeps the two in step.
 __all__ = [
     "ConfigError",
     "InputError",
@@ -64,7 +65,36 @@ __all__ = [
     "OutputError",
     "RRDNetError",
     "UsageError",
-    *_LAZY,
+    "enhance",
+    "Enhancement",
+    "RRDNet",
+    "Config",
+    "load_config",
+    "LoadedImage",
+    "read_image",
+    "decode_image",
+    "write_like",
+    "encode_like",
+    "enhance_file",
+    "collect_inputs",
+    "select_shard",
+    "Job",
+    "OutputOptions",
+    "FileResult",
+    "Status",
+    "run_job",
+    "BatchSummary",
+    "run_batch",
+    "Plan",
+    "plan_batch",
+    "Decomposition",
+    "load_decomposition",
+    "save_decomposition",
+    "relight",
+    "relight_file",
+    "evaluate_folder",
+    "Report",
+    "tune_allocator",
 ]
 __version__ = "0.1.0"
 

@@ -13,8 +13,8 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 # Start-up is interrupt-safe: torch's import takes seconds, and a Ctrl-C in the middle of it ended
 # in a traceback (once a RecursionError). SIGINT is held back until the imports are done, then
@@ -198,12 +198,14 @@ class Reporter:
         self._emit(result.to_json())
         if result.status is Status.FAILED:
             self.failed += 1
-            _error(result.error)
+            _error(result.error or f"{result.source}: failed")
         elif self.verbose:
             if result.status is Status.SKIPPED:
                 what = "skipped, output exists"
-            else:
+            elif result.light is not None:
                 what = f"{result.light.describe()}, {result.seconds:.1f} s"
+            else:
+                what = f"{result.seconds:.1f} s"
             tqdm.write(f"rrdnet: {result.source} -> {result.output} ({what})", file=sys.stderr)
 
     def interrupted(self, summary: BatchSummary | None) -> None:
@@ -232,10 +234,10 @@ class Progress:
 
     def __init__(self, enabled: bool, files: int, steps: int) -> None:
         self.enabled, self.files, self.steps = enabled, files, steps
-        self.files_bar = None
-        self.steps_bar = None
+        self.files_bar: tqdm | None = None
+        self.steps_bar: tqdm | None = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -266,7 +268,8 @@ class Progress:
 
         def on_result(result: FileResult) -> None:
             self._end_steps()
-            self.files_bar.update()
+            if self.files_bar is not None:
+                self.files_bar.update()
             report(result)
 
         return on_result
@@ -328,7 +331,8 @@ def config_options(command):
         click.option(
             "--gamma",
             type=GAMMA,
-            help=f"Illumination exponent (smaller is brighter), or 'auto': the gamma that gives the target brightness (default {AUTO_BRIGHTNESS}).",
+            help="Illumination exponent (smaller is brighter), or 'auto': the gamma that gives the target "
+            f"brightness (default {AUTO_BRIGHTNESS}).",
         ),
         click.option("--brightness", type=float, metavar="T", help=BRIGHTNESS_HELP),
         click.option("--denoise", type=DENOISE, help=DENOISE_HELP),
@@ -340,7 +344,7 @@ def config_options(command):
             "tile_size",
             type=click.IntRange(min=0),
             metavar="N",
-            help="Full-resolution pass in overlapping tiles of N px (0: the whole image at once; less memory with tiles).",
+            help="Full-resolution pass in overlapping tiles of N px, to bound memory (0: the whole image at once).",
         ),
         click.option(
             "--precision",
@@ -418,7 +422,8 @@ def _shard_option(ctx, param, value):
     envvar=workers.JOBS_VARIABLE,
     metavar="N|auto",
     callback=lambda ctx, param, value: _count_option(ctx, param, value, allow_auto=True),
-    help=f"Worker processes; auto: one a file up to one a core (one on CUDA); each gets its share of the cores as threads (env {workers.JOBS_VARIABLE}).",
+    help="Worker processes; auto: one a file up to one a core (one on CUDA); each gets its share of the cores "
+    f"as threads (env {workers.JOBS_VARIABLE}).",
 )
 @click.option(
     "--threads",

@@ -175,7 +175,7 @@ class Config:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
-    def replace(self, **overrides: Any) -> "Config":
+    def replace(self, **overrides: Any) -> Config:
         """A copy with ``overrides`` applied and validated (``None`` values are ignored).
 
         Asking for a ``brightness`` without a ``gamma`` means "pick gamma for that brightness",

@@ -35,14 +35,14 @@ import math
 import os
 import stat
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional
+from typing import Any, BinaryIO, Optional
 
 import numpy as np
 import torch
 import yaml
-
 from PIL import Image
 
 from . import images
@@ -77,7 +77,7 @@ class Decomposition:
     @classmethod
     def from_enhancement(
         cls, enhancement: Enhancement, source: images.LoadedImage, config: Config, source_name: str = ""
-    ) -> "Decomposition":
+    ) -> Decomposition:
         return cls(
             image=enhancement.image,
             illumination=enhancement.illumination,
@@ -102,7 +102,7 @@ def save(decomposition: Decomposition, path: str | Path) -> None:
     source = decomposition.source
     alpha = source.alpha if source.alpha is not None else np.zeros((0, 0), dtype=np.uint8)
     target = decomposition.target_brightness
-    arrays = {
+    arrays: dict[str, Any] = {
         "format": np.array(FORMAT_NAME),
         "version": np.array(FORMAT_VERSION, dtype=np.int64),
         "input": decomposition.image.detach().cpu().float().contiguous().numpy(),
@@ -220,7 +220,7 @@ def _read_headers(path: Path, handle: BinaryIO) -> dict[str, tuple[np.dtype, tup
 def _check_headers(path: Path, headers: dict, declared: int) -> None:
     input_shape = headers["input"][1]
     height, width = input_shape[2:] if len(input_shape) == 4 else (0, 0)
-    sides = {"H": height, "W": width}
+    sides: dict[object, int] = {"H": height, "W": width}
     # The input first: its sides are what every other field is measured against.
     for key in ["input"] + [key for key in _FIELDS if key != "input"]:
         kinds, wanted = _FIELDS[key]
@@ -243,7 +243,7 @@ def _check_headers(path: Path, headers: dict, declared: int) -> None:
         )
 
 
-def _scalar(arrays, key: str) -> object:
+def _scalar(arrays, key: str) -> Any:
     return arrays[key].item()
 
 

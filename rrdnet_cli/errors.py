@@ -4,6 +4,8 @@ The core raises these; only ``cli.py`` turns them into messages and exit codes, 
 never prints or exits on its own.
 """
 
+from typing import TypeVar
+
 
 class RRDNetError(Exception):
     """Base class of every error the package raises on purpose."""
@@ -40,6 +42,9 @@ class Interrupted(KeyboardInterrupt):
         self.summary = summary
 
 
+ErrorKind = TypeVar("ErrorKind", bound=RRDNetError)
+
+
 # Constructors for the messages the core repeats, so that every file reads and words them alike.
 
 
@@ -49,7 +54,7 @@ def naming(name: object, message: str) -> str:
     return message if message.startswith(name) else f"{name}: {message}"
 
 
-def os_failure(kind: type[RRDNetError], name: object, what: str, error: OSError) -> RRDNetError:
+def os_failure(kind: type[ErrorKind], name: object, what: str, error: OSError) -> ErrorKind:
     """``kind("NAME: WHAT (the system's reason)")`` for an ``OSError``, e.g. ``cannot write``."""
     return kind(f"{name}: {what} ({error.strerror or error})")
 

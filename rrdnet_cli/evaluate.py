@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -144,7 +145,7 @@ def match_files(enhanced_dir: Path, reference_dir: Optional[Path] = None) -> lis
     references: dict[Path, list[Path]] = {}
     for path in _images_under(reference_dir, skip_side_folders=False):
         references.setdefault(path.relative_to(reference_dir).with_suffix(""), []).append(path)
-    matched = []
+    matched: list[tuple[Path, Path, Optional[Path]]] = []
     for path in results:
         relative = path.relative_to(enhanced_dir)
         candidates = references.get(relative.with_suffix(""), [])

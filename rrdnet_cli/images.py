@@ -24,10 +24,11 @@ import sys
 import tempfile
 import warnings
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Optional
 
 import imagecodecs
 import numpy as np
@@ -406,7 +407,7 @@ def _decode(opened: Image.Image, data: bytes, name: str) -> LoadedImage:
 
 
 def _tiff_bits(opened: Image.Image) -> tuple[int, ...]:
-    bits = opened.tag_v2.get(258, (8,))
+    bits = opened.tag_v2.get(258, (8,))  # type: ignore[attr-defined]  # a TIFF's tags: TiffImageFile only
     return tuple(bits) if isinstance(bits, (tuple, list)) else (bits,)
 
 
@@ -634,7 +635,7 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 def _encode_png_16(array: np.ndarray, exif: Optional[bytes], icc_profile: Optional[bytes]) -> bytes:
     data = np.ascontiguousarray(array[:, :, 0] if array.shape[2] == 1 else array)
-    encoded = imagecodecs.png_encode(data)
+    encoded = bytes(imagecodecs.png_encode(data))
     if not encoded.startswith(_PNG_SIGNATURE) or encoded[12:16] != b"IHDR":
         raise ValueError("unexpected PNG layout from the encoder")
     # imagecodecs writes pixels only; the metadata chunks go right after IHDR, where the PNG

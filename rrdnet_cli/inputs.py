@@ -11,8 +11,9 @@ import glob
 import os
 import re
 import stat
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO, Callable, Optional, Sequence
+from typing import BinaryIO, Optional
 
 from . import images
 from .errors import InputError, UsageError, os_failure

@@ -162,7 +162,10 @@ def save_maps(enhancement: Enhancement, paths: dict[str, Path]) -> None:
         "denoised_away": stretched(enhancement.removed),
     }
     for name, path in paths.items():
-        images.save_image(images.to_pil(maps[name]), path)
+        pixels = maps[name]
+        # None only for the reflectance of a fit asked not to make it, which no saved map does.
+        assert pixels is not None, f"the {name} map was not computed"
+        images.save_image(images.to_pil(pixels), path)
 
 
 def _enhance_checked(

@@ -11,7 +11,7 @@ laid out the same way, so the parameters after every step are the ones ``torch.o
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch.optim.adam import adam
@@ -48,7 +48,7 @@ class Adam:
         with torch.no_grad():
             adam(
                 [self.parameters[i] for i in indices],
-                [self.parameters[i].grad for i in indices],
+                [grad for i in indices if (grad := self.parameters[i].grad) is not None],
                 [self.exp_avgs[i] for i in indices],
                 [self.exp_avg_sqs[i] for i in indices],
                 [],

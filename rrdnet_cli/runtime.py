@@ -14,7 +14,7 @@ import os
 import platform
 import re
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

@@ -1,8 +1,8 @@
 """The contact sheet: one picture that explains a run.
 
 Seven panels side by side (input, result, illumination L, adjusted illumination L^gamma,
-reflectance R, noise N, and what the denoising removed from the result), each labelled, over a plot of the loss terms against the step.
-Drawn with Pillow alone.
+reflectance R, noise N, and what the denoising removed from the result), each labelled, over a plot
+of the loss terms against the step. Drawn with Pillow alone.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ GRID = (225, 225, 225)
 CURVE_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (20, 20, 20))
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):

@@ -28,9 +28,10 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Callable, NoReturn, Optional, Sequence
+from typing import NoReturn, Optional
 
 from . import images, runtime
 from .config import Config
@@ -247,7 +248,7 @@ class _Worker:
         try:
             self.process.start()
         finally:
-            if hold:
+            if mask is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child.close()
         self.job: Optional[Job] = None
@@ -345,17 +346,17 @@ def run_in_workers(
 def _stop_all(pool: list[_Worker], options: OutputOptions, record) -> None:
     """End every worker. ``record`` (when interrupted) gets the results that arrived meanwhile;
     the files the others held leave no temporary behind."""
-    busy = [worker for worker in pool if worker.job is not None]
+    busy = [(worker, worker.job) for worker in pool if worker.job is not None]
     for worker in pool:  # all at once: each exits (or cleans up) while the others do
         worker.ask_to_stop(idle=worker.job is None)
     for worker in pool:
         worker.wait()
-    for worker in busy:
+    for worker, job in busy:
         result = _receive(worker) if record is not None else None
         if result is not None:
             record(result)
         else:
-            remove_temporaries(worker.job, options)
+            remove_temporaries(job, options)
     for worker in pool:
         worker.connection.close()
 

@@ -45,6 +45,12 @@ def test_every_public_name_resolves_to_its_module_object():
         assert name in rrdnet_cli.__all__, name
 
 
+def test_all_lists_the_exceptions_and_every_lazy_name_once():
+    exceptions = {name for name in rrdnet_cli.__all__ if name.endswith("Error") or name == "Interrupted"}
+    assert set(rrdnet_cli.__all__) == exceptions | set(rrdnet_cli._LAZY)
+    assert all(issubclass(getattr(rrdnet_cli, name), BaseException) for name in exceptions)
+
+
 def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="has no attribute 'enhance_everything'"):
         rrdnet_cli.enhance_everything  # noqa: B018

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import write_dark
 from PIL import Image
 
 from rrdnet_cli import OutputError, UsageError, losses
@@ -14,6 +13,8 @@ from rrdnet_cli.batch import BatchSummary, check_outputs, run_batch
 from rrdnet_cli.errors import Interrupted
 from rrdnet_cli.inputs import collect_inputs
 from rrdnet_cli.jobs import FileResult, Job, OutputOptions, Status
+
+from helpers import write_dark
 
 
 def test_writing_over_an_input_is_refused(tree):

@@ -1,13 +1,13 @@
 import os
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from rrdnet_cli import InputError, UsageError, enhance
-from rrdnet_cli import decomposition
-from rrdnet_cli.jobs import enhance_file
+from rrdnet_cli import InputError, UsageError, decomposition, enhance
 from rrdnet_cli.images import read_image
+from rrdnet_cli.jobs import enhance_file
 
 from helpers import PAPER_FAST, run, write_dark
 

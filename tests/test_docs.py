@@ -81,8 +81,9 @@ def _python_blocks(page: Path, after: str) -> list[str]:
 
 
 def _dark_file(path: Path, seed: int = 0) -> None:
-    from helpers import dark_array
     from PIL import Image
+
+    from helpers import dark_array
 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(dark_array(24, 32, seed)).save(path)

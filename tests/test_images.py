@@ -521,7 +521,7 @@ def test_utf8_text_tags_survive_the_16_bit_tiff_path(tmp_path):
         tmp_path / "in.tiff",
         random_uint16((32, 32, 3)),
         photometric="rgb",
-        extratags=[(MAKE, "s", 0, "Caméra".encode("utf-8"), True)],
+        extratags=[(MAKE, "s", 0, "Caméra".encode(), True)],
     )
     loaded = read_image(tmp_path / "in.tiff")
     write_like(loaded.pixels, tmp_path / "out.tiff", loaded)
@@ -531,7 +531,7 @@ def test_utf8_text_tags_survive_the_16_bit_tiff_path(tmp_path):
 
 @pytest.mark.parametrize("extension", ["jpg", "png"])
 def test_utf8_text_tags_survive_8_bit_outputs(tmp_path, extension):
-    source = write_dark(tmp_path / "in.jpg", 32, 32, exif=exif_bytes(make="Caméra".encode("utf-8")))
+    source = write_dark(tmp_path / "in.jpg", 32, 32, exif=exif_bytes(make="Caméra".encode()))
     loaded = read_image(source)
     write_like(loaded.pixels, tmp_path / f"out.{extension}", loaded)
     with Image.open(tmp_path / f"out.{extension}") as written:

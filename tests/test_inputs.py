@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import write_dark
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +12,8 @@ from rrdnet_cli import UsageError
 from rrdnet_cli.batch import check_outputs
 from rrdnet_cli.inputs import collect_inputs, parse_shard, read_path_list, select_shard
 from rrdnet_cli.jobs import Job, OutputOptions, output_path
+
+from helpers import write_dark
 
 
 def relatives(jobs):

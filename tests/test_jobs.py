@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import write_dark
 from PIL import Image
 
 from rrdnet_cli import UsageError, jobs
@@ -21,6 +20,8 @@ from rrdnet_cli.jobs import (
     run_job,
 )
 from rrdnet_cli.light import LightChoice
+
+from helpers import write_dark
 
 
 def test_output_names():

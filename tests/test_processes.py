@@ -135,7 +135,8 @@ def test_sigterm_stops_cleanly_too(tmp_path):
 
 def test_shell_pipe(tmp_path):
     source = write_dark(tmp_path / "a.jpg", 36, 44)
-    command = f"cat {shlex.quote(str(source))} | {shlex.join(cli_command('enhance', '-', '-o', '-', *PAPER_FAST))} > {shlex.quote(str(tmp_path / 'b.png'))}"
+    enhance = shlex.join(cli_command("enhance", "-", "-o", "-", *PAPER_FAST))
+    command = f"cat {shlex.quote(str(source))} | {enhance} > {shlex.quote(str(tmp_path / 'b.png'))}"
     completed = subprocess.run(command, shell=True, env=cli_environment(), capture_output=True, timeout=PROCESS_LIMIT)
     assert completed.returncode == 0, completed.stderr.decode()
     with Image.open(tmp_path / "b.png") as image:

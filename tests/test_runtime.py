@@ -151,6 +151,6 @@ def test_a_fit_on_either_layout_gives_nearly_the_same_result(monkeypatch):
     config = load_config("default", iterations=3, device="cpu", precision="fp32", optimisation_side=32)
     results = {}
     for capability in ("AVX2", "AVX512"):
-        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda capability=capability: capability)
         results[capability] = enhance(dark_tensor(), config).result
     assert torch.allclose(results["AVX2"], results["AVX512"], atol=1e-4)

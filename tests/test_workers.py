@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import write_dark
 
 from rrdnet_cli import UsageError, images, workers
 from rrdnet_cli.batch import run_batch
 from rrdnet_cli.inputs import collect_inputs
 from rrdnet_cli.jobs import Job, OutputOptions, Status
 from rrdnet_cli.workers import Plan, available_cores, parse_count, plan, plan_batch
+
+from helpers import write_dark
 
 
 @pytest.mark.parametrize(
@@ -151,7 +152,8 @@ image = torch.rand(1, 16, 128, 128)
 torch.nn.functional.conv2d(image, torch.rand(16, 16, 3, 3), padding=1).sum().item()  # OpenMP threads now run
 folder = Path(sys.argv[1])
 config = load_config("paper", iterations=3, device="cpu")
-summary = run_batch(collect_inputs([str(folder / "in")]), config, OutputOptions(folder / "out"), plan=Plan(2, 1, fork=True))
+jobs = collect_inputs([str(folder / "in")])
+summary = run_batch(jobs, config, OutputOptions(folder / "out"), plan=Plan(2, 1, fork=True))
 print(summary.done, summary.failed)
 """
 

@@ -21,10 +21,11 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import dark_array  # noqa: E402
 from test_golden import CASES, GOLDEN, INPUT, run_case  # noqa: E402
 
 from rrdnet_cli import images  # noqa: E402
+
+from helpers import dark_array  # noqa: E402
 
 
 def main() -> None:
