@@ -1,6 +1,6 @@
 """NIQE as BasicSR 1.4.2 computes it (the MATLAB ``niqe`` variant most papers report), for
 ``quality.py`` to score beside ``rrdnet_cli.niqe`` (scikit-video's variant, what ``rrdnet eval``
-prints). Issue 11 set its NIQE targets with BasicSR's, and the two disagree in direction on
+prints). Quality targets are often set with BasicSR's, and the two disagree in direction on
 brightened photos: scikit-video's rises with brightening and denoising where BasicSR's falls.
 
 BasicSR is part of the optional extra ``[benchmarks]``. Its package ``__init__`` imports its whole

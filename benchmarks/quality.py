@@ -22,16 +22,16 @@ rendering changes, so every RRDNet variant shares one decomposition:
 
 Each rendering is rounded to 8 bits, as a written file is, and scored with ``rrdnet_cli.evaluate``
 (PSNR, SSIM raw and GT-mean aligned against the reference; NIQE twice: ``niqe``, scikit-video's
-variant that ``rrdnet eval`` prints, and ``niqe_basicsr``, BasicSR's MATLAB-like one that issue 11
-used (``niqe_basicsr.py``; left out when BasicSR is not installed); mean brightness). ``default``
+variant that ``rrdnet eval`` prints, and ``niqe_basicsr``, BasicSR's MATLAB-like one that most papers
+report (``niqe_basicsr.py``; left out when BasicSR is not installed); mean brightness). ``default``
 is compared with every other rendering image by image: the mean paired difference and its standard
 error, for both NIQEs on the real photos and SSIM and GT-mean-aligned PSNR on the synthetic pairs.
 Each rendering also records the share of its pixels newly clipped to 8-bit white; each target of
 the sweep, over the photos darker than it, the largest miss of the target and the largest share
-newly clipped (issue 11: within 0.01, at most 0.5 %).
+newly clipped (the targets: within 0.01, at most 0.5 %).
 
 Prints one JSON line and writes it, indented, to ``benchmarks/results/quality.json``. The sweep
-over targets is what chose the package's default target (README, "Light level").
+over targets is what chose the package's default target (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def white(array: np.ndarray) -> np.ndarray:
 
 def newly_clipped(array: np.ndarray, white_before: np.ndarray) -> float:
     """Share of the pixels that are 8-bit white in ``array`` but were not (``white_before``, the
-    input's ``white``): what issue 11 allows up to 0.5 % of."""
+    input's ``white``): at most 0.5 % is allowed."""
     return float(np.mean(white(array) & ~white_before))
 
 

@@ -1,4 +1,4 @@
-"""Speed and fidelity of the ``default`` preset against ``paper`` (issue 3).
+"""Speed and fidelity of the ``default`` preset against ``paper``.
 
 For each chosen image:
   * fidelity, at a reduced size (``--max-side``, since a 1000-step paper run at full size takes

@@ -16,8 +16,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-# Start-up is interrupt-safe: torch's import takes seconds, and a Ctrl-C in the middle of it ended
-# in a traceback (once a RecursionError). SIGINT is held back until the imports are done, then
+# Start-up is interrupt-safe: torch's import takes seconds, and a Ctrl-C in the middle of it would
+# end in a traceback (even a RecursionError). SIGINT is held back until the imports are done, then
 # delivered as one line and exit 130 (below). The package's own __init__ imports nothing heavy.
 _HOLD_SIGINT = hasattr(signal, "pthread_sigmask") and signal.SIGINT not in signal.pthread_sigmask(
     signal.SIG_BLOCK, {signal.SIGINT}

@@ -65,7 +65,7 @@ def _option(
     )
 
 
-# The mean brightness that gamma "auto" aims for, chosen with benchmarks/quality.py (README).
+# The mean brightness that gamma "auto" aims for: the best of the swept targets in benchmarks/results/quality.json.
 AUTO_BRIGHTNESS = 0.5
 
 

@@ -1,8 +1,8 @@
 """Adam over a network's parameters, without ``torch.optim.Optimizer``'s start-up cost.
 
 Creating the first ``torch.optim.Adam`` of a process imports ``torch._dynamo`` (its
-``__init__`` wraps methods in ``torch._disable_dynamo``): 1.5 s measured, about a fifth of what
-one photo cost on the command line before. The update itself stays torch's: each step calls the
+``__init__`` wraps methods in ``torch._disable_dynamo``), which takes longer than fitting a small
+photo. The update itself stays torch's: each step calls the
 public functional ``torch.optim.adam.adam`` that ``torch.optim.Adam.step`` calls, with the state
 laid out the same way, so the parameters after every step are the ones ``torch.optim.Adam`` (and
 ``CosineAnnealingLR``, for the cosine schedule) gives, bit for bit on the CPU (tested).

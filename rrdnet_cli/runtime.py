@@ -118,7 +118,7 @@ def preferred_memory_format(device: torch.device, bf16: bool) -> torch.memory_fo
 
     channels_last lets oneDNN run the 3x3 convolutions without layout reorders, which pays in bf16,
     on CUDA and on AVX-512 CPUs; in fp32 on CPUs below AVX-512 (AVX2 laptops and servers) the plain
-    layout was faster (README, "Speed"). The numbers differ only by float rounding.
+    layout runs faster. The numbers differ only by float rounding.
     """
     if device.type != "cpu" or bf16:
         return torch.channels_last

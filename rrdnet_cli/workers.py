@@ -16,9 +16,9 @@ and SIGTERM reach the parent as ``KeyboardInterrupt``: it stops the workers (a w
 SIGTERM into the same clean exception, so its temporary files are removed) and removes the
 temporaries of any worker that had to be killed. Workers ignore SIGINT: the parent decides.
 
-Workers are fresh interpreters (``spawn``), each importing torch again (2-3 s on a 2-core
-machine, the parent having already spent as long). Where it is safe the command forks them
-instead (``Plan.fork``), which takes milliseconds: see ``plan``.
+Workers are fresh interpreters (``spawn``), each importing torch again, which takes seconds. Where
+it is safe the command forks them instead (``Plan.fork``), which takes milliseconds: see ``plan``
+and benchmarks/results/worker_start_1step.json.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def plan(
     Workers are forked (``may_fork``: the caller runs no other thread that could hold a lock at
     the fork) only on the CPU with one thread each. A forked child inherits the parent's OpenMP
     state but not its threads: one that runs a parallel region after its parent ran one hangs
-    (tried), and with one thread torch runs none. CUDA does not survive a fork at all.
+    (tests/test_workers.py), and with one thread torch runs none. CUDA does not survive a fork at all.
     """
     if in_process or files <= 1:
         worker_count = 1

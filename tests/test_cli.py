@@ -378,7 +378,7 @@ def test_cli_gamma_auto_and_bad_gamma(tmp_path):
     assert result.exit_code == 2 and "brightness" in result.stderr
 
 
-# --------------------------------------------------------------------- issue 13: one-line errors
+# -------------------------------------------------------------------------------- one-line errors
 
 
 def test_output_folder_equal_to_the_input_folder_says_so(tmp_path):

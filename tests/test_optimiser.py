@@ -60,7 +60,7 @@ def test_learning_rate_follows_torch_cosine_schedule_past_its_end():
 
 def test_fitting_does_not_import_torch_dynamo():
     # What the optimiser exists for: torch.optim's first Adam of a process imports torch._dynamo
-    # (1.5 s). Run in a fresh interpreter, since this one may have imported it already.
+    # (seconds). Run in a fresh interpreter, since this one may have imported it already.
     code = (
         "import sys, torch\n"
         "from rrdnet_cli import enhance, load_config\n"
