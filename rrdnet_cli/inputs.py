@@ -63,22 +63,60 @@ def _listed_relative(path: Path) -> Path:
     return path
 
 
+# A path list longer than this is no list of paths (a device, a binary file given by mistake).
+MAX_PATH_LIST_BYTES = 256 * 1024 * 1024
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class ListedPath(str):
+    """A path read from a path list, with the line it was on (blank lines counted), so that an
+    error about it names the line an editor shows."""
+
+    line: int
+
+    def __new__(cls, text: str, line: int) -> "ListedPath":
+        listed = super().__new__(cls, text)
+        listed.line = line
+        return listed
+
+
+def _read_list(stream: BinaryIO, name: str) -> bytes:
+    """All of ``stream``, refused as soon as it holds a NUL (no path has one: ``/dev/zero``, a
+    binary file) or outgrows ``MAX_PATH_LIST_BYTES`` (an endless stream)."""
+    data = bytearray()
+    while chunk := stream.read(1 << 20):
+        if b"\0" in chunk:
+            line = data.count(b"\n") + chunk[: chunk.index(b"\0")].count(b"\n") + 1
+            raise UsageError(f"{name}: not a path list (a NUL byte on line {line}; paths are one per line)")
+        data += chunk
+        if len(data) > MAX_PATH_LIST_BYTES:
+            raise UsageError(f"{name}: path list longer than {MAX_PATH_LIST_BYTES >> 20} MiB; refused")
+    return bytes(data)
+
+
 def read_path_list(name: str, stdin: Optional[BinaryIO] = None) -> list[str]:
-    """The paths listed one per line in the file ``name`` (``-``: ``stdin``); blank lines skipped."""
+    """The paths listed one per line in the file ``name`` (``-``: ``stdin``); blank lines skipped,
+    a UTF-8 byte-order mark and CRLF line ends dropped. Each path is a ``ListedPath`` that knows
+    its line."""
+    shown = "stdin" if name == "-" else name
     try:
         if name == "-":
             if stdin is None:
                 raise UsageError("--files-from -: stdin is closed, there is no path list to read")
-            data = stdin.read()
+            data = _read_list(stdin, shown)
         else:
-            data = Path(name).read_bytes()
+            # Opened as given: a FIFO or a shell's <(find ...) is a list being written now.
+            with open(name, "rb") as handle:
+                data = _read_list(handle, shown)
     except OSError as error:
         raise os_failure(UsageError, name, "cannot read the path list", error) from None
+    if data.startswith(_UTF8_BOM):  # what Windows editors put first; never part of a name
+        data = data[len(_UTF8_BOM):]
     # Bytes, decoded as the file system does, so that any file name survives the round trip.
     lines = [os.fsdecode(line.rstrip(b"\r")) for line in data.split(b"\n")]
-    paths = [line for line in lines if line.strip()]
+    paths = [ListedPath(line, number) for number, line in enumerate(lines, start=1) if line.strip()]
     if not paths:
-        raise UsageError(f"{'stdin' if name == '-' else name}: the path list is empty")
+        raise UsageError(f"{shown}: the path list is empty")
     return paths
 
 
@@ -199,7 +237,8 @@ def collect_inputs(
 ) -> list[Job]:
     """Expand files, folders and glob patterns into jobs, sorted within each input, no duplicates.
 
-    ``listed`` paths (from a path list) are taken literally, never as patterns. ``-`` reads one
+    ``listed`` paths (from a path list) are taken literally, never as patterns; errors name their
+    line (``ListedPath.line``, else the position in ``listed``). ``-`` reads one
     image from ``stdin``. Files under ``exclude`` (the output folder) are never picked up from a
     folder, so a re-run does not enhance its own outputs. A folder that cannot be listed becomes a
     job that fails (``Job.error``). Inputs that are one file through a symbolic link are enhanced
@@ -218,7 +257,8 @@ def collect_inputs(
             collected.add_pattern(text)
         else:
             raise UsageError(f"{text}: no such file or folder")
-    for number, text in enumerate(listed, start=1):
+    for position, text in enumerate(listed, start=1):
+        number = getattr(text, "line", position)
         path = Path(text)
         if (kind := _kind(text, f" (path list, line {number})")) == "folder":
             collected.add_folder(path)

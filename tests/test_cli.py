@@ -609,3 +609,10 @@ def test_an_output_folder_that_is_a_device_or_fifo_says_so(tmp_path, target):
     result = run("enhance", source, "-o", target, *PAPER_FAST)
     assert result.exit_code == 2
     assert "not a folder (it is a" in single_line_error(result) and "-o takes a folder" in result.stderr
+
+
+def test_files_from_a_device_is_one_line_usage_error(tmp_path):
+    result = run("enhance", "--files-from", "/dev/zero", "-o", tmp_path / "out", *PAPER_FAST)
+    assert result.exit_code == 2
+    assert "/dev/zero: not a path list (a NUL byte on line 1" in single_line_error(result)
+    assert not (tmp_path / "out").exists()

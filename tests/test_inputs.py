@@ -70,12 +70,19 @@ def test_closed_stdin_and_input_inside_the_output_folder_say_so(tmp_path):
         collect_inputs([str(tmp_path / "shots")], exclude=tmp_path / "shots")
 
 
-@pytest.mark.parametrize("name, reason", [("x" * 300 + ".png", "File name too long"), ("a\0b.png", "embedded null")])
-def test_inputs_the_system_refuses_to_name_are_usage_errors(tmp_path, name, reason):
+@pytest.mark.parametrize(
+    "name, reason, listed_reason",
+    [
+        ("x" * 300 + ".png", "File name too long", "line 1[)]: cannot use this input [(]File name too long"),
+        # A NUL cannot be in any path: the list is no path list, refused whole as it is read.
+        ("a\0b.png", "embedded null", "not a path list [(]a NUL byte on line 1"),
+    ],
+)
+def test_inputs_the_system_refuses_to_name_are_usage_errors(tmp_path, name, reason, listed_reason):
     with pytest.raises(UsageError, match=reason):
         collect_inputs([str(tmp_path / name)])
     (tmp_path / "list.txt").write_bytes(os.fsencode(str(tmp_path / name)) + b"\n")
-    with pytest.raises(UsageError, match=f"line 1[)]: cannot use this input [(]{reason}"):
+    with pytest.raises(UsageError, match=listed_reason):
         collect_inputs([], listed=read_path_list(str(tmp_path / "list.txt")))
 
 
@@ -103,6 +110,34 @@ def test_listed_paths_keep_their_tree(tmp_path, monkeypatch):
     check_outputs(jobs, OutputOptions(Path("out")))
     with pytest.raises(UsageError, match="line 1"):
         collect_inputs([], listed=["missing.png"])
+
+
+def test_path_list_drops_a_utf8_byte_order_mark(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_dark(tmp_path / "a.png")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\xef\xbb\xbfa.png\r\n")
+    assert read_path_list(str(listing)) == ["a.png"]
+    assert relatives(collect_inputs([], listed=read_path_list(str(listing)))) == ["a.png"]
+
+
+def test_path_list_errors_count_blank_lines(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_dark(tmp_path / "a.png")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"a.png\n\n  \nmissing.png\n")
+    listed = read_path_list(str(listing))
+    assert [path.line for path in listed] == [1, 4]
+    with pytest.raises(UsageError, match="missing.png: no such file or folder \\(path list, line 4\\)"):
+        collect_inputs([], listed=listed)
+
+
+def test_a_device_or_endless_stream_as_path_list_is_refused_quickly(monkeypatch):
+    with pytest.raises(UsageError, match="/dev/zero: not a path list \\(a NUL byte on line 1"):
+        read_path_list("/dev/zero")
+    monkeypatch.setattr("rrdnet_cli.inputs.MAX_PATH_LIST_BYTES", 1 << 20)
+    with pytest.raises(UsageError, match="stdin: path list longer than 1 MiB; refused"):
+        read_path_list("-", io.BytesIO(b"a.png\n" * 500_000))
 
 
 # -------------------------------------------------------------------------------------- shards
