@@ -14,7 +14,8 @@ before it is resolved); a ``_Worker`` is one such process, and ``pool`` the runn
 A worker that dies (killed, out of memory) fails only the file it held and is replaced. Ctrl-C
 and SIGTERM reach the parent as ``KeyboardInterrupt``: it stops the workers (a worker turns
 SIGTERM into the same clean exception, so its temporary files are removed) and removes the
-temporaries of any worker that had to be killed. Workers ignore SIGINT: the parent decides.
+temporaries of any worker that had to be killed. Workers ignore SIGINT: the parent decides. A
+worker whose parent dies (even by ``kill -9``) gets SIGTERM too (``_end_with_parent``).
 
 Workers are fresh interpreters (``spawn``), each importing torch again, which takes seconds. Where
 it is safe the command forks them instead (``Plan.fork``), which takes milliseconds: see ``plan``
@@ -28,6 +29,8 @@ import os
 import re
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -53,6 +56,10 @@ STOP_GRACE_SECONDS = 10.0
 THREADS_VARIABLE = "RRDNET_THREADS"
 JOBS_VARIABLE = "RRDNET_JOBS"
 STOPPED_EXIT = 128 + signal.SIGTERM
+# Linux's prctl option that asks for a signal when the parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+# How often a worker checks that its parent is alive where no such signal exists.
+PARENT_WATCH_SECONDS = 0.5
 # The largest --jobs or --threads taken at all (threads are capped at the cores anyway).
 MAX_COUNT = 1_000_000
 
@@ -106,8 +113,8 @@ def plan(
     single process on CUDA or for one file. ``in_process`` (stdin or stdout in the run) forces one.
     More workers than files are never started. Each worker gets ``cores // worker_count`` threads
     (at least 1), capped by ``threads``; a single process gets ``threads`` when given, at most
-    ``cores`` (more only slows a run down: 1000 threads on 2 cores took 80 times as long, and
-    100000 crashed torch).
+    ``cores`` (more threads than cores only slow a run down, and a
+    number in the tens of thousands crashes torch).
 
     Workers are forked (``may_fork``: the caller runs no other thread that could hold a lock at
     the fork) only on the CPU with one thread each. A forked child inherits the parent's OpenMP
@@ -160,16 +167,45 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
-def _worker_main(connection: Connection, threads: int, parent_end: Optional[Connection] = None) -> None:
+def _end_with_parent(parent: int) -> None:
+    """Have this worker sent SIGTERM when its parent dies, even by ``kill -9``, which gives the
+    parent no chance to stop it: an orphan would go on fitting for minutes, write its outputs late
+    and compete for the cores with a ``--skip-existing`` rerun.
+
+    Linux delivers it at once (``prctl(PR_SET_PDEATHSIG)``); everywhere, and for a parent that
+    died before that call, a thread watches for the worker being handed to another parent."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGTERM), *(ctypes.c_ulong(0),) * 3)
+        except (OSError, AttributeError, TypeError):
+            pass  # no prctl to call: the watch below still ends the worker, a moment later
+    threading.Thread(target=_watch_parent, args=(parent,), name="rrdnet-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_WATCH_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_main(
+    connection: Connection, threads: int, parent_end: Optional[Connection] = None, *, parent: Optional[int] = None
+) -> None:
     """One worker: set its own process up, then enhance the files it is sent until told to stop.
     ``parent_end``: the parent's end of the pipe, which a forked worker holds too and closes, so
-    that it sees the end of the input when the parent is gone."""
+    that it sees the end of the input when the parent is gone. ``parent``: the parent's process
+    id; the worker stops when that process dies (``_end_with_parent``)."""
     if parent_end is not None:
         parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # SIGTERM (from the parent or a scheduler) unwinds like Ctrl-C: the atomic writes remove
-    # their temporary files on the way out.
+    # SIGTERM (from the parent, a scheduler, or the parent's death) unwinds like Ctrl-C: the atomic
+    # writes remove their temporary files on the way out.
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    if parent is not None:
+        _end_with_parent(parent)
     if hasattr(signal, "pthread_sigmask"):  # blocked by the parent while starting us
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     import torch
@@ -197,17 +233,23 @@ def _worker_main(connection: Connection, threads: int, parent_end: Optional[Conn
                 )
             connection.send(result)
     except KeyboardInterrupt:
-        sys.exit(STOPPED_EXIT)  # SIGTERM: the parent (or whoever sent it) knows it from the code
+        # SIGTERM: the parent (or whoever sent it) knows it from the code. The temporaries are
+        # gone already (removed on the way here), so the teardown is skipped as in _leave: on a
+        # loaded machine it took seconds, an orphan's seconds once the parent had died.
+        _leave(STOPPED_EXIT)
     except (BrokenPipeError, ConnectionError):
         return  # the parent is gone
 
 
-def _leave() -> NoReturn:
+def _leave(code: int = 0) -> NoReturn:
     """Exit at once, skipping the interpreter's teardown: with torch loaded it takes about half a
     second, which the batch would wait for, and a worker told to stop has nothing left to save."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass  # closed or gone with the parent: nothing to keep
+    os._exit(code)
 
 
 def _death_message(process: multiprocessing.process.BaseProcess) -> str:
@@ -236,7 +278,7 @@ class _Worker:
         self.connection, child = context.Pipe()
         forked = context.get_start_method() == "fork"
         arguments = (child, threads, self.connection) if forked else (child, threads)
-        self.process = context.Process(target=_worker_main, args=arguments, daemon=True)
+        self.process = context.Process(target=_worker_main, args=arguments, kwargs={"parent": os.getpid()}, daemon=True)
         # Started with SIGINT blocked, which the new process inherits, so a Ctrl-C during its
         # start-up cannot print a traceback there (it ignores SIGINT for good once running). Blocked
         # rather than ignored here: a Ctrl-C that arrives meanwhile stays pending for this process
@@ -283,8 +325,6 @@ class _Worker:
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 

@@ -284,9 +284,9 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def assert_gone(workers: list[int]) -> None:
+def assert_gone(workers: list[int], seconds: float = 5) -> None:
     # The parent joined its workers before exiting; a moment's grace for the system to show it.
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + seconds
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(pid) for pid in workers), [(pid, read_or_empty(Path(f"/proc/{pid}/stat"))) for pid in workers]
@@ -359,3 +359,56 @@ def test_idle_workers_are_all_told_to_stop_before_any_is_waited_for(monkeypatch)
     assert events == [("ask", True), ("ask", True), ("wait", None), ("wait", None)]
     # Exit code 0: each left by itself when told, none had to be killed.
     assert [worker.process.exitcode for worker in started] == [0, 0]
+
+
+def catches_sigterm(pid: int) -> bool:
+    # Bit 15 of SigCgt: a SIGTERM handler is installed (a worker has started its main function).
+    for line in read_or_empty(Path(f"/proc/{pid}/status")).decode().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+# A batch run through the Python API with two workers of a chosen start method.
+API_BATCH = """
+import sys
+from pathlib import Path
+from rrdnet_cli import load_config
+from rrdnet_cli.batch import run_batch
+from rrdnet_cli.inputs import collect_inputs
+from rrdnet_cli.jobs import OutputOptions
+from rrdnet_cli.workers import Plan
+config = load_config("paper", iterations=100000, device="cpu")
+plan = Plan(2, 1, fork=sys.argv[3] == "fork")
+run_batch(collect_inputs([sys.argv[1]]), config, OutputOptions(Path(sys.argv[2])), plan=plan)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("how", ["cli", "fork", "spawn"])
+def test_workers_end_when_their_parent_is_killed(tmp_path, how):
+    for index in range(3):
+        write_dark(tmp_path / "in" / f"img{index}.png", 32, 32, seed=index)
+    out = tmp_path / "out"
+    if how == "cli":
+        endless = ["--jobs", "2", "--config", "paper", "--iterations", "100000", "--device", "cpu", "-q"]
+        command = cli_command("enhance", tmp_path / "in", "-o", out, *endless)
+    else:
+        command = [sys.executable, "-c", API_BATCH, str(tmp_path / "in"), str(out), how]
+    process = subprocess.Popen(command, env=cli_environment(), stderr=subprocess.DEVNULL)
+    workers = []
+    try:
+        wait_for(lambda: len(children(process)) >= 2 and all(map(catches_sigterm, children(process))), process, "the workers")
+        workers = children(process)
+        time.sleep(0.5)  # into the fit
+        process.kill()  # kill -9: the parent can tell no one
+        process.wait(PROCESS_LIMIT)
+        # At once where prctl works; otherwise within the watch's half second. The bound is
+        # generous only for a machine loaded by other work.
+        assert_gone(workers, seconds=15)
+    finally:
+        for pid in filter(alive, workers):  # only when the test failed: leave no orphan behind
+            os.kill(pid, signal.SIGKILL)
+    # Stopped by SIGTERM, the workers removed their temporaries and wrote nothing.
+    if out.exists():
+        assert list(out.rglob("*.png")) == [] and leftovers(out) == []

@@ -191,3 +191,17 @@ def test_forked_workers_leave_when_the_parent_is_gone():
     for worker in started:
         worker.process.join(10)
     assert [worker.process.exitcode for worker in started] == [0, 0, 0]
+
+
+def test_a_worker_whose_parent_is_gone_stops_itself():
+    # The watch behind the parent-death signal (the only guard off Linux, and for a parent that
+    # died before the signal was asked for): SIGTERM to itself once its parent is not its parent.
+    script = (
+        "import os, signal\n"
+        "from rrdnet_cli import workers\n"
+        "signal.signal(signal.SIGTERM, lambda *a: os._exit(43))\n"
+        "workers._watch_parent(os.getppid() + 1)\n"
+        "os._exit(0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], timeout=60)
+    assert result.returncode == 43
