@@ -74,7 +74,7 @@ class ListedPath(str):
 
     line: int
 
-    def __new__(cls, text: str, line: int) -> "ListedPath":
+    def __new__(cls, text: str, line: int) -> ListedPath:
         listed = super().__new__(cls, text)
         listed.line = line
         return listed
@@ -111,7 +111,7 @@ def read_path_list(name: str, stdin: Optional[BinaryIO] = None) -> list[str]:
     except OSError as error:
         raise os_failure(UsageError, name, "cannot read the path list", error) from None
     if data.startswith(_UTF8_BOM):  # what Windows editors put first; never part of a name
-        data = data[len(_UTF8_BOM):]
+        data = data[len(_UTF8_BOM) :]
     # Bytes, decoded as the file system does, so that any file name survives the round trip.
     lines = [os.fsdecode(line.rstrip(b"\r")) for line in data.split(b"\n")]
     paths = [ListedPath(line, number) for number, line in enumerate(lines, start=1) if line.strip()]

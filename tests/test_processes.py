@@ -398,7 +398,9 @@ def test_workers_end_when_their_parent_is_killed(tmp_path, how):
     process = subprocess.Popen(command, env=cli_environment(), stderr=subprocess.DEVNULL)
     workers = []
     try:
-        wait_for(lambda: len(children(process)) >= 2 and all(map(catches_sigterm, children(process))), process, "the workers")
+        wait_for(
+            lambda: len(children(process)) >= 2 and all(map(catches_sigterm, children(process))), process, "the workers"
+        )
         workers = children(process)
         time.sleep(0.5)  # into the fit
         process.kill()  # kill -9: the parent can tell no one
