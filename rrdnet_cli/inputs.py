@@ -94,7 +94,7 @@ def _read_list(stream: BinaryIO, name: str) -> bytes:
     return bytes(data)
 
 
-def read_path_list(name: str, stdin: Optional[BinaryIO] = None) -> list[str]:
+def read_path_list(name: str, stdin: Optional[BinaryIO] = None) -> list[ListedPath]:
     """The paths listed one per line in the file ``name`` (``-``: ``stdin``); blank lines skipped,
     a UTF-8 byte-order mark and CRLF line ends dropped. Each path is a ``ListedPath`` that knows
     its line."""
