@@ -596,12 +596,48 @@ def relight(decomposition_file, output, gamma, brightness, denoise, quiet):
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; another than this computer's own lets other machines in (there is no login).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on (0: any free one).")
-@click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=50, show_default=True, help="Largest file accepted, in megabytes.")
-@click.option("--max-megapixels", type=click.FloatRange(0, min_open=True), default=50, show_default=True, help="Largest image accepted.")
-@click.option("--fits", type=click.IntRange(1), default=1, show_default=True, help="Photos fitted at once (each in its own process); the others wait in a queue.")
-@click.option("--queue", "queue_size", type=click.IntRange(1), default=64, show_default=True, help="Photos that may wait for a fit; more are refused until some are done.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; any other than the loopback lets other machines use the page (there is no login).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on (0: any free one).",
+)
+@click.option(
+    "--max-upload-mb",
+    type=click.FloatRange(0, min_open=True),
+    default=50,
+    show_default=True,
+    help="Largest file accepted, in megabytes.",
+)
+@click.option(
+    "--max-megapixels",
+    type=click.FloatRange(0, min_open=True),
+    default=50,
+    show_default=True,
+    help="Largest image accepted.",
+)
+@click.option(
+    "--fits",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Photos fitted at once (each in its own process); the others wait in a queue.",
+)
+@click.option(
+    "--queue",
+    "queue_size",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Photos that may wait for a fit; more are refused until some are done.",
+)
 @config_options
 def serve(host, port, max_upload_mb, max_megapixels, fits, queue_size, config_name, **overrides):
     """Open a local web page to drop photos in, compare before and after, and set the light live."""
@@ -612,12 +648,16 @@ def serve(host, port, max_upload_mb, max_megapixels, fits, queue_size, config_na
         missing = (error.name or "").split(".")[0]
         if missing not in ("starlette", "uvicorn"):
             raise
-        raise UsageError(f"rrdnet serve needs the serve extra: pip install 'rrdnet-cli[serve]' ({missing} is missing)") from None
+        raise UsageError(
+            f"rrdnet serve needs the serve extra: pip install 'rrdnet-cli[serve]' ({missing} is missing)"
+        ) from None
     limits = server.Limits(round(max_upload_mb * server.MEGABYTE), round(max_megapixels * 1e6), fits, queue_size)
 
     def ready(url: str) -> None:
         if not server.is_loopback(host):
-            click.echo(f"rrdnet: warning: listening on {host}: anyone who can reach this machine can use the page", err=True)
+            click.echo(
+                f"rrdnet: warning: listening on {host}: anyone who can reach this machine can use the page", err=True
+            )
         click.echo(f"rrdnet: serving on {url} (Ctrl-C to stop)", err=True)
 
     server.serve(config, host=host, port=port, limits=limits, on_ready=ready)

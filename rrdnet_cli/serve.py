@@ -31,18 +31,19 @@ import time
 import warnings
 import zipfile
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 from urllib.parse import quote
 
 import torch
 import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -103,7 +104,7 @@ class Settings:
     denoise: float | str | None = None
 
     @classmethod
-    def parse(cls, brightness: Optional[str], denoise: Optional[str]) -> "Settings":
+    def parse(cls, brightness: Optional[str], denoise: Optional[str]) -> Settings:
         """From the page's text values; a bad one is a ``UsageError`` saying which and why."""
         value: Optional[float] = None
         if brightness not in (None, ""):
@@ -145,7 +146,11 @@ def display_name(name: Optional[str]) -> str:
 def output_name(name: str, image_format: str) -> str:
     """``photo.jpg`` -> ``photo_enhanced.jpg`` (the input's extension where it is one we write)."""
     path = Path(name)
-    suffix = path.suffix if images.FORMATS.get(path.suffix.lower().lstrip(".")) == image_format else images.EXTENSIONS[image_format]
+    suffix = (
+        path.suffix
+        if images.FORMATS.get(path.suffix.lower().lstrip(".")) == image_format
+        else images.EXTENSIONS[image_format]
+    )
     return f"{path.stem}_enhanced{suffix}"
 
 
@@ -174,12 +179,18 @@ def shrink_decomposition(saved: decomposition.Decomposition, longer_side: int) -
     # Averages of values in (0, 1] stay there; the clamp only guards the rounding.
     illumination = shrink(saved.illumination, longer_side).clamp(1e-6, 1.0)
     source = images.LoadedImage(
-        pixels=image, format=saved.source.format, grayscale=saved.source.grayscale,
+        pixels=image,
+        format=saved.source.format,
+        grayscale=saved.source.grayscale,
         icc_profile=saved.source.icc_profile,
     )
     return dataclasses.replace(
-        saved, image=image, illumination=illumination, reflectance=shrink(saved.reflectance, longer_side),
-        noise=shrink(saved.noise, longer_side), source=source,
+        saved,
+        image=image,
+        illumination=illumination,
+        reflectance=shrink(saved.reflectance, longer_side),
+        noise=shrink(saved.noise, longer_side),
+        source=source,
     )
 
 
@@ -187,7 +198,9 @@ def encode_preview(pixels: torch.Tensor, source: images.LoadedImage, side: Optio
     """``pixels`` ``(1, 3, H, W)`` as a JPEG for the page (shrunk to ``side`` when given)."""
     if side is not None:
         pixels = shrink(pixels, side)
-    return images.encode_like(pixels, dataclasses.replace(source, alpha=None, exif=None), "JPEG", quality=PREVIEW_QUALITY)
+    return images.encode_like(
+        pixels, dataclasses.replace(source, alpha=None, exif=None), "JPEG", quality=PREVIEW_QUALITY
+    )
 
 
 def encode_png(picture: Image.Image) -> bytes:
@@ -284,9 +297,15 @@ def _warm_relight(config: Config) -> None:
     """The same for the server's relights, on a made-up 16 x 16 decomposition."""
     image = torch.full((1, 3, 16, 16), 0.1)
     saved = decomposition.Decomposition(
-        image=image, illumination=torch.full((1, 1, 16, 16), 0.2), reflectance=image * 5,
-        noise=torch.zeros_like(image), losses=torch.zeros(2, 5).double().numpy(), gamma=0.5,
-        target_brightness=None, config_yaml=config.to_yaml(), source=images.LoadedImage(pixels=image, format="PNG"),
+        image=image,
+        illumination=torch.full((1, 1, 16, 16), 0.2),
+        reflectance=image * 5,
+        noise=torch.zeros_like(image),
+        losses=torch.zeros(2, 5).double().numpy(),
+        gamma=0.5,
+        target_brightness=None,
+        config_yaml=config.to_yaml(),
+        source=images.LoadedImage(pixels=image, format="PNG"),
     )
     try:
         Settings().relight(saved, config)
@@ -322,16 +341,17 @@ class _Worker:
         self.process = context.Process(target=_worker_main, args=(child, threads), daemon=True)
         # Started with SIGINT blocked (the new process inherits the mask), so that a Ctrl-C during
         # its start-up prints no traceback there; once running it ignores SIGINT.
-        hold = hasattr(signal, "pthread_sigmask")
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if hold else None
-        try:
-            self.process.start()
-        finally:
-            if hold:
+        if hasattr(signal, "pthread_sigmask"):
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                self.process.start()
+            finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        else:
+            self.process.start()
         child.close()
         self.connection.send(config)  # to warm up with
-        self.photo: Optional["Photo"] = None
+        self.photo: Optional[Photo] = None
 
     def stop(self) -> None:
         try:
@@ -463,7 +483,11 @@ class Studio:
         while not self.closed:
             self._dispatch()
             busy = [worker for worker in self.workers if worker.photo is not None]
-            waitables = [self._wake_receive] + [worker.connection for worker in busy] + [worker.process.sentinel for worker in busy]
+            waitables = (
+                [self._wake_receive]
+                + [worker.connection for worker in busy]
+                + [worker.process.sentinel for worker in busy]
+            )
             try:
                 ready = wait(waitables, timeout=1.0)
             except OSError:
@@ -497,8 +521,11 @@ class Studio:
                 photo.status, photo.started = "fitting", time.time()
             worker.photo = photo
             task = {
-                "name": photo.name, "source": str(photo.source), "folder": str(photo.folder),
-                "config": self.config, "preview_side": PREVIEW_SIDE,
+                "name": photo.name,
+                "source": str(photo.source),
+                "folder": str(photo.folder),
+                "config": self.config,
+                "preview_side": PREVIEW_SIDE,
             }
             try:
                 worker.connection.send(task)
@@ -507,6 +534,8 @@ class Studio:
 
     def _receive(self, worker: _Worker) -> None:
         photo = worker.photo
+        if photo is None:
+            return
         try:
             while worker.photo is not None and worker.connection.poll():
                 kind, value = worker.connection.recv()
@@ -584,6 +613,8 @@ class Studio:
                 self.renders.move_to_end(key)
                 return self.renders[key]
         saved = photo.drag if size == "drag" else photo.preview
+        if saved is None:
+            raise NotReady(f"{photo.name}: not ready yet ({photo.status})")
         enhancement = settings.relight(saved, self.config)
         with self.lock:
             self.renders[key] = enhancement
@@ -645,6 +676,13 @@ class Studio:
 
 
 # --------------------------------------------------------------------------------------- the app
+
+
+def enhancement_source(photo: Photo) -> images.LoadedImage:
+    """What a preview of ``photo`` is encoded like (its gray or colour, its ICC profile)."""
+    if photo.preview is None:
+        raise NotReady(f"{photo.name}: not ready yet ({photo.status})")
+    return photo.preview.source
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -718,18 +756,20 @@ def create_app(studio: Studio, allowed_hosts: Optional[list[str]] = None) -> Sta
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     async def info(request: Request) -> Response:
-        return JSONResponse({
-            "upload_bytes": limits.upload_bytes,
-            "pixels": limits.pixels,
-            "fits": limits.fits,
-            "queue": limits.queue,
-            "iterations": config.iterations,
-            "gamma": config.gamma,
-            "brightness": config.brightness,
-            "denoise": config.denoise,
-            "preview_side": PREVIEW_SIDE,
-            "drag_side": DRAG_SIDE,
-        })
+        return JSONResponse(
+            {
+                "upload_bytes": limits.upload_bytes,
+                "pixels": limits.pixels,
+                "fits": limits.fits,
+                "queue": limits.queue,
+                "iterations": config.iterations,
+                "gamma": config.gamma,
+                "brightness": config.brightness,
+                "denoise": config.denoise,
+                "preview_side": PREVIEW_SIDE,
+                "drag_side": DRAG_SIDE,
+            }
+        )
 
     async def upload(request: Request) -> Response:
         name = display_name(request.query_params.get("name"))
@@ -737,9 +777,7 @@ def create_app(studio: Studio, allowed_hosts: Optional[list[str]] = None) -> Sta
         if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
             return _error(403, "uploads are taken from this server's own page only")
         limit = limits.upload_bytes
-        refusal = (
-            f"{name}: file is larger than this server's upload limit of {limit / MEGABYTE:g} MB; refused"
-        )
+        refusal = f"{name}: file is larger than this server's upload limit of {limit / MEGABYTE:g} MB; refused"
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > DRAIN_BYTES:
             return _error(413, refusal)
@@ -787,16 +825,20 @@ def create_app(studio: Studio, allowed_hosts: Optional[list[str]] = None) -> Sta
         def work() -> tuple[bytes, Any]:
             started = time.perf_counter()
             enhancement = studio.render(photo, settings, size)
-            data = encode_preview(enhancement.result, photo.preview.source)
+            data = encode_preview(enhancement.result, enhancement_source(photo))
             return data, (enhancement.light, time.perf_counter() - started)
 
         data, (light, seconds) = await run_in_threadpool(work)
-        return Response(data, media_type="image/jpeg", headers={
-            "X-Light": light.describe(),
-            "X-Brightness": f"{light.brightness:.4f}",
-            "X-Render-Ms": f"{seconds * 1000:.1f}",
-            "Cache-Control": "no-store",
-        })
+        return Response(
+            data,
+            media_type="image/jpeg",
+            headers={
+                "X-Light": light.describe(),
+                "X-Brightness": f"{light.brightness:.4f}",
+                "X-Render-Ms": f"{seconds * 1000:.1f}",
+                "Cache-Control": "no-store",
+            },
+        )
 
     async def map_image(request: Request) -> Response:
         photo = studio.photo(request.path_params["id"], done=True)
@@ -828,8 +870,11 @@ def create_app(studio: Studio, allowed_hosts: Optional[list[str]] = None) -> Sta
         settings = _settings(request)
         name, data = await run_in_threadpool(studio.full_size, photo, settings)
         image_format = images.FORMATS[Path(name).suffix.lower().lstrip(".")]
-        return Response(data, media_type=Image.MIME.get(image_format, "application/octet-stream"),
-                        headers={"Content-Disposition": _attachment(name)})
+        return Response(
+            data,
+            media_type=Image.MIME.get(image_format, "application/octet-stream"),
+            headers={"Content-Disposition": _attachment(name)},
+        )
 
     async def zip_download(request: Request) -> Response:
         # ?p=ID&p=ID:BRIGHTNESS:DENOISE...: each photo with its own light (empty: the config's).
@@ -843,8 +888,12 @@ def create_app(studio: Studio, allowed_hosts: Optional[list[str]] = None) -> Sta
         if not requests:
             return _error(409, "none of these photos is ready")
         path = await run_in_threadpool(studio.zip_file, requests)
-        return FileResponse(path, media_type="application/zip", filename="rrdnet-enhanced.zip",
-                            background=BackgroundTask(path.unlink, missing_ok=True))
+        return FileResponse(
+            path,
+            media_type="application/zip",
+            filename="rrdnet-enhanced.zip",
+            background=BackgroundTask(path.unlink, missing_ok=True),
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -923,9 +972,15 @@ def serve(
     try:
         studio = Studio(config, limits, threads)
         app = create_app(studio, list(LOOPBACK_HOSTS) if is_loopback(host) else None)
-        server = uvicorn.Server(uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3,
-        ))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=3,
+            )
+        )
         if on_ready is not None:
             on_ready(url_of(sock))
         with contextlib.suppress(KeyboardInterrupt):

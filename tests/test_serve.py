@@ -5,7 +5,6 @@ real browser is tests/test_serve_page.py.
 """
 
 import io
-import os
 import re
 import signal
 import subprocess
@@ -151,7 +150,7 @@ def test_download_keeps_the_inputs_format_and_metadata(server):
 
 def test_gray_sixteen_bit_input_downloads_as_sixteen_bit(server):
     client, _ = server
-    array = (dark_array(40, 48, seed=4)[:, :, 0].astype(np.uint16) * 257)
+    array = dark_array(40, 48, seed=4)[:, :, 0].astype(np.uint16) * 257
     photo = fitted(client, encoded(array), "gray16.png")
     downloaded = images.decode_image(client.get(f"/api/photos/{photo['id']}/download").content, "download")
     assert downloaded.grayscale and downloaded.bits == 16
@@ -200,9 +199,14 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(server):
     # A header that claims 200 megapixels (and holds no pixels): refused from the header alone.
     response = upload(client, crafted_png_header(20000, 10000), "bomb.png")
     assert response.status_code == 422
-    assert response.json()["error"] == "bomb.png: image has more pixels than this server's limit of 6000 pixels; refused"
+    assert (
+        response.json()["error"] == "bomb.png: image has more pixels than this server's limit of 6000 pixels; refused"
+    )
     response = upload(client, encoded(dark_array(100, 100)), "big.png")
-    assert response.json()["error"] == "big.png: image has 10000 pixels, more than this server's limit of 6000 pixels; refused"
+    assert (
+        response.json()["error"]
+        == "big.png: image has 10000 pixels, more than this server's limit of 6000 pixels; refused"
+    )
     assert upload(client, encoded(dark_array(40, 48))).status_code == 201
 
 
@@ -247,7 +251,9 @@ def test_bad_requests_get_one_line_errors(server):
     photo = fitted(client, encoded(dark_array(40, 48, seed=12)))
     url = f"/api/photos/{photo['id']}/preview.jpg"
     assert client.get(url, params={"brightness": 2}).json() == {"error": "brightness 2: must be between 0 and 1"}
-    assert client.get(url, params={"denoise": "much"}).json() == {"error": "denoise 'much': expected 'auto', 'off' or a number"}
+    assert client.get(url, params={"denoise": "much"}).json() == {
+        "error": "denoise 'much': expected 'auto', 'off' or a number"
+    }
     assert client.get("/api/photos/0123456789abcdef/preview.jpg").status_code == 404
     assert client.get("/api/zip", params={"p": "0123456789abcdef::"}).status_code == 404
 
@@ -311,7 +317,10 @@ def test_missing_extra_is_one_line_and_exit_2(monkeypatch):
     monkeypatch.delattr(rrdnet_cli, "serve")
     result = run("serve", "--port", "0")
     assert result.exit_code == 2
-    assert result.stderr == "rrdnet: error: rrdnet serve needs the serve extra: pip install 'rrdnet-cli[serve]' (starlette is missing)\n"
+    assert (
+        result.stderr
+        == "rrdnet: error: rrdnet serve needs the serve extra: pip install 'rrdnet-cli[serve]' (starlette is missing)\n"
+    )
 
 
 def test_port_in_use_is_one_line_and_exit_2():
@@ -330,8 +339,11 @@ def test_ctrl_c_stops_cleanly_and_removes_the_temporary_folder(tmp_path):
     environment = cli_environment()
     environment["TMPDIR"] = str(tmp_path)
     process = subprocess.Popen(
-        cli_command("serve", "--port", "0", *DEFAULT_FAST), env=environment,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cli_command("serve", "--port", "0", *DEFAULT_FAST),
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = process.stderr.readline()

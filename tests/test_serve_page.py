@@ -6,14 +6,12 @@ installs both. The screenshot is kept in the test's folder; with RRDNET_SCREENSH
 written to PATH (docs/serve.png, shown in the README, is made so).
 """
 
-import io
 import os
 import re
 import shutil
 import signal
 import subprocess
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,7 +79,9 @@ def test_upload_compare_relight_and_download_in_a_browser(server, tmp_path):
             page.wait_for_function("() => document.getElementById('limits').textContent.length > 0")
 
             # An image over the pixel limit: the server's one-line refusal is shown, and the page goes on.
-            page.set_input_files("#files", [{"name": "bomb.png", "mimeType": "image/png", "buffer": crafted_png_header(20000, 10000)}])
+            page.set_input_files(
+                "#files", [{"name": "bomb.png", "mimeType": "image/png", "buffer": crafted_png_header(20000, 10000)}]
+            )
             page.wait_for_selector(".card.failed")
             assert page.inner_text("#message") == (
                 "bomb.png: image has more pixels than this server's limit of 50 megapixels; refused"
@@ -108,7 +108,10 @@ def test_upload_compare_relight_and_download_in_a_browser(server, tmp_path):
 
             # Maps and the contact sheet, one click away.
             page.click("#show-maps")
-            page.wait_for_function("() => [...document.querySelectorAll('#maps img')].filter((image) => image.naturalWidth > 0).length === 5")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#maps img')]"
+                ".filter((image) => image.naturalWidth > 0).length === 5"
+            )
             page.click("#show-sheet")
             page.wait_for_function("() => document.getElementById('sheet-image').naturalWidth > 0")
 
