@@ -18,7 +18,15 @@ import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO.parent / "shared" / "data"
+# ../shared/data beside the repository, or beside the folder of worktrees a worktree sits in.
+DEFAULT_DATA = next(
+    (
+        folder / "shared" / "data"
+        for folder in (REPO.parent, REPO.parent.parent)
+        if (folder / "shared" / "data").is_dir()
+    ),
+    REPO.parent / "shared" / "data",
+)
 CACHE = Path(__file__).resolve().parent / "cache"
 RESULTS = Path(__file__).resolve().parent / "results"
 # CPU features that decide the fast paths (bf16 autocast is native with AVX-512 BF16 or AMX).

@@ -54,7 +54,9 @@ def forward_differences(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return horizontal, vertical
 
 
-def solver_weights(initial: np.ndarray, sigma: float = SIGMA, epsilon: float = EPSILON) -> tuple[np.ndarray, np.ndarray]:
+def solver_weights(
+    initial: np.ndarray, sigma: float = SIGMA, epsilon: float = EPSILON
+) -> tuple[np.ndarray, np.ndarray]:
     """The sped-up solver's ``W̃_d = W_d / (|∇_d T̂| + ε)`` for d horizontal and vertical, each
     ``(H, W)``, with the paper's strategy III ``W_d`` (module docstring)."""
     weights = []
@@ -78,7 +80,9 @@ def _difference_operator(height: int, width: int, axis: int) -> scipy.sparse.csr
     return scipy.sparse.diags([-has_next, has_next[: size - step]], [0, step], shape=(size, size), format="csr")
 
 
-def refine_illumination(initial: np.ndarray, alpha: float = ALPHA, sigma: float = SIGMA, epsilon: float = EPSILON) -> np.ndarray:
+def refine_illumination(
+    initial: np.ndarray, alpha: float = ALPHA, sigma: float = SIGMA, epsilon: float = EPSILON
+) -> np.ndarray:
     """The refined illumination ``(H, W)``: the sped-up solver's linear system solved for ``initial``."""
     height, width = initial.shape
     horizontal_weights, vertical_weights = solver_weights(initial.astype(np.float64), sigma, epsilon)

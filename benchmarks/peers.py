@@ -26,11 +26,10 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
+import lime as lime_paper
 import numpy as np
 import torch
 from PIL import Image
-
-import lime as lime_paper
 
 INSTALL_HINT = "pip install -e '.[benchmarks]'"
 CLAHE_CLIP_LIMIT = 2.0

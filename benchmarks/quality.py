@@ -2,9 +2,11 @@
 
     python benchmarks/quality.py [--data ../shared/data] [--config PRESET] [--iterations N]
                                  [--max-side 384] [--limit N] [--targets 0.3,0.35,...]
-                                 [--floors 0.2,0.3] [--sweep KEY=V1,V2 ...]
+                                 [--floors 0.2,0.3] [--sweep KEY=V1,V2 ...] [--sets real]
+                                 [--output FILE]
 
-For every image of ``synthetic/low`` (paired with ``synthetic/high``) and of ``real/*`` it fits
+For every image of ``synthetic/low`` (paired with ``synthetic/high``) and of ``real/*`` (``real/lol_low``
+paired with ``real/lol_high``, the captured ground truth, where it holds the same name) it fits
 the decomposition once (cached in ``benchmarks/cache/`` as a saved decomposition, keyed by the
 pixels and every config value that affects the fit), then renders it several ways; only the
 rendering changes, so every RRDNet variant shares one decomposition:
@@ -18,7 +20,9 @@ rendering changes, so every RRDNet variant shares one decomposition:
 * peers, on the same photos (``peers.py``; the optional extra ``[benchmarks]``): ``input`` (the
   dark photo itself), ``gamma_curve`` (one global ``x ** p``, ``p`` bisected to the mean brightness
   of ``default``'s result), ``clahe`` (OpenCV CLAHE on Lab's L, clip limit 2, 8x8 tiles) and
-  ``zero_dce_pp`` (Zero-DCE++ with the weights of the MIT-licensed wheel neuro-low-light 0.1.0).
+  ``zero_dce_pp`` (Zero-DCE++ with the weights of the MIT-licensed wheel neuro-low-light 0.1.0),
+  ``lime`` and ``lime_bm3d`` (LIME from its paper, without and with its BM3D step: ``lime.py``;
+  cached in ``benchmarks/cache/``). SCI is not among them: no installable package ships its weights.
 
 Each rendering is rounded to 8 bits, as a written file is, and scored with ``rrdnet_cli.evaluate``
 (PSNR, SSIM raw and GT-mean aligned against the reference; NIQE twice: ``niqe``, scikit-video's
@@ -29,6 +33,12 @@ error, for both NIQEs on the real photos and SSIM and GT-mean-aligned PSNR on th
 Each rendering also records the share of its pixels newly clipped to 8-bit white; each target of
 the sweep, over the photos darker than it, the largest miss of the target and the largest share
 newly clipped (the targets: within 0.01, at most 0.5 %).
+
+How each rendering treats colour and blacks (``colour.py``, definitions also written in the JSON):
+``hue_shift``, the chroma-weighted CIELAB hue shift from the input in degrees, and ``black_lift``,
+the mean output luma where the input's luma is below 0.01 (pixel-weighted over a set). Real
+captured pairs: ``real_pairs`` summarises PSNR and SSIM (raw and GT-mean aligned) over the real
+photos that have a ground truth (LOL's), for every rendering.
 
 Prints one JSON line and writes it, indented, to ``benchmarks/results/quality.json``. The sweep
 over targets is what chose the package's default target (benchmarks/README.md).
@@ -54,6 +64,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import colour  # noqa: E402
 import niqe_basicsr  # noqa: E402
 import peers  # noqa: E402
 
@@ -75,8 +86,19 @@ RENDER_KEYS = ("gamma", "brightness", "denoise", "gamma_floor")
 LIGHT_KEYS = RENDER_KEYS + ("device",)
 # The paper's rendering: its fixed gamma, no denoising (keys the config lacks are left out).
 PAPER_RENDERING = {"gamma": FIXED_GAMMA, "denoise": "off"}
-SUMMARY_METRICS = ("psnr", "psnr_gtmean", "ssim", "ssim_gtmean", "niqe", "niqe_basicsr", "brightness", "gamma")
-REPORTED = ("input", "fixed_0.4", "auto", "default", "gamma_curve", "clahe", "zero_dce_pp")
+SUMMARY_METRICS = (
+    "psnr",
+    "psnr_gtmean",
+    "ssim",
+    "ssim_gtmean",
+    "niqe",
+    "niqe_basicsr",
+    "brightness",
+    "gamma",
+    "hue_shift",
+)
+REPORTED = ("input", "fixed_0.4", "auto", "default", "gamma_curve", "clahe", "zero_dce_pp", "lime", "lime_bm3d")
+SETS = ("synthetic", "real")
 # default against every other rendering, image by image: which metrics, per set.
 PAIRED_METRICS = {"synthetic": ("ssim", "psnr_gtmean"), "real": ("niqe", "niqe_basicsr")}
 LOWER_IS_BETTER = {"niqe", "niqe_basicsr"}
@@ -166,6 +188,8 @@ def produce(saved: decomposition.Decomposition, setting: dict, rendered: dict[st
         return peers.clahe(saved.image), None, None
     if kind == "zero_dce_pp":
         return peers.zero_dce_pp(saved.image), None, None
+    if kind == "cached_peer":
+        return peers.cached(setting["peer"], saved.image, setting["cache"]), None, None
     raise ValueError(f"unknown rendering {kind}")
 
 
@@ -211,11 +235,33 @@ def summarise(rows: list[dict]) -> dict:
     for metric in SUMMARY_METRICS:
         values = [row[metric] for row in rows if row.get(metric) is not None]
         summary[metric] = round(float(np.mean(values)), 4) if values else None
+    # Pixel-weighted: every input pixel darker than colour.BLACK_LUMA counts once.
+    black = sum(row.get("black_pixels", 0) for row in rows)
+    lifted = sum(row["black_lift"] * row["black_pixels"] for row in rows if row.get("black_lift") is not None)
+    summary["black_lift"] = round(lifted / black, 4) if black else None
     return summary
 
 
-def images_of(data: Path, limit: int) -> dict[str, list[tuple[str, Path, Path | None]]]:
-    """``{set: [(name, low, reference or None)]}``, at most ``limit`` per folder (0: all)."""
+def real_pairs(by_mode: dict[str, list[dict]], modes) -> dict:
+    """For every rendering in ``modes``: its scores over the real photos that have a ground truth."""
+    summary = {}
+    for mode in modes:
+        rows = [row for row in by_mode[mode] if row["paired"]]
+        summary[mode] = {
+            "count": len(rows),
+            **{
+                metric: round(float(np.mean([row[metric] for row in rows])), 4) if rows else None
+                for metric in ("psnr", "ssim", "psnr_gtmean", "ssim_gtmean")
+            },
+        }
+    return summary
+
+
+def images_of(data: Path, limit: int, sets=SETS) -> dict[str, list[tuple[str, Path, Path | None]]]:
+    """``{set: [(name, low, reference or None)]}`` for ``sets``, at most ``limit`` per folder (0: all).
+
+    Real photos are paired with the ground truth where one exists: ``real/<folder>_low/<name>``
+    with ``real/<folder>_high/<name>`` (LOL's captured pairs)."""
 
     def first(paths):
         paths = sorted(path for path in paths if path.suffix.lower() in images.IMAGE_SUFFIXES)
@@ -225,15 +271,24 @@ def images_of(data: Path, limit: int) -> dict[str, list[tuple[str, Path, Path | 
         (f"synthetic/{path.name}", path, data / "synthetic" / "high" / path.name)
         for path in first((data / "synthetic" / "low").iterdir())
     ]
+
+    def truth(folder: Path, path: Path) -> Path | None:
+        if not folder.name.endswith("_low"):
+            return None
+        reference = folder.with_name(folder.name[: -len("_low")] + "_high") / path.name
+        return reference if reference.is_file() else None
+
     real = []
-    for folder in sorted(path for path in (data / "real").iterdir() if path.is_dir()):
-        real += [(f"real/{folder.name}/{path.name}", path, None) for path in first(folder.iterdir())]
-    return {"synthetic": synthetic, "real": real}
+    for folder in sorted(
+        path for path in (data / "real").iterdir() if path.is_dir() and not path.name.endswith("_high")
+    ):
+        real += [(f"real/{folder.name}/{path.name}", path, truth(folder, path)) for path in first(folder.iterdir())]
+    return {name: pictures for name, pictures in {"synthetic": synthetic, "real": real}.items() if name in sets}
 
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA)
     parser.add_argument("--config", default=DEFAULT_PRESET, help="preset name or YAML file")
     parser.add_argument("--iterations", type=int, help="Adam steps (default: the config's)")
     parser.add_argument("--max-side", type=int, default=384, help="downscale longer side to this (0: full size)")
@@ -249,6 +304,7 @@ def parse_arguments() -> argparse.Namespace:
         help=f"render-time settings ({', '.join(RENDER_KEYS)}) to vary around --config's rendering; every "
         "combination is rendered from the same decomposition, e.g. brightness=0.4,0.5 denoise=off,auto",
     )
+    parser.add_argument("--sets", default=",".join(SETS), help="which sets to score: synthetic, real or both")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cache", type=Path, default=REPO / "benchmarks" / "cache")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "quality.json")
@@ -303,6 +359,8 @@ def rendering_modes(arguments: argparse.Namespace, config, targets: list[float],
         "gamma_curve": {"kind": "gamma_curve", "match": "default"},
         "clahe": {"kind": "clahe"},
         "zero_dce_pp": {"kind": "zero_dce_pp"},
+        "lime": {"kind": "cached_peer", "peer": "lime", "cache": arguments.cache},
+        "lime_bm3d": {"kind": "cached_peer", "peer": "lime_bm3d", "cache": arguments.cache},
     }
     modes.update(
         {f"target_{target:g}": {"kind": "config", "config": config.replace(brightness=target)} for target in targets}
@@ -325,7 +383,7 @@ def score_all(arguments: argparse.Namespace, config, modes: dict) -> tuple[dict,
     """``{set: {mode: [row per image]}}`` and the seconds of each fit computed (not cached)."""
     rows: dict[str, dict[str, list[dict]]] = {}
     fit_seconds = []
-    for set_name, pictures in images_of(arguments.data, arguments.limit).items():
+    for set_name, pictures in images_of(arguments.data, arguments.limit, arguments.sets).items():
         rows[set_name] = {mode: [] for mode in modes}
         for name, low_path, reference_path in pictures:
             loaded = load_picture(low_path, arguments.max_side)
@@ -336,7 +394,8 @@ def score_all(arguments: argparse.Namespace, config, modes: dict) -> tuple[dict,
             if not cached:
                 fit_seconds.append(seconds)
             rendered = {}
-            white_before = white(to_array(saved.image))  # once per photo, for every rendering
+            before = to_array(saved.image)
+            white_before = white(before)  # once per photo, for every rendering
             for mode, setting in modes.items():
                 pixels, gamma, reached = produce(saved, setting, rendered)
                 rendered[mode] = pixels
@@ -344,7 +403,11 @@ def score_all(arguments: argparse.Namespace, config, modes: dict) -> tuple[dict,
                 scores = score_images(name, array, reference).__dict__
                 scores["niqe_basicsr"] = niqe_basicsr.niqe(array) if niqe_basicsr.available() else None
                 scores["newly_clipped"] = newly_clipped(array, white_before)
-                rows[set_name][mode].append({**scores, "gamma": gamma, "reached": reached})
+                scores["hue_shift"] = colour.hue_shift(before, array)
+                scores["black_lift"], scores["black_pixels"] = colour.black_lift(before, array)
+                rows[set_name][mode].append(
+                    {**scores, "gamma": gamma, "reached": reached, "paired": reference is not None}
+                )
             print(f"{name}: fitted in {seconds:.0f} s" if not cached else f"{name}: cached", file=sys.stderr)
     return rows, fit_seconds
 
@@ -369,9 +432,11 @@ def best_target(sweep: dict, targets: list[float]) -> float:
     return min(target for target in by_psnr if niqe_of(target) <= best_niqe + TIE_NIQE)
 
 
-def _change(summary: dict, mode: str, baseline: str, metric: str, digits: int) -> float | None:
+def _change(summary: dict | None, mode: str, baseline: str, metric: str, digits: int) -> float | None:
     """Mean ``metric`` of ``mode`` minus ``baseline``'s (None when either has none, e.g. NIQE on
-    pictures smaller than it needs)."""
+    pictures smaller than it needs, or the set was not scored)."""
+    if summary is None:
+        return None
     a, b = summary[mode][metric], summary[baseline][metric]
     return None if a is None or b is None else round(a - b, digits)
 
@@ -400,17 +465,22 @@ def build_record(arguments, config, rows: dict, modes: dict, targets: list[float
         set_name: {mode: summarise(mode_rows) for mode, mode_rows in by_mode.items()}
         for set_name, by_mode in rows.items()
     }
+
+    def of(set_name: str, mode: str, metric: str) -> float | None:  # None for a set not scored (--sets)
+        return summary[set_name][mode][metric] if set_name in summary else None
+
     sweep = {
         f"{target:g}": {
-            "synthetic_psnr": summary["synthetic"][f"target_{target:g}"]["psnr"],
-            "synthetic_psnr_gtmean": summary["synthetic"][f"target_{target:g}"]["psnr_gtmean"],
-            "real_niqe": summary["real"][f"target_{target:g}"]["niqe"],
-            "real_niqe_basicsr": summary["real"][f"target_{target:g}"]["niqe_basicsr"],
+            "synthetic_psnr": of("synthetic", f"target_{target:g}", "psnr"),
+            "synthetic_psnr_gtmean": of("synthetic", f"target_{target:g}", "psnr_gtmean"),
+            "real_niqe": of("real", f"target_{target:g}", "niqe"),
+            "real_niqe_basicsr": of("real", f"target_{target:g}", "niqe_basicsr"),
             **target_misses(rows, target),
         }
         for target in targets
     }
-    synthetic, real = summary["synthetic"], summary["real"]
+    synthetic, real = summary.get("synthetic"), summary.get("real")
+    real_rows = rows.get("real", {})
     psnr_gain, niqe_change = (
         _change(synthetic, "auto", "fixed_0.4", "psnr", 3),
         _change(real, "auto", "fixed_0.4", "niqe", 4),
@@ -430,8 +500,14 @@ def build_record(arguments, config, rows: dict, modes: dict, targets: list[float
             set_name: round(float(np.mean([row["reached"] for row in by_mode["auto"]])), 3)
             for set_name, by_mode in rows.items()
         },
-        "synthetic": {mode: synthetic[mode] for mode in REPORTED},
-        "real": {mode: real[mode] for mode in REPORTED},
+        "definitions": {
+            **colour.DEFINITIONS,
+            "real_pairs": "PSNR and SSIM (rrdnet_cli.evaluate) over the real photos with a captured ground truth "
+            "(real/lol_low against real/lol_high), at --max-side",
+        },
+        "synthetic": {mode: synthetic[mode] for mode in REPORTED} if synthetic else None,
+        "real": {mode: real[mode] for mode in REPORTED} if real else None,
+        "real_pairs": real_pairs(real_rows, REPORTED) if real_rows else None,
         # default minus each other rendering, image by image (better_on: images where default wins).
         "default_against": default_against_others(rows, list(REPORTED)),
         "sweep": sweep,
@@ -445,12 +521,12 @@ def build_record(arguments, config, rows: dict, modes: dict, targets: list[float
             "auto_beats_fixed_by_2db": psnr_gain is not None and psnr_gain >= 2.0,
             "niqe_change_real": niqe_change,
             "auto_no_worse_niqe_real": niqe_change is not None and niqe_change <= 0,
-            "niqe_change_real_paired": paired_niqe(rows["real"], "auto"),
+            "niqe_change_real_paired": paired_niqe(real_rows, "auto") if real_rows else None,
         },
         "floors": {
             f"{floor:g}": {
                 "synthetic_psnr_gain_db": _change(synthetic, f"floor_{floor:g}", "fixed_0.4", "psnr", 3),
-                "niqe_change_real_paired": paired_niqe(rows["real"], f"floor_{floor:g}"),
+                "niqe_change_real_paired": paired_niqe(real_rows, f"floor_{floor:g}") if real_rows else None,
             }
             for floor in floors
         },
@@ -470,6 +546,10 @@ def main() -> None:
         sys.exit(2)
     if not niqe_basicsr.available():
         print("quality.py: BasicSR's NIQE left out (pip install --no-deps basicsr==1.4.2)", file=sys.stderr)
+    arguments.sets = tuple(name.strip() for name in arguments.sets.split(",") if name.strip())
+    if not arguments.sets or set(arguments.sets) - set(SETS):
+        print(f"quality.py: --sets: choose from {', '.join(SETS)}", file=sys.stderr)
+        sys.exit(2)
     try:
         config = load_config(arguments.config, iterations=arguments.iterations, device=arguments.device)
         targets = sorted(set(_numbers(arguments.targets)) | {arguments.auto_brightness})
