@@ -85,7 +85,7 @@ MARGIN = 16
 LABEL_HEIGHT = 52
 BACKGROUND = (40, 40, 40)
 TEXT = (235, 235, 235)
-# What the issue asks of the default against each peer: the share of judgements won (zero_dce_pp:
+# The targets the default is held to against each peer: the share of judgements won (zero_dce_pp:
 # every one), and no confident loss on a night scene.
 GOAL_WIN_PERCENT = {"zero_dce_pp": 100.0}
 GOAL_WIN_PERCENT_OTHERS = 60.0
