@@ -179,10 +179,14 @@ def find_ours(folder: Path, photo: Path, suffix: str = "") -> Path:
     for place in (folder / photo.parent.name, folder):
         matches = sorted(path for path in place.glob(f"{stem}.*") if path.suffix.lower() in PHOTO_SUFFIXES)
         if len(matches) > 1:
-            raise PreferenceError(f"{place}: several results for {photo_id(photo)}: {', '.join(path.name for path in matches)}")
+            raise PreferenceError(
+                f"{place}: several results for {photo_id(photo)}: {', '.join(path.name for path in matches)}"
+            )
         if matches:
             return matches[0]
-    raise PreferenceError(f"{folder}: no result for {photo_id(photo)} (looked for {stem}.* there and in {photo.parent.name}/)")
+    raise PreferenceError(
+        f"{folder}: no result for {photo_id(photo)} (looked for {stem}.* there and in {photo.parent.name}/)"
+    )
 
 
 def package_digest(config: str, options: list[str]) -> str:
@@ -206,8 +210,20 @@ def run_ours(config: str, options: list[str], photos: list[Path]) -> Path:
     for photo in photos:
         by_folder.setdefault(photo.parent, []).append(photo)
     for source, files in by_folder.items():
-        command = [sys.executable, "-m", "rrdnet_cli", "enhance", *map(str, files), "-o", str(output / source.name),
-                   "--config", config, "--skip-existing", "--quiet", *options]
+        command = [
+            sys.executable,
+            "-m",
+            "rrdnet_cli",
+            "enhance",
+            *map(str, files),
+            "-o",
+            str(output / source.name),
+            "--config",
+            config,
+            "--skip-existing",
+            "--quiet",
+            *options,
+        ]
         print(f"preference.py: {' '.join(command[1:])}", file=sys.stderr)
         if subprocess.run(command, cwd=REPO).returncode != 0:
             raise PreferenceError(f"rrdnet enhance --config {config} failed on {source} (see above)")
@@ -234,7 +250,9 @@ def _fit(picture: Image.Image, width: int) -> Image.Image:
 
 def _centred_text(draw: ImageDraw.ImageDraw, centre_x: float, top: int, height: int, text: str, font) -> None:
     left, upper, right, lower = draw.textbbox((0, 0), text, font=font)
-    draw.text((centre_x - (right - left) / 2 - left, top + (height - (lower - upper)) / 2 - upper), text, fill=TEXT, font=font)
+    draw.text(
+        (centre_x - (right - left) / 2 - left, top + (height - (lower - upper)) / 2 - upper), text, fill=TEXT, font=font
+    )
 
 
 def make_sheet(picture_a: np.ndarray, picture_b: np.ndarray, original: np.ndarray) -> Image.Image:
@@ -272,10 +290,14 @@ def make(arguments: argparse.Namespace) -> dict:
     chosen = [name.strip() for name in arguments.peers.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in peers.PEERS]
     if unknown or not chosen:
-        raise PreferenceError(f"--peers: unknown peer {', '.join(unknown) or '(none given)'}; choose from {', '.join(peers.PEERS)}")
+        raise PreferenceError(
+            f"--peers: unknown peer {', '.join(unknown) or '(none given)'}; choose from {', '.join(peers.PEERS)}"
+        )
     absent = peers.missing()
     if absent:
-        raise PreferenceError(f"the peers need the optional extra [benchmarks] ({peers.INSTALL_HINT}); missing: {', '.join(absent)}")
+        raise PreferenceError(
+            f"the peers need the optional extra [benchmarks] ({peers.INSTALL_HINT}); missing: {', '.join(absent)}"
+        )
     photos = list_photos(arguments.photos or list(DEFAULT_PHOTOS))
     night = {name.strip() for name in arguments.night.split(",") if name.strip()}
     if arguments.ours is not None:
@@ -285,7 +307,9 @@ def make(arguments: argparse.Namespace) -> dict:
     else:
         ours_folder = run_ours(arguments.ours_config, arguments.ours_option, photos)
         ours = {"config": arguments.ours_config, "options": arguments.ours_option, "folder": str(ours_folder)}
-    ours_paths = {photo: find_ours(ours_folder, photo, arguments.ours_suffix if arguments.ours else "") for photo in photos}
+    ours_paths = {
+        photo: find_ours(ours_folder, photo, arguments.ours_suffix if arguments.ours else "") for photo in photos
+    }
 
     pairs = [(photo, peer) for photo in photos for peer in chosen]
     draw = random.Random(arguments.seed)
@@ -309,8 +333,13 @@ def make(arguments: argparse.Namespace) -> dict:
         a, b = (ours_picture, peer_picture) if ours_side == "A" else (peer_picture, ours_picture)
         name = f"sheet_{number:0{digits}d}"
         make_sheet(a, b, original).save(sheets_folder / f"{name}.png")
-        key[name] = {"photo": photo_id(photo), "peer": peer, "ours": ours_side, "night": night_id(photo) in night,
-                     "ours_file": str(ours_paths[photo])}
+        key[name] = {
+            "photo": photo_id(photo),
+            "peer": peer,
+            "ours": ours_side,
+            "night": night_id(photo) in night,
+            "ours_file": str(ours_paths[photo]),
+        }
         print(f"{name}: {photo_id(photo)} against {peer}", file=sys.stderr)
     (sheets_folder / "BRIEF.md").write_text(BRIEF)
     (sheets_folder / "answers_template.txt").write_text(answers_template(list(key)))
@@ -358,7 +387,9 @@ def read_answers(path: Path) -> tuple[str, list[dict]]:
             data = json.loads(text)
             judge = str(data.get("judge") or judge)
             for sheet, answer in data["answers"].items():
-                answers.append(_answer(path, "", sheet, answer["choice"], answer["confidence"], str(answer.get("reason", ""))))
+                answers.append(
+                    _answer(path, "", sheet, answer["choice"], answer["confidence"], str(answer.get("reason", "")))
+                )
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise PreferenceError(f"{path}: not an answer file ({type(error).__name__}: {error})") from None
     else:
@@ -372,7 +403,9 @@ def read_answers(path: Path) -> tuple[str, list[dict]]:
             parts = line.split(maxsplit=3)
             if len(parts) < 3:
                 raise PreferenceError(f"{path}:{number}: expected 'SHEET A|B confident|slight REASON', got {line!r}")
-            answers.append(_answer(path, f":{number}", parts[0], parts[1], parts[2], parts[3] if len(parts) > 3 else ""))
+            answers.append(
+                _answer(path, f":{number}", parts[0], parts[1], parts[2], parts[3] if len(parts) > 3 else "")
+            )
     seen = [answer["sheet"] for answer in answers]
     twice = sorted({sheet for sheet in seen if seen.count(sheet) > 1})
     if twice:
@@ -385,9 +418,22 @@ def tally_record(key: dict, judged: list[tuple[str, list[dict]]]) -> dict:
     sheets = key["sheets"]
     judges = [judge for judge, _ in judged]
     if len(set(judges)) != len(judges):
-        raise PreferenceError(f"two answer files name the same judge: {', '.join(sorted({j for j in judges if judges.count(j) > 1}))}")
-    by_peer = {peer: {"judgements": 0, "wins": 0, "losses": 0, "confident_wins": 0, "confident_losses": 0,
-                      "night_judgements": 0, "night_losses": 0, "confident_losses_night": 0} for peer in key["peers"]}
+        raise PreferenceError(
+            f"two answer files name the same judge: {', '.join(sorted({j for j in judges if judges.count(j) > 1}))}"
+        )
+    by_peer = {
+        peer: {
+            "judgements": 0,
+            "wins": 0,
+            "losses": 0,
+            "confident_wins": 0,
+            "confident_losses": 0,
+            "night_judgements": 0,
+            "night_losses": 0,
+            "confident_losses_night": 0,
+        }
+        for peer in key["peers"]
+    }
     per_photo: dict[str, dict[str, dict[str, int]]] = {}
     losses, unanswered = [], {}
     for judge, answers in judged:
@@ -410,18 +456,31 @@ def tally_record(key: dict, judged: list[tuple[str, list[dict]]]) -> dict:
             if not won:
                 counts["night_losses"] += entry["night"]
                 counts["confident_losses_night"] += confident and entry["night"]
-                losses.append({"sheet": answer["sheet"], "photo": entry["photo"], "peer": entry["peer"], "night": entry["night"],
-                               "judge": judge, "confidence": answer["confidence"], "reason": answer["reason"]})
+                losses.append(
+                    {
+                        "sheet": answer["sheet"],
+                        "photo": entry["photo"],
+                        "peer": entry["peer"],
+                        "night": entry["night"],
+                        "judge": judge,
+                        "confidence": answer["confidence"],
+                        "reason": answer["reason"],
+                    }
+                )
             photo = per_photo.setdefault(entry["photo"], {}).setdefault(entry["peer"], {"wins": 0, "losses": 0})
             photo["wins" if won else "losses"] += 1
     for counts in by_peer.values():
-        counts["win_percent"] = round(100.0 * counts["wins"] / counts["judgements"], 1) if counts["judgements"] else None
+        counts["win_percent"] = (
+            round(100.0 * counts["wins"] / counts["judgements"], 1) if counts["judgements"] else None
+        )
     goals = {}
     for peer, counts in by_peer.items():
         needed = GOAL_WIN_PERCENT.get(peer, GOAL_WIN_PERCENT_OTHERS)
         goals[peer] = {
             "win_percent_needed": needed,
-            "met": counts["win_percent"] is not None and counts["win_percent"] >= needed and counts["confident_losses_night"] == 0,
+            "met": counts["win_percent"] is not None
+            and counts["win_percent"] >= needed
+            and counts["confident_losses_night"] == 0,
         }
     return {
         "benchmark": "preference",
@@ -476,7 +535,9 @@ def brief(arguments: argparse.Namespace) -> None:
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     making = commands.add_parser("make", help="write the sheets, their brief and the key")
@@ -484,12 +545,22 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     source = making.add_mutually_exclusive_group(required=True)
     source.add_argument("--ours", type=Path, help="folder of our results (rrdnet enhance -o DIR)")
     source.add_argument("--ours-config", help="preset or YAML: run rrdnet enhance with it (cached)")
-    making.add_argument("--ours-option", action="append", default=[],
-                        help="extra option for rrdnet enhance with --ours-config, e.g. --ours-option=--brightness=0.45")
+    making.add_argument(
+        "--ours-option",
+        action="append",
+        default=[],
+        help="extra option for rrdnet enhance with --ours-config, e.g. --ours-option=--brightness=0.45",
+    )
     making.add_argument("--ours-suffix", default="", help="the --suffix the results in --ours were written with")
-    making.add_argument("--photos", type=Path, nargs="+", help="photos or folders (default: ../shared/data/real/{lol_low,dicm})")
-    making.add_argument("--peers", default=",".join(DEFAULT_PEERS), help="comma-separated: lime_bm3d, lime, zero_dce_pp, clahe")
-    making.add_argument("--night", default=",".join(DEFAULT_NIGHT), help="night scenes, as folder/stem, comma-separated")
+    making.add_argument(
+        "--photos", type=Path, nargs="+", help="photos or folders (default: ../shared/data/real/{lol_low,dicm})"
+    )
+    making.add_argument(
+        "--peers", default=",".join(DEFAULT_PEERS), help="comma-separated: lime_bm3d, lime, zero_dce_pp, clahe"
+    )
+    making.add_argument(
+        "--night", default=",".join(DEFAULT_NIGHT), help="night scenes, as folder/stem, comma-separated"
+    )
     making.add_argument("--seed", type=int, default=0, help="seed of the sheet order and of the sides")
     making.add_argument("--folder", type=Path, default=DEFAULT_FOLDER, help="where NAME/sheets and NAME/key.json go")
     making.add_argument("--key", type=Path, help="write the key here instead of FOLDER/NAME/key.json")
