@@ -86,8 +86,19 @@ class Config:
         exclusive=True,
         keywords=("auto",),
     )
-    brightness: float = _option(
-        AUTO_BRIGHTNESS, "mean brightness of the result that gamma 'auto' aims for", minimum=0.0, maximum=1.0
+    brightness: float | str = _option(
+        AUTO_BRIGHTNESS,
+        "mean brightness of the result that gamma 'auto' aims for; 'auto': chosen by the scene "
+        "(local tone mapping: its lit content metered to mid-grey; global: 0.4)",
+        minimum=0.0,
+        maximum=1.0,
+        keywords=("auto",),
+    )
+    tone_mapping: str = _option(
+        "global",
+        "how gamma 'auto' renders: local (a gain per region of the scene, colours kept) or global "
+        "(one gamma and exposure for the whole photo)",
+        choices=("local", "global"),
     )
     gamma_floor: float = _option(
         # light.GAMMA_MIN; the config stays free of torch imports.

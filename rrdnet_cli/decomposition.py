@@ -359,9 +359,11 @@ def saved_setting(decomposition: Decomposition, key: str, notes: Optional[list[s
         return default
 
 
-def saved_brightness(decomposition: Decomposition, notes: Optional[list[str]] = None) -> float:
-    """The target brightness in the decomposition's saved config (the default if it has none)."""
-    return float(saved_setting(decomposition, "brightness", notes))
+def saved_brightness(decomposition: Decomposition, notes: Optional[list[str]] = None) -> float | str:
+    """The target brightness in the decomposition's saved config (a number or ``"auto"``; the
+    default if it has none)."""
+    value = saved_setting(decomposition, "brightness", notes)
+    return value if isinstance(value, str) else float(value)
 
 
 def relight(
@@ -392,13 +394,14 @@ def relight(
         gamma, brightness = "auto", saved_brightness(decomposition, notes) if brightness is None else brightness
     elif not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma > 0):
         raise UsageError(f"gamma {gamma}: must be a number greater than 0, or 'auto'")
-    if brightness is not None and not 0.0 <= brightness <= 1.0:
+    if brightness is not None and brightness != "auto" and not 0.0 <= brightness <= 1.0:
         raise UsageError(f"brightness {brightness}: must be between 0 and 1")
     if denoise is None:
         denoise = saved_setting(decomposition, "denoise", notes)
     else:
         denoise = check_value("denoise", denoise, source="option")
     gamma_floor = saved_setting(decomposition, "gamma_floor", notes)
+    tone_mapping = saved_setting(decomposition, "tone_mapping", notes)
     if on_note is not None:
         for note in notes:
             on_note(note)
@@ -412,6 +415,7 @@ def relight(
         brightness,
         gamma_floor=gamma_floor,
         denoise=denoise,
+        tone_mapping=tone_mapping,
     )
 
 

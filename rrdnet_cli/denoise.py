@@ -195,12 +195,22 @@ def _shrunk(signal: np.ndarray, sigma: float, tile_size: int, threads: Optional[
     return np.clip(result, 0.0, 1.0)
 
 
-def denoise_signal(image: torch.Tensor, noise: torch.Tensor, strength: float) -> Denoised:
-    """``clamp(I − N, 0, 1)`` denoised at ``strength`` and ``HIGH_GAIN_FACTOR`` times it (one noise
-    estimate for both); ``image``, ``noise`` and the copies ``(1, 3, H, W)`` float32 on the CPU."""
+def signal_array(image: torch.Tensor, noise: torch.Tensor) -> np.ndarray:
+    """``clamp(I − N, 0, 1)`` as an ``(H, W, 3)`` float32 array; ``image``, ``noise`` ``(1, 3, H, W)``."""
     with torch.no_grad():
-        signal = np.ascontiguousarray((image - noise).clamp(0.0, 1.0)[0].permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
-    level = noise_level(signal)
+        signal = (image - noise).clamp(0.0, 1.0)[0].permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(signal, dtype=np.float32)
+
+
+def denoise_signal(
+    image: torch.Tensor, noise: torch.Tensor, strength: float, level: Optional[float] = None
+) -> Denoised:
+    """``clamp(I − N, 0, 1)`` denoised at ``strength`` and ``HIGH_GAIN_FACTOR`` times it (one noise
+    estimate for both: ``level``, or ``noise_level`` of the signal when not given); ``image``,
+    ``noise`` and the copies ``(1, 3, H, W)`` float32 on the CPU."""
+    signal = signal_array(image, noise)
+    if level is None:
+        level = noise_level(signal)
 
     def copy_at(factor: float) -> torch.Tensor:
         cleaned = _shrunk(signal, factor * strength * level, TILE_SIZE, None)

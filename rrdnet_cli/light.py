@@ -29,8 +29,10 @@ from typing import Any, Callable, Optional
 import torch
 from kornia.color import linear_rgb_to_rgb, rgb_to_linear_rgb
 
+from . import scene as scenes
 from .denoise import Denoised
 from .errors import UsageError
+from .scene import Scene
 
 # The default floor of the range searched for gamma when it is chosen for a target brightness
 # (config key gamma_floor). Up to 1: a chosen gamma never renders a photo darker than its own
@@ -84,6 +86,14 @@ class LightChoice:
     brightness: float
     target: Optional[float] = None
     exposure: float = 1.0
+    # Local light (``scene``): the key, in stops, that the photo's lit content was brought to; the
+    # exposure is then the gain at the key. None for one light over the whole photo.
+    key: Optional[float] = None
+
+    @property
+    def local(self) -> bool:
+        """Whether the light follows the scene (a gain per region) rather than one gamma."""
+        return self.key is not None
 
     @property
     def tone(self) -> bool:
@@ -98,8 +108,10 @@ class LightChoice:
     def describe(self) -> str:
         """``gamma 0.412, brightness 0.400``, plus ``, exposure 1.8`` when a gain was applied and
         ``, target 0.500 out of reach`` when missed."""
-        text = f"gamma {self.gamma:.3g}"
-        if self.exposure != 1.0:
+        text = "local light" if self.local else f"gamma {self.gamma:.3g}"
+        if self.local:
+            text += f", gain {self.exposure:.3g} at the key"
+        elif self.exposure != 1.0:
             text += f", exposure {self.exposure:.3g}"
         text += f", brightness {self.brightness:.3f}"
         if not self.reached:
@@ -311,3 +323,67 @@ def choose_light(
     grid_image, grid_illumination, grid_noise, grid_denoised = search_grid(image, illumination, noise, denoised)
     value = brightness_at(grid_image, grid_illumination, grid_noise, float(gamma), denoised=grid_denoised)
     return LightChoice(float(gamma), value)
+
+
+# The target key is searched this many stops below and above the photo's own key: far enough below
+# that no region is brightened, far enough above that every benchmark photo reaches brightness 0.8.
+KEY_SEARCH_STOPS = (20.0, 16.0)
+
+
+def render_local(
+    image: torch.Tensor,
+    noise: torch.Tensor,
+    scene: Scene,
+    target_key: float,
+    denoised: Optional[Denoised] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The result ``(1, 3, H, W)`` with the light following the scene (``scene``'s tone curve
+    bringing the key to ``target_key`` stops) and the light after it, sRGB-encoded ``(1, 1, H, W)``.
+
+    ``image``, ``noise`` and ``denoised``'s copies ``(1, 3, H, W)``; the signal ``I − N`` is blended
+    with the denoised copies by each pixel's gain, as in ``recombine``.
+    """
+    with torch.no_grad():
+        signal = (image - noise).clamp(0.0, 1.0)
+        gain = scene.gain(target_key)
+        if denoised is not None:
+            signal = denoised.blend(signal, scene.srgb_gain(gain))
+        adjusted = scenes.to_srgb(torch.exp2(scene.stops) * gain)
+        return scenes.finish(signal.contiguous(), gain), adjusted
+
+
+def choose_local_light(
+    image: torch.Tensor,
+    noise: torch.Tensor,
+    scene: Scene,
+    brightness: float | str,
+    denoised: Optional[Denoised] = None,
+) -> LightChoice:
+    """The target key for ``brightness``: ``"auto"`` brings the lit content's key to
+    ``scene.KEY`` (mid-grey); a number is the mean brightness wanted (all RGB values, 0-1), reached
+    by a bisection on the key (the nearest end when out of reach, as ``gamma_for_brightness``).
+    Shapes as in ``render_local``; the brightness is measured on the search grid."""
+    image, noise, denoised = search_grid(image, noise, denoised)
+    stride = max(1, math.ceil(math.sqrt(scene.stops.shape[-2] * scene.stops.shape[-1] / SEARCH_PIXELS)))
+    grid_scene = scene[..., ::stride, ::stride]
+
+    def at(key: float) -> float:
+        return mean_brightness(render_local(image, noise, grid_scene, key, denoised)[0])
+
+    def choice(key: float, reached: float, target: Optional[float]) -> LightChoice:
+        return LightChoice(1.0, reached, target, exposure=2.0 ** (key - scene.key), key=key)
+
+    if brightness == "auto":
+        key = math.log2(scenes.KEY)
+        return choice(key, at(key), None)
+    if isinstance(brightness, str) or not 0.0 <= brightness <= 1.0:
+        raise UsageError(f"brightness {brightness!r}: must be between 0 and 1, or 'auto'")
+    below, above = KEY_SEARCH_STOPS
+    low, high = scene.key - below, scene.key + above
+    darkest, brightest = at(low), at(high)
+    if brightness <= darkest:
+        return choice(low, darkest, brightness)
+    if brightness >= brightest:
+        return choice(high, brightest, brightness)
+    value, reached = _bisect(lambda linear: at(math.log2(linear)), 2.0**low, 2.0**high, brightness, increasing=True)
+    return choice(math.log2(value), reached, brightness)

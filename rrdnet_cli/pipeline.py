@@ -348,5 +348,5 @@ def enhance(
         reflectance_map = reflectance_map.cpu().contiguous()
     return from_maps(
         image, illumination, reflectance_map, noise, history, config.gamma, config.brightness, steps,
-        gamma_floor=config.gamma_floor, denoise=config.denoise,
+        gamma_floor=config.gamma_floor, denoise=config.denoise, tone_mapping=config.tone_mapping,
     )

@@ -14,9 +14,22 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
-from .denoise import denoise_signal, strength_of
+from .denoise import denoise_signal, noise_level, signal_array, strength_of
 from .errors import UsageError
-from .light import GAMMA_MIN, LightChoice, choose_light, mean_brightness, render_choice
+from .light import (
+    GAMMA_MIN,
+    LightChoice,
+    choose_light,
+    choose_local_light,
+    mean_brightness,
+    render_choice,
+    render_local,
+)
+from .scene import analyse
+
+# The mean brightness that gamma "auto" aims for with one light over the whole photo when the
+# config's brightness is "auto" (the local light meters the scene instead).
+GLOBAL_AUTO_BRIGHTNESS = 0.4
 
 
 class LossRow(NamedTuple):
@@ -95,28 +108,76 @@ def from_maps(
     noise: torch.Tensor,
     losses: np.ndarray,
     gamma: float | str,
-    brightness: Optional[float],
+    brightness: Optional[float | str],
     steps: int = 0,
     *,
     gamma_floor: float = GAMMA_MIN,
     denoise: float | str = "off",
+    tone_mapping: str = "global",
 ) -> Enhancement:
     """Choose the light for a decomposition and render the result; shapes as in ``Enhancement``.
 
     ``gamma``, ``brightness`` and ``gamma_floor`` as in ``light.choose_light``; ``denoise`` as the
-    config key (``"auto"``, ``"off"`` or a strength). The one path from maps to a result, shared by
-    ``enhance`` and ``relight``, so a relight with a run's settings gives that run's bytes.
+    config key (``"auto"``, ``"off"`` or a strength). With ``tone_mapping`` ``"local"`` a gamma
+    ``"auto"`` lets the light follow the scene (``light.render_local``) and ``brightness`` may be
+    ``"auto"`` (metered on the scene); a fixed gamma always renders as the paper. The one path from
+    maps to a result, shared by ``enhance`` and ``relight``, so a relight with a run's settings
+    gives that run's bytes.
     """
     strength = strength_of(denoise)
+    if gamma == "auto" and tone_mapping == "local":
+        return _from_maps_local(image, illumination, reflectance, noise, losses, brightness, steps, strength)
+    if brightness == "auto":
+        brightness = GLOBAL_AUTO_BRIGHTNESS
     denoised = None if strength is None else denoise_signal(image, noise, strength)
     choice = choose_light(image, illumination, noise, gamma, brightness, gamma_floor, denoised)
     result, adjusted = render_choice(image, illumination, noise, choice, denoised)
-    # The search may have measured a grid of pixels (light.SEARCH_PIXELS): report the whole.
-    choice = dataclasses.replace(choice, brightness=mean_brightness(result))
     if denoised is None:
         removed = torch.zeros_like(result)
     else:
         removed = render_choice(image, illumination, noise, choice)[0] - result
+    return _enhancement(image, result, illumination, adjusted, reflectance, noise, losses, choice, removed, steps)
+
+
+def _from_maps_local(
+    image: torch.Tensor,
+    illumination: torch.Tensor,
+    reflectance: Optional[torch.Tensor],
+    noise: torch.Tensor,
+    losses: np.ndarray,
+    brightness: Optional[float | str],
+    steps: int,
+    strength: Optional[float],
+) -> Enhancement:
+    """``from_maps`` with the light following the scene; the adjusted illumination is the light
+    after the tone curve."""
+    level = noise_level(signal_array(image, noise))
+    denoised = None if strength is None else denoise_signal(image, noise, strength, level)
+    scene = analyse((image - noise).clamp(0.0, 1.0), level)
+    choice = choose_local_light(image, noise, scene, "auto" if brightness is None else brightness, denoised)
+    assert choice.key is not None
+    result, adjusted = render_local(image, noise, scene, choice.key, denoised)
+    if denoised is None:
+        removed = torch.zeros_like(result)
+    else:
+        removed = render_local(image, noise, scene, choice.key)[0] - result
+    return _enhancement(image, result, illumination, adjusted, reflectance, noise, losses, choice, removed, steps)
+
+
+def _enhancement(
+    image: torch.Tensor,
+    result: torch.Tensor,
+    illumination: torch.Tensor,
+    adjusted: torch.Tensor,
+    reflectance: Optional[torch.Tensor],
+    noise: torch.Tensor,
+    losses: np.ndarray,
+    choice: LightChoice,
+    removed: torch.Tensor,
+    steps: int,
+) -> Enhancement:
+    # The search may have measured a grid of pixels (light.SEARCH_PIXELS): report the whole.
+    choice = dataclasses.replace(choice, brightness=mean_brightness(result))
     return Enhancement(
         image=image,
         result=result,

@@ -1,0 +1,207 @@
+"""Local light: a gain for each region of the photo instead of one for the whole.
+
+RRDNet's fitted illumination is nearly flat across a photo, so brightening it with one gamma and
+one exposure gives every region the same gain: a night sky with nothing in it but sensor noise is
+lifted as much as the lit subject, and the subject's highlights are pushed into white. Here the
+light follows the scene instead:
+
+1. **The light map** ``l``: the photo's brightest channel in linear light, smoothed by an
+   edge-aware (guided) filter on its logarithm, so it is flat inside a region and steps at the
+   region's edges, as illumination does; a gain computed from it then leaves no halo at an edge.
+2. **Metering** on what has detail: the key is the log-average of ``l`` over the pixels whose light
+   stands above the noise floor, so a black sky does not pull the exposure up.
+3. **The tone curve**, on the light's logarithm: the key goes to the target key; regions darker
+   than the key are lifted more and brighter ones less (``contrast`` < 1); regions near the noise
+   floor fall off steeply (the ``toe``), so what holds no detail stays dark. A pixel's gain is the
+   curve's output light over its input light, never below 1.
+4. **Colour kept**: the gain multiplies the three linear channels alike, so their ratios, and the
+   hue, do not move; highlights are compressed on the brightest channel with the ratios kept; in
+   lifted shadows the colour ratios are taken from a blurred copy (chroma noise is what the eye
+   sees first there), the luminance keeps its detail.
+
+Everything here is a pure function of tensors ``(1, C, H, W)``; ``light`` chooses the exposure and
+``result.from_maps`` puts it together with the denoiser.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from kornia.filters import box_blur, guided_blur
+
+# Rec. 709 luminance of linear sRGB.
+LUMA = (0.2126, 0.7152, 0.0722)
+
+
+@dataclass(frozen=True)
+class ToneCurve:
+    """The shape of the local tone curve, in stops (log2 of linear light).
+
+    ``contrast``: slope of output against input light between the toe and the highlights (1: one
+    gain everywhere; 0.5: a region four stops darker than the key ends two stops darker).
+    ``toe_stops``: how far above the noise floor the toe starts; ``toe_slope``: the slope below it
+    (> 1: darker regions fall off towards their own, unlifted level).
+    ``floor_sigmas``: the noise floor, in multiples of the noise level of the photo's darkest tones.
+    ``knee``: linear level of the brightest channel above which highlights are compressed.
+    """
+
+    contrast: float = 0.55
+    toe_stops: float = 2.0
+    toe_slope: float = 2.5
+    floor_sigmas: float = 2.0
+    knee: float = 0.7
+
+
+CURVE = ToneCurve()
+# The light map's guided filter: a window of this fraction of the longer side (regions of the scene,
+# not textures), an edge threshold of EDGE_STOPS stops (a step smaller than that is smoothed over),
+# computed on a copy SUBSAMPLE times smaller (the fast guided filter: the same map within rounding
+# at a sixteenth of the cost).
+WINDOW_FRACTION = 1.0 / 12.0
+EDGE_STOPS = 0.5
+SUBSAMPLE = 4
+# A linear level no photo's noise goes below: 8-bit sRGB's first step.
+MIN_FLOOR = 1.0 / (255.0 * 12.92)
+# Chroma is taken from a box blur of this radius (pixels at full size) where the gain is high.
+CHROMA_RADIUS = 3
+
+
+def luminance(linear: torch.Tensor) -> torch.Tensor:
+    """Rec. 709 luminance ``(1, 1, H, W)`` of linear RGB ``(1, 3, H, W)``."""
+    weights = torch.tensor(LUMA, dtype=linear.dtype, device=linear.device).view(1, 3, 1, 1)
+    return (linear * weights).sum(dim=1, keepdim=True)
+
+
+def noise_floor(noise_sigma: float) -> float:
+    """The linear level below which a region holds no detail: ``floor_sigmas`` times the photo's
+    noise level ``noise_sigma`` (estimated on the sRGB values), taken into linear light at black,
+    where the sRGB encoding is linear with slope 12.92."""
+    return max(MIN_FLOOR, CURVE.floor_sigmas * noise_sigma / 12.92)
+
+
+def light_map(linear: torch.Tensor, floor: float) -> torch.Tensor:
+    """The edge-aware light ``log2 l`` ``(1, 1, H, W)`` of linear RGB ``(1, 3, H, W)``.
+
+    The brightest channel (plus the noise ``floor``, so that noise alone does not make structure),
+    in stops, smoothed by a guided filter guided by itself: flat within regions, sharp at their
+    edges.
+    """
+    stops = torch.log2(linear.amax(dim=1, keepdim=True) + floor)
+    height, width = stops.shape[-2:]
+    radius = max(1, round(WINDOW_FRACTION * max(height, width) / 2))
+    subsample = SUBSAMPLE if min(height, width) >= 8 * SUBSAMPLE else 1
+    size = min(2 * radius + 1, 2 * ((min(height, width) - 1) // 2) + 1)
+    # kornia's fast path needs the window to cover a few subsampled pixels.
+    if size < 3 * subsample:
+        subsample = 1
+    return guided_blur(stops, stops, size, EDGE_STOPS**2, border_type="reflect", subsample=subsample)
+
+
+def key_of(stops: torch.Tensor, floor: float) -> float:
+    """The key, in stops: the mean light map ``stops`` ``(1, 1, H, W)`` over the pixels lit above
+    the toe (where the picture has detail); over all pixels when none is."""
+    lit = stops > math.log2(floor) + CURVE.toe_stops
+    values = stops[lit] if bool(lit.any()) else stops.flatten()
+    return values.double().mean().item()
+
+
+def tone_stops(stops: torch.Tensor, key: float, target_key: float, floor: float) -> torch.Tensor:
+    """The output light, in stops, for the light map ``stops`` ``(1, 1, H, W)``: ``key`` goes to
+    ``target_key``, slope ``contrast`` above the toe, ``toe_slope`` below it; any shape."""
+    toe = math.log2(floor) + CURVE.toe_stops
+    above = target_key + CURVE.contrast * (stops - key)
+    at_toe = target_key + CURVE.contrast * (toe - key)
+    below = at_toe + CURVE.toe_slope * (stops - toe)
+    return torch.where(stops >= toe, above, below)
+
+
+def gain(stops: torch.Tensor, key: float, target_key: float, floor: float) -> torch.Tensor:
+    """The linear gain of each pixel ``(1, 1, H, W)``: the tone curve's output light over the light
+    itself, at least 1 (a brightening tool never darkens a region)."""
+    return torch.exp2((tone_stops(stops, key, target_key, floor) - stops).clamp_min(0.0))
+
+
+def compress_highlights(linear: torch.Tensor, knee: float = CURVE.knee) -> torch.Tensor:
+    """Linear RGB ``(1, 3, H, W)`` (>= 0, any level) brought below 1 with the channel ratios kept:
+    the brightest channel ``m`` passes up to ``knee``, above it becomes
+    ``knee + (1 − knee) · (1 − 1 / sqrt(1 + 2t))``, ``t = (m − knee) / (1 − knee)``: continuous with
+    slope 1 at the knee and below 1 for every finite level, so bright subjects keep their shading."""
+    brightest = linear.amax(dim=1, keepdim=True)
+    span = 1.0 - knee
+    excess = (brightest - knee).clamp_min(0.0) / span
+    compressed = knee + span * (1.0 - torch.rsqrt(1.0 + 2.0 * excess))
+    scale = torch.where(brightest > knee, compressed / brightest.clamp_min(1e-12), torch.ones_like(brightest))
+    return linear * scale
+
+
+def clean_chroma(linear: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Linear RGB ``(1, 3, H, W)`` whose colour ratios are taken, by ``weight`` ``(1, 1, H, W)`` in
+    [0, 1], from a box blur of radius ``CHROMA_RADIUS``: the luminance (and so the detail) is kept,
+    the chroma noise of the blurred copy is averaged away."""
+    size = 2 * CHROMA_RADIUS + 1
+    if min(linear.shape[-2:]) < size:
+        return linear
+    luma = luminance(linear)
+    blurred = box_blur(linear, size, border_type="reflect")
+    smooth_ratios = blurred / luminance(blurred).clamp_min(1e-6)
+    cleaned = smooth_ratios * luma
+    return torch.lerp(linear, cleaned, weight)
+
+
+def to_linear(srgb: torch.Tensor) -> torch.Tensor:
+    """sRGB-encoded values (>= 0; any shape, any number of channels) to linear light."""
+    srgb = srgb.clamp_min(0.0)
+    return torch.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055).pow(2.4))
+
+
+def to_srgb(linear: torch.Tensor) -> torch.Tensor:
+    """Linear light, clamped to [0, 1], sRGB-encoded (any shape, any number of channels)."""
+    linear = linear.clamp(0.0, 1.0)
+    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(1e-12).pow(1 / 2.4) - 0.055)
+
+
+# The key a photo's lit content is brought to when no brightness is asked for: mid-grey's 18 % of
+# linear light, the reflectance that exposure meters assume.
+KEY = 0.18
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What the tone curve needs to know of one photo: its light map ``stops`` ``(1, 1, H, W)``
+    (log2 of linear light), the key of its lit content (stops) and its noise floor (linear)."""
+
+    stops: torch.Tensor
+    key: float
+    floor: float
+
+    def __getitem__(self, index) -> Scene:
+        return Scene(self.stops[index], self.key, self.floor)
+
+    def gain(self, target_key: float) -> torch.Tensor:
+        """The linear gain ``(1, 1, H, W)`` that brings the key to ``target_key`` (stops)."""
+        return gain(self.stops, self.key, target_key, self.floor)
+
+    def srgb_gain(self, linear_gain: torch.Tensor) -> torch.Tensor:
+        """How many times ``linear_gain`` ``(1, 1, H, W)`` brightens the sRGB value of each pixel's
+        light: the gain the denoiser's blend weighs (noise is measured on sRGB values)."""
+        light = torch.exp2(self.stops)
+        return to_srgb(light * linear_gain) / to_srgb(light).clamp_min(1e-6)
+
+
+def analyse(signal: torch.Tensor, noise_sigma: float) -> Scene:
+    """The light map, key and noise floor of the sRGB ``signal`` ``(1, 3, H, W)`` in [0, 1] whose
+    noise level (on sRGB values) is ``noise_sigma``."""
+    floor = noise_floor(noise_sigma)
+    stops = light_map(to_linear(signal), floor)
+    return Scene(stops, key_of(stops, floor), floor)
+
+
+def finish(signal: torch.Tensor, linear_gain: torch.Tensor) -> torch.Tensor:
+    """The result ``(1, 3, H, W)`` in [0, 1]: the sRGB ``signal`` ``(1, 3, H, W)`` brightened
+    ``linear_gain`` ``(1, 1, H, W)`` times in linear light, its colour ratios cleaned where the gain
+    is high, its highlights compressed, encoded again."""
+    brightened = to_linear(signal) * linear_gain
+    brightened = clean_chroma(brightened, (1.0 - linear_gain.reciprocal()).clamp(0.0, 1.0))
+    return to_srgb(compress_highlights(brightened))
