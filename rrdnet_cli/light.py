@@ -86,9 +86,12 @@ class LightChoice:
     brightness: float
     target: Optional[float] = None
     exposure: float = 1.0
-    # Local light (``scene``): the key, in stops, that the photo's lit content was brought to; the
-    # exposure is then the gain at the key. None for one light over the whole photo.
+    # Local light (``scene``): the key, in stops, that the photo's lit content was brought to, and
+    # the gain that took it there (the exposure is then a gain on every region alike, 1 unless a
+    # brightness was asked for that the tone curve alone cannot reach). None for one light over the
+    # whole photo.
     key: Optional[float] = None
+    key_gain: float = 1.0
 
     @property
     def local(self) -> bool:
@@ -110,8 +113,8 @@ class LightChoice:
         ``, target 0.500 out of reach`` when missed."""
         text = "local light" if self.local else f"gamma {self.gamma:.3g}"
         if self.local:
-            text += f", gain {self.exposure:.3g} at the key"
-        elif self.exposure != 1.0:
+            text += f", gain {self.key_gain:.3g} at the key"
+        if self.exposure != 1.0:
             text += f", exposure {self.exposure:.3g}"
         text += f", brightness {self.brightness:.3f}"
         if not self.reached:
@@ -325,9 +328,10 @@ def choose_light(
     return LightChoice(float(gamma), value)
 
 
-# The target key is searched this many stops below and above the photo's own key: far enough below
-# that no region is brightened, far enough above that every benchmark photo reaches brightness 0.8.
-KEY_SEARCH_STOPS = (20.0, 16.0)
+# The target key is searched from this many stops below the photo's own key (no region brightened)
+# to KEY_SEARCH_STOPS[1] above it; a brighter target then gets an exposure gain on every region
+# alike, the dark ones the tone curve leaves alone included (bisection up to EXPOSURE_MAX).
+KEY_SEARCH_STOPS = (20.0, 8.0)
 
 
 def render_local(
@@ -336,20 +340,22 @@ def render_local(
     scene: Scene,
     target_key: float,
     denoised: Optional[Denoised] = None,
+    exposure: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The result ``(1, 3, H, W)`` with the light following the scene (``scene``'s tone curve
-    bringing the key to ``target_key`` stops) and the light after it, sRGB-encoded ``(1, 1, H, W)``.
+    bringing the key to ``target_key`` stops, then every region ``exposure`` times brighter) and
+    the light after it, sRGB-encoded ``(1, 1, H, W)``.
 
     ``image``, ``noise`` and ``denoised``'s copies ``(1, 3, H, W)``; the signal ``I − N`` is blended
     with the denoised copies by each pixel's gain, as in ``recombine``.
     """
     with torch.no_grad():
         signal = (image - noise).clamp(0.0, 1.0)
-        gain = scene.gain(target_key)
+        gain = scene.gain(target_key) * exposure
         if denoised is not None:
             signal = denoised.blend(signal, scene.srgb_gain(gain))
         adjusted = scenes.to_srgb(torch.exp2(scene.stops) * gain)
-        return scenes.finish(signal.contiguous(), gain), adjusted
+        return scenes.finish(signal.contiguous(), gain, scene.faint), adjusted
 
 
 def choose_local_light(
@@ -359,19 +365,22 @@ def choose_local_light(
     brightness: float | str,
     denoised: Optional[Denoised] = None,
 ) -> LightChoice:
-    """The target key for ``brightness``: ``"auto"`` brings the lit content's key to
-    ``scene.KEY`` (mid-grey); a number is the mean brightness wanted (all RGB values, 0-1), reached
-    by a bisection on the key (the nearest end when out of reach, as ``gamma_for_brightness``).
-    Shapes as in ``render_local``; the brightness is measured on the search grid."""
+    """The target key (and exposure) for ``brightness``: ``"auto"`` brings the lit content's key to
+    ``scene.KEY``; a number is the mean brightness wanted (all RGB values, 0-1), reached by a
+    bisection on the key and, past ``KEY_SEARCH_STOPS``, on an exposure gain (the nearest end when
+    out of reach, as ``gamma_for_brightness``). Shapes as in ``render_local``; the brightness is
+    measured on the search grid."""
     image, noise, denoised = search_grid(image, noise, denoised)
     stride = max(1, math.ceil(math.sqrt(scene.stops.shape[-2] * scene.stops.shape[-1] / SEARCH_PIXELS)))
     grid_scene = scene[..., ::stride, ::stride]
 
-    def at(key: float) -> float:
-        return mean_brightness(render_local(image, noise, grid_scene, key, denoised)[0])
+    def at(key: float, exposure: float = 1.0) -> float:
+        return mean_brightness(render_local(image, noise, grid_scene, key, denoised, exposure)[0])
 
-    def choice(key: float, reached: float, target: Optional[float]) -> LightChoice:
-        return LightChoice(1.0, reached, target, exposure=2.0 ** (key - scene.key), key=key)
+    def choice(key: float, reached: float, target: Optional[float], exposure: float = 1.0) -> LightChoice:
+        return LightChoice(
+            1.0, reached, target, exposure=exposure, key=key, key_gain=max(1.0, 2.0 ** (key - scene.key))
+        )
 
     if brightness == "auto":
         key = math.log2(scenes.KEY)
@@ -380,10 +389,17 @@ def choose_local_light(
         raise UsageError(f"brightness {brightness!r}: must be between 0 and 1, or 'auto'")
     below, above = KEY_SEARCH_STOPS
     low, high = scene.key - below, scene.key + above
-    darkest, brightest = at(low), at(high)
+    darkest = at(low)
     if brightness <= darkest:
         return choice(low, darkest, brightness)
-    if brightness >= brightest:
-        return choice(high, brightest, brightness)
-    value, reached = _bisect(lambda linear: at(math.log2(linear)), 2.0**low, 2.0**high, brightness, increasing=True)
-    return choice(math.log2(value), reached, brightness)
+    brightest = at(high)
+    if brightness < brightest:
+        value, reached = _bisect(
+            lambda linear: at(math.log2(linear)), 2.0**low, 2.0**high, brightness, increasing=True
+        )
+        return choice(math.log2(value), reached, brightness)
+    strongest = at(high, EXPOSURE_MAX)
+    if brightness >= strongest:
+        return choice(high, strongest, brightness, EXPOSURE_MAX)
+    exposure, reached = _bisect(lambda value: at(high, value), 1.0, EXPOSURE_MAX, brightness, increasing=True)
+    return choice(high, reached, brightness, exposure)

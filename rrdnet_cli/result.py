@@ -153,14 +153,14 @@ def _from_maps_local(
     after the tone curve."""
     level = noise_level(signal_array(image, noise))
     denoised = None if strength is None else denoise_signal(image, noise, strength, level)
-    scene = analyse((image - noise).clamp(0.0, 1.0), level)
+    scene = analyse((image - noise).clamp(0.0, 1.0), level, illumination)
     choice = choose_local_light(image, noise, scene, "auto" if brightness is None else brightness, denoised)
     assert choice.key is not None
-    result, adjusted = render_local(image, noise, scene, choice.key, denoised)
+    result, adjusted = render_local(image, noise, scene, choice.key, denoised, choice.exposure)
     if denoised is None:
         removed = torch.zeros_like(result)
     else:
-        removed = render_local(image, noise, scene, choice.key)[0] - result
+        removed = render_local(image, noise, scene, choice.key, exposure=choice.exposure)[0] - result
     return _enhancement(image, result, illumination, adjusted, reflectance, noise, losses, choice, removed, steps)
 
 

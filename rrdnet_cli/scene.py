@@ -41,15 +41,15 @@ class ToneCurve:
 
     ``contrast``: slope of output against input light between the toe and the highlights (1: one
     gain everywhere; 0.5: a region four stops darker than the key ends two stops darker).
-    ``toe_stops``: how far above the noise floor the toe starts; ``toe_slope``: the slope below it
-    (> 1: darker regions fall off towards their own, unlifted level).
+    ``toe_start`` and ``toe_stops``: how far above the noise floor the lift starts, and from where
+    it is whole (darker regions keep their own level: what holds no detail stays dark).
     ``floor_sigmas``: the noise floor, in multiples of the noise level of the photo's darkest tones.
     ``knee``: linear level of the brightest channel above which highlights are compressed.
     """
 
-    contrast: float = 0.55
+    contrast: float = 0.7
+    toe_start: float = -1.0
     toe_stops: float = 2.0
-    toe_slope: float = 2.5
     floor_sigmas: float = 2.0
     knee: float = 0.7
 
@@ -64,6 +64,16 @@ EDGE_STOPS = 0.5
 SUBSAMPLE = 4
 # A linear level no photo's noise goes below: 8-bit sRGB's first step.
 MIN_FLOOR = 1.0 / (255.0 * 12.92)
+# A region counts as holding detail when its luminance varies (over windows of TEXTURE_RADIUS) by more
+# than its noise: from DETAIL_SIGMAS[0] noise levels beyond the noise, fully from DETAIL_SIGMAS[1].
+TEXTURE_RADIUS = 2
+DETAIL_SIGMAS = (0.5, 2.0)
+# The share, in stops, of RRDNet's fitted illumination in the light that the tone curve reads.
+FITTED_SHARE = 0.25
+# Colour fades towards grey (by up to FAINT_DESATURATION) where the light is within FAINT_STOPS
+# above the toe, as a camera's shadows do: the chroma of so faint a signal is mostly noise and cast.
+FAINT_STOPS = 2.0
+FAINT_DESATURATION = 0.5
 # Chroma is taken from a box blur of this radius (pixels at full size) where the gain is high.
 CHROMA_RADIUS = 3
 
@@ -99,28 +109,51 @@ def light_map(linear: torch.Tensor, floor: float) -> torch.Tensor:
     return guided_blur(stops, stops, size, EDGE_STOPS**2, border_type="reflect", subsample=subsample)
 
 
-def key_of(stops: torch.Tensor, floor: float) -> float:
-    """The key, in stops: the mean light map ``stops`` ``(1, 1, H, W)`` over the pixels lit above
-    the toe (where the picture has detail); over all pixels when none is."""
-    lit = stops > math.log2(floor) + CURVE.toe_stops
-    values = stops[lit] if bool(lit.any()) else stops.flatten()
-    return values.double().mean().item()
+def smoothstep(values: torch.Tensor, start: float, end: float) -> torch.Tensor:
+    """0 below ``start``, 1 above ``end``, the cubic smoothstep between; any shape."""
+    position = ((values - start) / (end - start)).clamp(0.0, 1.0)
+    return position * position * (3.0 - 2.0 * position)
 
 
-def tone_stops(stops: torch.Tensor, key: float, target_key: float, floor: float) -> torch.Tensor:
-    """The output light, in stops, for the light map ``stops`` ``(1, 1, H, W)``: ``key`` goes to
-    ``target_key``, slope ``contrast`` above the toe, ``toe_slope`` below it; any shape."""
-    toe = math.log2(floor) + CURVE.toe_stops
-    above = target_key + CURVE.contrast * (stops - key)
-    at_toe = target_key + CURVE.contrast * (toe - key)
-    below = at_toe + CURVE.toe_slope * (stops - toe)
-    return torch.where(stops >= toe, above, below)
+def detail_share(signal: torch.Tensor, noise_sigma: float, window: int) -> torch.Tensor:
+    """How much each region of the sRGB ``signal`` ``(1, 3, H, W)`` holds detail above its noise,
+    ``(1, 1, H, W)`` in [0, 1]: the local standard deviation of the luminance beyond the noise's
+    ``noise_sigma``, in multiples of it (0 at ``DETAIL_SIGMAS[0]``, 1 from ``DETAIL_SIGMAS[1]``),
+    averaged over ``window`` pixels, so a textured region counts as a whole."""
+    weights = torch.tensor(LUMA, dtype=signal.dtype, device=signal.device).view(1, 3, 1, 1)
+    luma = (signal * weights).sum(dim=1, keepdim=True)
+    size = 2 * TEXTURE_RADIUS + 1
+    if min(signal.shape[-2:]) < size or noise_sigma <= 0:
+        return torch.ones_like(luma)
+    mean = box_blur(luma, size, border_type="reflect")
+    variance = (box_blur(luma * luma, size, border_type="reflect") - mean * mean).clamp_min(0.0)
+    excess = (variance - noise_sigma**2).clamp_min(0.0).sqrt() / noise_sigma
+    share = smoothstep(excess, *DETAIL_SIGMAS)
+    window = min(window, 2 * ((min(signal.shape[-2:]) - 1) // 2) + 1)
+    return box_blur(share, window, border_type="reflect")
 
 
-def gain(stops: torch.Tensor, key: float, target_key: float, floor: float) -> torch.Tensor:
+def presence(stops: torch.Tensor, floor: float, detail: torch.Tensor) -> torch.Tensor:
+    """How much of the lift each region of the photo's light map ``stops`` ``(1, 1, H, W)`` takes,
+    in [0, 1]: none at ``toe_start`` stops above the noise ``floor``, all from ``toe_stops`` (a
+    smoothstep in stops), or all the same where the region holds detail (``detail``,
+    ``detail_share``'s map): what holds nothing but noise keeps its own dark level."""
+    share = smoothstep(stops, math.log2(floor) + CURVE.toe_start, math.log2(floor) + CURVE.toe_stops)
+    return torch.maximum(share, detail)
+
+
+def tone_stops(stops: torch.Tensor, key: float, target_key: float, share: torch.Tensor) -> torch.Tensor:
+    """The output light, in stops, for the light ``stops`` ``(1, 1, H, W)``: ``key`` goes to
+    ``target_key`` with slope ``contrast`` around it (darker regions lifted more, brighter ones
+    less), each region taking its ``share`` (``presence``) of that lift."""
+    lifted = target_key + CURVE.contrast * (stops - key)
+    return stops + share * (lifted - stops)
+
+
+def gain(stops: torch.Tensor, key: float, target_key: float, share: torch.Tensor) -> torch.Tensor:
     """The linear gain of each pixel ``(1, 1, H, W)``: the tone curve's output light over the light
-    itself, at least 1 (a brightening tool never darkens a region)."""
-    return torch.exp2((tone_stops(stops, key, target_key, floor) - stops).clamp_min(0.0))
+    itself, at least 1 (a brightening tool never darkens a region); arguments as ``tone_stops``."""
+    return torch.exp2((tone_stops(stops, key, target_key, share) - stops).clamp_min(0.0))
 
 
 def compress_highlights(linear: torch.Tensor, knee: float = CURVE.knee) -> torch.Tensor:
@@ -164,24 +197,27 @@ def to_srgb(linear: torch.Tensor) -> torch.Tensor:
 
 # The key a photo's lit content is brought to when no brightness is asked for: mid-grey's 18 % of
 # linear light, the reflectance that exposure meters assume.
-KEY = 0.18
+KEY = 0.45
 
 
 @dataclass(frozen=True)
 class Scene:
-    """What the tone curve needs to know of one photo: its light map ``stops`` ``(1, 1, H, W)``
-    (log2 of linear light), the key of its lit content (stops) and its noise floor (linear)."""
+    """What the tone curve needs to know of one photo, maps ``(1, 1, H, W)``: its light ``stops``
+    (log2 of linear light), the key of its lit content (stops), each region's ``share`` of the lift
+    (``presence``) and how ``faint`` its light is (1 at the noise floor, 0 from ``FAINT_STOPS``
+    above the toe)."""
 
     stops: torch.Tensor
     key: float
-    floor: float
+    share: torch.Tensor
+    faint: torch.Tensor
 
     def __getitem__(self, index) -> Scene:
-        return Scene(self.stops[index], self.key, self.floor)
+        return Scene(self.stops[index], self.key, self.share[index], self.faint[index])
 
     def gain(self, target_key: float) -> torch.Tensor:
         """The linear gain ``(1, 1, H, W)`` that brings the key to ``target_key`` (stops)."""
-        return gain(self.stops, self.key, target_key, self.floor)
+        return gain(self.stops, self.key, target_key, self.share)
 
     def srgb_gain(self, linear_gain: torch.Tensor) -> torch.Tensor:
         """How many times ``linear_gain`` ``(1, 1, H, W)`` brightens the sRGB value of each pixel's
@@ -190,18 +226,39 @@ class Scene:
         return to_srgb(light * linear_gain) / to_srgb(light).clamp_min(1e-6)
 
 
-def analyse(signal: torch.Tensor, noise_sigma: float) -> Scene:
-    """The light map, key and noise floor of the sRGB ``signal`` ``(1, 3, H, W)`` in [0, 1] whose
-    noise level (on sRGB values) is ``noise_sigma``."""
+def analyse(signal: torch.Tensor, noise_sigma: float, illumination: torch.Tensor) -> Scene:
+    """The scene of the sRGB ``signal`` ``(1, 3, H, W)`` in [0, 1], whose noise level (on sRGB
+    values) is ``noise_sigma``, lit by RRDNet's fitted ``illumination`` ``(1, 1, H, W)``.
+
+    The light is the photo's edge-aware light map (``light_map``) blended, in stops, with the
+    fitted illumination by ``FITTED_SHARE``: the fit, smooth by construction, tempers a map that
+    alone would follow every lamp and bright wall. Where the lift goes (the toe, the detail) and
+    how faint a region is are read on the photo's own map, which knows where the noise floor is.
+    """
     floor = noise_floor(noise_sigma)
-    stops = light_map(to_linear(signal), floor)
-    return Scene(stops, key_of(stops, floor), floor)
+    photo = light_map(to_linear(signal), floor)
+    fitted = torch.log2(to_linear(illumination) + floor)
+    stops = torch.lerp(photo, fitted, FITTED_SHARE)
+    window = 2 * max(1, round(WINDOW_FRACTION * max(signal.shape[-2:]) / 4)) + 1
+    share = presence(photo, floor, detail_share(signal, noise_sigma, window))
+    lit = photo > math.log2(floor) + CURVE.toe_stops
+    key_values = stops[lit] if bool(lit.any()) else stops.flatten()
+    faint = 1.0 - smoothstep(photo, math.log2(floor), math.log2(floor) + CURVE.toe_stops + FAINT_STOPS)
+    return Scene(stops, key_values.double().mean().item(), share, faint)
 
 
-def finish(signal: torch.Tensor, linear_gain: torch.Tensor) -> torch.Tensor:
+def desaturate(linear: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """Linear RGB ``(1, 3, H, W)`` moved towards the grey of its own luminance by ``amount``
+    ``(1, 1, H, W)`` in [0, 1]."""
+    return torch.lerp(linear, luminance(linear).expand_as(linear), amount)
+
+
+def finish(signal: torch.Tensor, linear_gain: torch.Tensor, faint: torch.Tensor) -> torch.Tensor:
     """The result ``(1, 3, H, W)`` in [0, 1]: the sRGB ``signal`` ``(1, 3, H, W)`` brightened
     ``linear_gain`` ``(1, 1, H, W)`` times in linear light, its colour ratios cleaned where the gain
-    is high, its highlights compressed, encoded again."""
+    is high and faded where the light is ``faint`` (``Scene.faint``: colour measured that close to
+    the noise is mostly the noise's, a cast), its highlights compressed, encoded again."""
     brightened = to_linear(signal) * linear_gain
     brightened = clean_chroma(brightened, (1.0 - linear_gain.reciprocal()).clamp(0.0, 1.0))
+    brightened = desaturate(brightened, FAINT_DESATURATION * faint)
     return to_srgb(compress_highlights(brightened))

@@ -114,7 +114,10 @@ def contact_sheet(enhancement: Enhancement, title: str = "", *, panel_size: int 
         (enhancement.image, f"input (mean {mean_brightness(enhancement.image):.3f})"),
         (enhancement.result, f"result (mean {mean_brightness(enhancement.result):.3f})"),
         (enhancement.illumination, "illumination L"),
-        (enhancement.adjusted_illumination, f"adjusted L^{gamma:.3g}"),
+        (
+            enhancement.adjusted_illumination,
+            "light after the tone curve" if enhancement.light.local else f"adjusted L^{gamma:.3g}",
+        ),
         (enhancement.reflectance_for("a contact sheet"), "reflectance R"),
         (noise_view, f"noise N (grey 0, ±{extent:.2g})" if enhancement.noise.any() else "noise N (held at 0)"),
         (removed_view, f"denoised away (±{removed_extent:.2g})"),
@@ -140,7 +143,8 @@ def contact_sheet(enhancement: Enhancement, title: str = "", *, panel_size: int 
 def sheet_title(name: str, enhancement: Enhancement, iterations: Optional[int] = None) -> str:
     """``photo.jpg · 300 steps · gamma 0.52 (auto, target brightness 0.45)``."""
     steps = len(enhancement.losses) - 1 if iterations is None else iterations
-    parts = [name, f"{steps} steps", f"gamma {enhancement.gamma:.3g}"]
+    light = f"local light, gain {enhancement.light.key_gain:.3g} at the key" if enhancement.light.local else ""
+    parts = [name, f"{steps} steps", light or f"gamma {enhancement.gamma:.3g}"]
     if enhancement.light.exposure != 1.0:
         parts[-1] += f" · exposure {enhancement.light.exposure:.3g}"
     target = enhancement.target_brightness

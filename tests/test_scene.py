@@ -1,0 +1,133 @@
+"""The local light: an edge-aware light map, the tone curve with its toe, colours kept."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rrdnet_cli import scene
+from rrdnet_cli.light import choose_local_light, mean_brightness, render_local
+from rrdnet_cli.result import from_maps
+
+
+def _hue_degrees(rgb: torch.Tensor) -> torch.Tensor:
+    """Hue angle of linear RGB ``(1, 3, ...)`` in the opponent plane (enough to see a hue move)."""
+    red, green, blue = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    return torch.rad2deg(torch.atan2(math.sqrt(3) * (green - blue), 2 * red - green - blue))
+
+
+def night_scene(seed: int = 0, size: int = 64) -> torch.Tensor:
+    """A black, noisy sky over a warm lit façade with texture: ``(1, 3, size, size)`` sRGB."""
+    generator = torch.Generator().manual_seed(seed)
+    linear = torch.zeros(1, 3, size, size)
+    rows = torch.arange(size).view(-1, 1).float()
+    columns = torch.arange(size).view(1, -1).float()
+    texture = 0.5 + 0.5 * torch.sin(columns / 2.0) * torch.sin(rows / 3.0)
+    facade = torch.tensor([0.06, 0.035, 0.012]).view(1, 3, 1, 1) * (0.6 + 0.4 * texture)
+    linear[..., size // 2:, :] = facade[..., size // 2:, :]
+    srgb = scene.to_srgb(linear)
+    return (srgb + 0.006 * torch.randn(srgb.shape, generator=generator)).clamp(0.0, 1.0)
+
+
+def _maps(image: torch.Tensor):
+    illumination = torch.full_like(image[:, :1], 0.3)
+    return image, illumination, None, torch.zeros_like(image), np.zeros((1, 5))
+
+
+def test_light_map_steps_at_an_edge_instead_of_bleeding_across_it():
+    linear = torch.full((1, 3, 48, 48), 0.01)
+    linear[..., 24:] = 0.4
+    stops = scene.light_map(linear, floor=1e-4)
+    assert stops[..., :, :20].mean().item() == pytest.approx(math.log2(0.01 + 1e-4), abs=0.25)
+    assert stops[..., :, 28:].mean().item() == pytest.approx(math.log2(0.4 + 1e-4), abs=0.25)
+
+
+def test_tone_curve_lifts_darker_regions_more_and_never_darkens():
+    stops = torch.tensor([-10.0, -8.0, -6.0, -4.0, -2.0]).view(1, 1, 1, 5)
+    share = torch.ones_like(stops)
+    gain = scene.gain(stops, key=-6.0, target_key=-2.0, share=share)
+    assert gain[0, 0, 0, 2].item() == pytest.approx(16.0)  # the key lands on the target key
+    assert torch.all(gain[..., :-1] >= gain[..., 1:])  # darker regions get more
+    assert torch.all(gain >= 1.0)
+    # A region with no share of the lift (nothing above the noise) keeps its level.
+    assert scene.gain(stops, -6.0, -2.0, torch.zeros_like(stops)).eq(1.0).all()
+
+
+def test_presence_lifts_detail_near_the_floor_but_not_bare_noise():
+    floor = 1e-3
+    stops = torch.full((1, 1, 4, 4), math.log2(floor) + scene.CURVE.toe_start)
+    assert scene.presence(stops, floor, torch.zeros_like(stops)).max().item() == 0.0
+    assert scene.presence(stops, floor, torch.ones_like(stops)).min().item() == 1.0
+    assert scene.presence(stops + 4.0, floor, torch.zeros_like(stops)).min().item() == 1.0
+
+
+def test_detail_share_tells_texture_from_noise():
+    generator = torch.Generator().manual_seed(1)
+    noise = 0.01 * torch.randn(1, 3, 48, 48, generator=generator)
+    flat = (0.05 + noise).clamp(0, 1)
+    columns = torch.arange(48).float().view(1, 1, 1, -1)
+    textured = (0.05 + 0.05 * torch.sin(columns) + noise).clamp(0, 1)
+    assert scene.detail_share(flat, 0.01, 9).mean().item() < 0.2
+    assert scene.detail_share(textured, 0.01, 9).mean().item() > 0.8
+
+
+def test_highlights_are_compressed_below_one_with_the_colour_ratios_kept():
+    linear = torch.tensor([4.0, 2.0, 1.0]).view(1, 3, 1, 1) * torch.linspace(0.1, 3.0, 16).view(1, 1, 1, -1)
+    compressed = scene.compress_highlights(linear)
+    assert compressed.max().item() < 1.0
+    ratios = compressed / compressed[:, :1]
+    assert torch.allclose(ratios, (linear / linear[:, :1]), atol=1e-5)
+    # Increasing: brighter stays brighter.
+    assert torch.all(compressed[0, 0, 0, 1:] > compressed[0, 0, 0, :-1])
+
+
+def test_clean_chroma_keeps_the_luminance():
+    generator = torch.Generator().manual_seed(2)
+    linear = torch.rand(1, 3, 24, 24, generator=generator)
+    cleaned = scene.clean_chroma(linear, torch.ones(1, 1, 24, 24))
+    assert torch.allclose(scene.luminance(cleaned), scene.luminance(linear), atol=1e-5)
+    assert cleaned.std(dim=(2, 3)).mean() < linear.std(dim=(2, 3)).mean()
+
+
+def test_srgb_transfer_round_trips():
+    values = torch.linspace(0.0, 1.0, 101)
+    assert torch.allclose(scene.to_srgb(scene.to_linear(values)), values, atol=1e-5)
+
+
+def test_a_night_sky_stays_dark_while_the_lit_facade_is_brightened_in_its_own_colour():
+    image = night_scene()
+    enhancement = from_maps(*_maps(image), "auto", "auto", denoise="auto", tone_mapping="local")
+    result = enhancement.result
+    sky, facade = slice(4, 28), slice(36, 60)
+    assert result[..., sky, :].mean().item() < 0.06
+    assert result[..., facade, :].mean().item() > 2.0 * image[..., facade, :].mean().item()
+    before = _hue_degrees(scene.to_linear(image[..., facade, :]).mean(dim=(2, 3)))
+    after = _hue_degrees(scene.to_linear(result[..., facade, :]).mean(dim=(2, 3)))
+    assert abs((after - before).item()) < 5.0
+    assert enhancement.light.local and "local light" in enhancement.light.describe()
+
+
+@pytest.mark.parametrize("target", [0.3, 0.45, 0.6, 0.8])
+def test_a_brightness_asked_for_is_reached_on_a_night_scene(target):
+    image = night_scene(seed=3)
+    enhancement = from_maps(*_maps(image), "auto", target, denoise="auto", tone_mapping="local")
+    assert enhancement.brightness == pytest.approx(target, abs=0.01)
+    assert enhancement.light.reached
+
+
+def test_a_photo_already_brighter_than_the_target_keeps_its_own_light():
+    image = torch.full((1, 3, 32, 32), 0.7)
+    choice = choose_local_light(image, torch.zeros_like(image), scene.analyse(image, 0.0, image[:, :1]), 0.2)
+    result, _ = render_local(image, torch.zeros_like(image), scene.analyse(image, 0.0, image[:, :1]), choice.key)
+    assert mean_brightness(result) == pytest.approx(0.7, abs=0.01)
+    assert not choice.reached
+
+
+def test_the_fitted_illumination_moves_the_result():
+    image = night_scene(seed=4)
+    maps = list(_maps(image))
+    first = from_maps(*maps, "auto", "auto", tone_mapping="local").result
+    maps[1] = torch.full_like(maps[1], 0.6)
+    second = from_maps(*maps, "auto", "auto", tone_mapping="local").result
+    assert not torch.equal(first, second)
