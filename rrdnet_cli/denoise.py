@@ -1,58 +1,50 @@
 """Removing the photo's own noise where the rendering raised the light.
 
 RRDNet's noise map N takes out the noise the fit can tell from texture, but much of the sensor
-noise stays in ``I − N``, and the rendering multiplies it by the per-pixel gain
-``g(x)``, ``L(x)^(gamma − 1)`` times the exposure's own gain (``light.exposure_gain``): by 5-10
-in the dark areas of a dark photo. So the signal
-``D = clamp(I − N, 0, 1)`` is denoised in the input domain, where sensor noise is nearly uniform
-across the image, with a strength set by the noise level estimated from ``D`` itself; the rendering
-then blends the denoised copy in by ``w(x) = clamp(1 − 1/g(x), 0, 1)``: nothing where a pixel was
-not brightened, and where it was brightened g times, enough that what noise remains is back at the
-level of the original photo. Where the gain exceeds ``HIGH_GAIN`` (the nearly black areas of a
-night scene, brightened 10 to 20 times), noise that the auto strength leaves is still plain, so the
-blend moves on to a copy denoised ``HIGH_GAIN_FACTOR`` times harder, fully from twice that gain:
-the strength follows the local gain in two steps.
+noise stays in ``I − N``, and the rendering multiplies it by each pixel's gain ``g(x)``. So the
+signal ``D = clamp(I − N, 0, 1)`` is denoised in the input domain, where sensor noise is nearly
+uniform, with a strength set by the noise level estimated from ``D`` itself; the rendering then
+blends the denoised copy in by ``w(x) = clamp(1 − 1/g(x), 0, 1)``: nothing where a pixel was not
+brightened, and where it was brightened g times, enough that the noise left is back at the original
+photo's level. Where the gain exceeds ``HIGH_GAIN`` (the nearly black areas of a night scene) the
+blend moves on to a copy denoised ``HIGH_GAIN_FACTOR`` times harder, all of it from twice that gain.
 
-The denoiser is a wavelet shrinkage (BayesShrink on YCbCr, ``skimage.restoration.denoise_wavelet``),
-cycle-spun over two shifts: on the synthetic pairs it matched non-local means in SSIM against the
-ground truth at a fraction of the time (figures: README, "Denoising"). Large images go through it
-in overlapping tiles, so memory stays bounded whatever the photo's size.
+The denoiser is a wavelet shrinkage (BayesShrink, Haar, on a luminance/opponent-colour basis, over
+PyWavelets), cycle-spun over two shifts, in overlapping tiles (``tiling.tiles``) so that memory
+stays bounded whatever the photo's size. Its choice against non-local means is measured in
+``benchmarks/README.md``.
 """
 
 from __future__ import annotations
 
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
+from . import tiling
 from .errors import UsageError
 
-# Strength of denoise "auto": the wavelet threshold is this multiple of the estimated noise level.
-# 1.5 scored best of 1, 1.5 and 2 in SSIM on the synthetic pairs (README, "Denoising").
+# Strength of denoise "auto": the wavelet threshold is this multiple of the estimated noise level
+# (the best of 1, 1.5 and 2 on the synthetic pairs: benchmarks/results/quality.json).
 AUTO_STRENGTH = 1.5
-# Tiles of this side (plus OVERLAP on each side, discarded) bound the denoiser's memory: its
-# float64 work arrays for a 12-megapixel photo would take gigabytes at once.
+# Tiles of this side (plus OVERLAP on each side, discarded) bound the denoiser's memory.
 TILE_SIZE = 1024
 # Wider than the support of the coarsest wavelet level (2^WAVELET_LEVELS pixels of the Haar
 # wavelet), so a tile's kept centre does not see the tile's edge.
 OVERLAP = 32
-# A fixed number of decomposition levels: the default depends on the array's size, which would make
-# a tile's result depend on where the image was cut.
+# A fixed number of decomposition levels (fewer only for an image too small for them): a count
+# that followed each tile's size would make a tile's result depend on where the image was cut.
 WAVELET_LEVELS = 4
 # Cycle spinning (Coifman and Donoho, 1995): a decimated wavelet transform is not shift-invariant, so
-# its shrinkage leaves blocks on the Haar grid; averaging the shrinkage of shifted copies removes
-# them. The diagonal shift alone gave nearly what skimage's cycle_spin over the whole 2 x 2 grid
-# gives (GT-mean-aligned PSNR +0.26 against +0.29 dB, SSIM +0.030 against +0.034 on the synthetic
-# pairs) at half its cost (README, "Denoising").
+# its shrinkage leaves blocks on the Haar grid; the mean over a diagonal shift removes them at half
+# the cost of the whole 2 x 2 grid.
 SHIFTS = ((0, 0), (1, 1))
-# Above this per-pixel gain the blend moves from the copy denoised at the configured strength to one
-# denoised HIGH_GAIN_FACTOR times harder (all of it from twice the gain). On the 17 real benchmark
-# photos this lowered BasicSR's NIQE from 3.81 to 3.44, with SSIM on the synthetic pairs unchanged
-# (their gains are mostly below 8); gains 6 to 12 and factors 3 to 8 all helped (README, "Denoising").
+# Above this per-pixel gain the blend moves to the copy denoised HIGH_GAIN_FACTOR times harder
+# (all of it from twice the gain): the noise a night scene's black areas keep at the configured
+# strength stays plain once brightened that much (benchmarks/results/quality.json).
 HIGH_GAIN = 8.0
 HIGH_GAIN_FACTOR = 4.0
 
@@ -95,57 +87,67 @@ class Denoised:
         return torch.lerp(signal, cleaned, blend_weight(gain))
 
 
+# An orthonormal luminance/opponent-colour basis: shrinking luminance and colour apart keeps edges
+# in colour where a grey edge is, and, being orthonormal, leaves white noise's level unchanged.
+OPPONENT = np.array(
+    [[1 / np.sqrt(3)] * 3, [1 / np.sqrt(2), 0.0, -1 / np.sqrt(2)], [1 / np.sqrt(6), -2 / np.sqrt(6), 1 / np.sqrt(6)]],
+    dtype=np.float32,
+)
+# The median absolute deviation of Gaussian noise is this fraction of its standard deviation.
+MAD_TO_SIGMA = 0.6744897501960817
+
+
 def noise_level(signal: np.ndarray) -> float:
-    """The standard deviation of ``signal``'s ``(H, W, 3)`` Gaussian noise, averaged over channels
-    (wavelet median-absolute-deviation estimate: robust to the image's own edges); 0 for a signal
-    without any."""
-    # A noiseless flat channel has no non-zero detail coefficient: the estimate is then NaN (with a
-    # warning about the empty median, which says nothing more).
-    from skimage.restoration import estimate_sigma  # see _wavelet_shrinkage
+    """The standard deviation of ``signal``'s ``(H, W, 3)`` Gaussian noise, averaged over channels:
+    the median absolute deviation of the finest diagonal wavelet coefficients (Daubechies 2), robust
+    to the image's own edges; 0 for a signal without any."""
+    import pywt
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(np.nan_to_num(np.mean(estimate_sigma(signal, channel_axis=-1))))
-
-
-def _wavelet_shrinkage(tile: np.ndarray, sigma: float) -> np.ndarray:
-    # Imported when first used: skimage.restoration imports scipy.stats (1.2 s measured), which a
-    # run without denoising (paper, --denoise off, --help, config show) need not pay for.
-    from skimage.restoration import denoise_wavelet
-
-    return denoise_wavelet(
-        tile, sigma=sigma, wavelet_levels=WAVELET_LEVELS, channel_axis=-1, convert2ycbcr=True, rescale_sigma=True
-    )
+    levels = []
+    for channel in np.moveaxis(np.asarray(signal, dtype=np.float32), -1, 0):
+        diagonal = pywt.dwt2(channel, "db2")[1][2]
+        # Exact zeros are flat, clipped or saturated areas, not noise.
+        diagonal = diagonal[diagonal != 0]
+        levels.append(float(np.median(np.abs(diagonal))) / MAD_TO_SIGMA if diagonal.size else 0.0)
+    return float(np.mean(levels))
 
 
-def _shrunk_at(tile: np.ndarray, sigma: float, shift: tuple[int, int]) -> np.ndarray:
-    """``tile`` ``(H, W, 3)`` shifted by ``shift``, shrunk and shifted back: float64."""
-    shrunk = _wavelet_shrinkage(np.roll(tile, shift, axis=(0, 1)), sigma)
+def wavelet_levels(height: int, width: int) -> int:
+    """``WAVELET_LEVELS``, or fewer for a window too small for them (a level needs at least two
+    coefficients along each side)."""
+    import pywt
+
+    return max(0, min(WAVELET_LEVELS, pywt.dwt_max_level(min(height, width), "haar")))
+
+
+def bayes_shrink(tile: np.ndarray, sigma: float, levels: int) -> np.ndarray:
+    """``tile`` ``(H, W, 3)`` with each wavelet sub-band of each opponent channel soft-thresholded at
+    BayesShrink's ``sigma² / sqrt(max(variance − sigma², eps))`` (Chang, Yu and Vetterli, 2000):
+    Haar wavelet, ``levels`` levels. Returns float32."""
+    import pywt
+
+    if levels == 0:
+        return tile.astype(np.float32, copy=True)
+    variance = sigma * sigma
+    eps = np.finfo(np.float32).eps
+    opponent = tile @ OPPONENT.T
+    cleaned = np.empty_like(opponent)
+    for channel in range(3):
+        coefficients = pywt.wavedec2(opponent[..., channel], "haar", level=levels)
+        shrunk = [coefficients[0]]
+        for bands in coefficients[1:]:
+            shrunk.append(tuple(
+                pywt.threshold(band, variance / np.sqrt(max(float(np.mean(band * band)) - variance, eps)), "soft")
+                for band in bands
+            ))
+        cleaned[..., channel] = pywt.waverec2(shrunk, "haar")[: tile.shape[0], : tile.shape[1]]
+    return cleaned @ OPPONENT
+
+
+def _shrunk_at(tile: np.ndarray, sigma: float, shift: tuple[int, int], levels: int) -> np.ndarray:
+    """``tile`` ``(H, W, 3)`` shifted by ``shift``, shrunk and shifted back."""
+    shrunk = bayes_shrink(np.roll(tile, shift, axis=(0, 1)), sigma, levels)
     return np.roll(shrunk, tuple(-step for step in shift), axis=(0, 1))
-
-
-class _Window(NamedTuple):
-    """A tile ``[top, bottom) x [left, right)`` of the result and the larger window it is computed on."""
-
-    top: int
-    bottom: int
-    left: int
-    right: int
-    outer_top: int
-    outer_bottom: int
-    outer_left: int
-    outer_right: int
-
-
-def _windows(height: int, width: int, tile_size: int) -> list[_Window]:
-    windows = []
-    for top in range(0, height, tile_size):
-        for left in range(0, width, tile_size):
-            bottom, right = min(top + tile_size, height), min(left + tile_size, width)
-            outer_top, outer_bottom = max(top - OVERLAP, 0), min(bottom + OVERLAP, height)
-            outer_left, outer_right = max(left - OVERLAP, 0), min(right + OVERLAP, width)
-            windows.append(_Window(top, bottom, left, right, outer_top, outer_bottom, outer_left, outer_right))
-    return windows
 
 
 def denoise_image(
@@ -168,16 +170,20 @@ def _shrunk(signal: np.ndarray, sigma: float, tile_size: int, threads: Optional[
     """``denoise_image`` at the threshold ``sigma``; ``signal`` float32."""
     if not sigma > 0:
         return signal.copy()
-    windows = _windows(*signal.shape[:2], tile_size)
+    height, width = signal.shape[:2]
+    # One level count for every tile (the smallest window's), so a tile's result does not depend on
+    # where the image was cut.
+    windows = list(tiling.tiles(height, width, tile_size, OVERLAP))
+    levels = min(wavelet_levels(w.window_bottom - w.window_top, w.window_right - w.window_left) for w in windows)
     pieces = [(window, shift) for window in windows for shift in SHIFTS]
 
-    def shrink(piece: tuple[_Window, tuple[int, int]]) -> np.ndarray:
+    def shrink(piece: tuple[tiling.Tile, tuple[int, int]]) -> np.ndarray:
         window, shift = piece
-        outer = signal[window.outer_top:window.outer_bottom, window.outer_left:window.outer_right]
-        return _shrunk_at(outer, sigma, shift)
+        outer = signal[window.window_top:window.window_bottom, window.window_left:window.window_right]
+        return _shrunk_at(outer, sigma, shift, levels)
 
     result = np.empty_like(signal)
-    sums: dict[_Window, list[np.ndarray]] = {}
+    sums: dict[tiling.Tile, list[np.ndarray]] = {}
     workers = max(1, min(threads or torch.get_num_threads(), len(pieces)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(pieces), workers):
@@ -189,8 +195,8 @@ def _shrunk(signal: np.ndarray, sigma: float, tile_size: int, threads: Optional[
                 # Added in SHIFTS order whatever the thread count, so the result is the same.
                 cleaned = sum(sums.pop(window)) / len(SHIFTS)
                 result[window.top:window.bottom, window.left:window.right] = cleaned[
-                    window.top - window.outer_top:window.bottom - window.outer_top,
-                    window.left - window.outer_left:window.right - window.outer_left,
+                    window.top - window.window_top:window.bottom - window.window_top,
+                    window.left - window.window_left:window.right - window.window_left,
                 ]
     return np.clip(result, 0.0, 1.0)
 

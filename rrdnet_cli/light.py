@@ -355,7 +355,7 @@ def render_local(
         if denoised is not None:
             signal = denoised.blend(signal, scene.srgb_gain(gain))
         adjusted = scenes.to_srgb(torch.exp2(scene.stops) * gain)
-        return scenes.finish(signal.contiguous(), gain, scene.faint), adjusted
+        return scenes.finish(signal.contiguous(), gain), adjusted
 
 
 def choose_local_light(

@@ -5,21 +5,23 @@ one exposure gives every region the same gain: a night sky with nothing in it bu
 lifted as much as the lit subject, and the subject's highlights are pushed into white. Here the
 light follows the scene instead:
 
-1. **The light map** ``l``: the photo's brightest channel in linear light, smoothed by an
-   edge-aware (guided) filter on its logarithm, so it is flat inside a region and steps at the
-   region's edges, as illumination does; a gain computed from it then leaves no halo at an edge.
-2. **Metering** on what has detail: the key is the log-average of ``l`` over the pixels whose light
-   stands above the noise floor, so a black sky does not pull the exposure up.
-3. **The tone curve**, on the light's logarithm: the key goes to the target key; regions darker
-   than the key are lifted more and brighter ones less (``contrast`` < 1); regions near the noise
-   floor fall off steeply (the ``toe``), so what holds no detail stays dark. A pixel's gain is the
-   curve's output light over its input light, never below 1.
+1. **The light** ``l``: the photo's brightest channel in linear light, smoothed by an edge-aware
+   (guided) filter on its logarithm, so it is flat inside a region and steps at the region's edges,
+   as illumination does (a gain computed from it leaves no halo at an edge); raised towards the
+   fitted illumination where the fit sees more light than the photo shows (``analyse``).
+2. **Metering** on what has detail: the key is the log-average of ``l`` over the pixels lit above
+   the noise floor, so a black sky does not pull the exposure up.
+3. **The tone curve**, on the light in stops: the key goes to the target key; regions darker than
+   the key are lifted more (``contrast`` < 1), brighter ones less (``highlight_contrast``); the lift
+   fades out near the noise floor (the toe) unless a region holds detail above its noise, so what
+   holds nothing but noise stays dark. A pixel's gain is the curve's output light over its input
+   light, never below 1.
 4. **Colour kept**: the gain multiplies the three linear channels alike, so their ratios, and the
-   hue, do not move; highlights are compressed on the brightest channel with the ratios kept; in
-   lifted shadows the colour ratios are taken from a blurred copy (chroma noise is what the eye
-   sees first there), the luminance keeps its detail.
+   hue, do not move; the highlights it pushes past the knee are compressed on the brightest channel
+   with the ratios kept; in lifted shadows the colour ratios are taken from a blurred copy (chroma
+   noise is what the eye sees first there) while the luminance keeps its detail.
 
-Everything here is a pure function of tensors ``(1, C, H, W)``; ``light`` chooses the exposure and
+Everything here is a pure function of tensors ``(1, C, H, W)``; ``light`` chooses the key and
 ``result.from_maps`` puts it together with the denoiser.
 """
 
@@ -39,8 +41,9 @@ LUMA = (0.2126, 0.7152, 0.0722)
 class ToneCurve:
     """The shape of the local tone curve, in stops (log2 of linear light).
 
-    ``contrast``: slope of output against input light between the toe and the highlights (1: one
-    gain everywhere; 0.5: a region four stops darker than the key ends two stops darker).
+    ``contrast``: slope of output against input light, in stops, below the key (1: one gain
+    everywhere; 0.5: a region four stops darker than the key ends two stops darker);
+    ``highlight_contrast``: the same above the key (smaller: bright regions are lifted less).
     ``toe_start`` and ``toe_stops``: how far above the noise floor the lift starts, and from where
     it is whole (darker regions keep their own level: what holds no detail stays dark).
     ``floor_sigmas``: the noise floor, in multiples of the noise level of the photo's darkest tones.
@@ -48,6 +51,7 @@ class ToneCurve:
     """
 
     contrast: float = 0.7
+    highlight_contrast: float = 0.4
     toe_start: float = -1.0
     toe_stops: float = 2.0
     floor_sigmas: float = 2.0
@@ -70,10 +74,6 @@ TEXTURE_RADIUS = 2
 DETAIL_SIGMAS = (0.5, 2.0)
 # The share, in stops, of RRDNet's fitted illumination in the light that the tone curve reads.
 FITTED_SHARE = 0.25
-# Colour fades towards grey (by up to FAINT_DESATURATION) where the light is within FAINT_STOPS
-# above the toe, as a camera's shadows do: the chroma of so faint a signal is mostly noise and cast.
-FAINT_STOPS = 2.0
-FAINT_DESATURATION = 0.5
 # Chroma is taken from a box blur of this radius (pixels at full size) where the gain is high.
 CHROMA_RADIUS = 3
 
@@ -146,7 +146,8 @@ def tone_stops(stops: torch.Tensor, key: float, target_key: float, share: torch.
     """The output light, in stops, for the light ``stops`` ``(1, 1, H, W)``: ``key`` goes to
     ``target_key`` with slope ``contrast`` around it (darker regions lifted more, brighter ones
     less), each region taking its ``share`` (``presence``) of that lift."""
-    lifted = target_key + CURVE.contrast * (stops - key)
+    slope = torch.where(stops < key, CURVE.contrast, CURVE.highlight_contrast)
+    lifted = target_key + slope * (stops - key)
     return stops + share * (lifted - stops)
 
 
@@ -203,17 +204,15 @@ KEY = 0.45
 @dataclass(frozen=True)
 class Scene:
     """What the tone curve needs to know of one photo, maps ``(1, 1, H, W)``: its light ``stops``
-    (log2 of linear light), the key of its lit content (stops), each region's ``share`` of the lift
-    (``presence``) and how ``faint`` its light is (1 at the noise floor, 0 from ``FAINT_STOPS``
-    above the toe)."""
+    (log2 of linear light), the key of its lit content (stops) and each region's ``share`` of the
+    lift (``presence``)."""
 
     stops: torch.Tensor
     key: float
     share: torch.Tensor
-    faint: torch.Tensor
 
     def __getitem__(self, index) -> Scene:
-        return Scene(self.stops[index], self.key, self.share[index], self.faint[index])
+        return Scene(self.stops[index], self.key, self.share[index])
 
     def gain(self, target_key: float) -> torch.Tensor:
         """The linear gain ``(1, 1, H, W)`` that brings the key to ``target_key`` (stops)."""
@@ -231,34 +230,31 @@ def analyse(signal: torch.Tensor, noise_sigma: float, illumination: torch.Tensor
     values) is ``noise_sigma``, lit by RRDNet's fitted ``illumination`` ``(1, 1, H, W)``.
 
     The light is the photo's edge-aware light map (``light_map``) blended, in stops, with the
-    fitted illumination by ``FITTED_SHARE``: the fit, smooth by construction, tempers a map that
-    alone would follow every lamp and bright wall. Where the lift goes (the toe, the detail) and
-    how faint a region is are read on the photo's own map, which knows where the noise floor is.
+    fitted illumination by ``FITTED_SHARE`` where the fit sees more light than the photo's map: RRDNet
+    puts a black sky's darkness in the reflectance, under a light that needs no lift, while a bright
+    subject's light is never taken for less than the photo shows (which would blow it out). Where
+    the lift goes (the toe, the detail) is read on the photo's own map, which knows where the noise
+    floor is.
     """
     floor = noise_floor(noise_sigma)
     photo = light_map(to_linear(signal), floor)
     fitted = torch.log2(to_linear(illumination) + floor)
-    stops = torch.lerp(photo, fitted, FITTED_SHARE)
+    stops = torch.maximum(photo, torch.lerp(photo, fitted, FITTED_SHARE))
     window = 2 * max(1, round(WINDOW_FRACTION * max(signal.shape[-2:]) / 4)) + 1
     share = presence(photo, floor, detail_share(signal, noise_sigma, window))
     lit = photo > math.log2(floor) + CURVE.toe_stops
     key_values = stops[lit] if bool(lit.any()) else stops.flatten()
-    faint = 1.0 - smoothstep(photo, math.log2(floor), math.log2(floor) + CURVE.toe_stops + FAINT_STOPS)
-    return Scene(stops, key_values.double().mean().item(), share, faint)
+    return Scene(stops, key_values.double().mean().item(), share)
 
 
-def desaturate(linear: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
-    """Linear RGB ``(1, 3, H, W)`` moved towards the grey of its own luminance by ``amount``
-    ``(1, 1, H, W)`` in [0, 1]."""
-    return torch.lerp(linear, luminance(linear).expand_as(linear), amount)
-
-
-def finish(signal: torch.Tensor, linear_gain: torch.Tensor, faint: torch.Tensor) -> torch.Tensor:
+def finish(signal: torch.Tensor, linear_gain: torch.Tensor) -> torch.Tensor:
     """The result ``(1, 3, H, W)`` in [0, 1]: the sRGB ``signal`` ``(1, 3, H, W)`` brightened
     ``linear_gain`` ``(1, 1, H, W)`` times in linear light, its colour ratios cleaned where the gain
-    is high and faded where the light is ``faint`` (``Scene.faint``: colour measured that close to
-    the noise is mostly the noise's, a cast), its highlights compressed, encoded again."""
+    is high, the highlights it pushed past the knee compressed, encoded again."""
     brightened = to_linear(signal) * linear_gain
     brightened = clean_chroma(brightened, (1.0 - linear_gain.reciprocal()).clamp(0.0, 1.0))
-    brightened = desaturate(brightened, FAINT_DESATURATION * faint)
-    return to_srgb(compress_highlights(brightened))
+    # A pixel the curve leaves alone keeps its own highlights: compression would only flatten them.
+    compressed = torch.lerp(
+        brightened.clamp(max=1.0), compress_highlights(brightened), (linear_gain - 1.0).clamp(0.0, 1.0)
+    )
+    return to_srgb(compressed)

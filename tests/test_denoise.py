@@ -46,7 +46,8 @@ def test_tiles_give_nearly_the_untiled_result():
     _, noisy = noisy_flat(0.03, size=64)
     whole = denoise_image(noisy, AUTO_STRENGTH, tile_size=1024)
     tiled = denoise_image(noisy, AUTO_STRENGTH, tile_size=24)
-    assert np.abs(whole - tiled).mean() < 2e-3
+    # Each tile estimates its own BayesShrink thresholds, so the two differ by a fraction of the noise.
+    assert np.abs(whole - tiled).mean() < 3e-3
 
 
 def test_blend_weight_is_zero_where_nothing_was_brightened():
