@@ -370,7 +370,7 @@ def relight(
     decomposition: Decomposition,
     *,
     gamma: float | str | None = None,
-    brightness: Optional[float] = None,
+    brightness: float | str | None = None,
     denoise: float | str | None = None,
     on_note: Optional[Callable[[str], None]] = None,
 ) -> Enhancement:
@@ -394,7 +394,9 @@ def relight(
         gamma, brightness = "auto", saved_brightness(decomposition, notes) if brightness is None else brightness
     elif not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma > 0):
         raise UsageError(f"gamma {gamma}: must be a number greater than 0, or 'auto'")
-    if brightness is not None and brightness != "auto" and not 0.0 <= brightness <= 1.0:
+    if isinstance(brightness, str) and brightness != "auto":
+        raise UsageError(f"brightness {brightness!r}: must be a number between 0 and 1, or 'auto'")
+    if isinstance(brightness, (int, float)) and not 0.0 <= brightness <= 1.0:
         raise UsageError(f"brightness {brightness}: must be between 0 and 1")
     if denoise is None:
         denoise = saved_setting(decomposition, "denoise", notes)
@@ -431,7 +433,7 @@ def relight_file(
     destination: str | Path,
     *,
     gamma: float | str | None = None,
-    brightness: Optional[float] = None,
+    brightness: float | str | None = None,
     denoise: float | str | None = None,
     quality: int = 95,
     on_note: Optional[Callable[[str], None]] = None,

@@ -136,10 +136,12 @@ def bayes_shrink(tile: np.ndarray, sigma: float, levels: int) -> np.ndarray:
         coefficients = pywt.wavedec2(opponent[..., channel], "haar", level=levels)
         shrunk = [coefficients[0]]
         for bands in coefficients[1:]:
-            shrunk.append(tuple(
-                pywt.threshold(band, variance / np.sqrt(max(float(np.mean(band * band)) - variance, eps)), "soft")
-                for band in bands
-            ))
+            shrunk.append(
+                tuple(
+                    pywt.threshold(band, variance / np.sqrt(max(float(np.mean(band * band)) - variance, eps)), "soft")
+                    for band in bands
+                )
+            )
         cleaned[..., channel] = pywt.waverec2(shrunk, "haar")[: tile.shape[0], : tile.shape[1]]
     return cleaned @ OPPONENT
 
@@ -179,7 +181,7 @@ def _shrunk(signal: np.ndarray, sigma: float, tile_size: int, threads: Optional[
 
     def shrink(piece: tuple[tiling.Tile, tuple[int, int]]) -> np.ndarray:
         window, shift = piece
-        outer = signal[window.window_top:window.window_bottom, window.window_left:window.window_right]
+        outer = signal[window.window_top : window.window_bottom, window.window_left : window.window_right]
         return _shrunk_at(outer, sigma, shift, levels)
 
     result = np.empty_like(signal)
@@ -187,16 +189,16 @@ def _shrunk(signal: np.ndarray, sigma: float, tile_size: int, threads: Optional[
     workers = max(1, min(threads or torch.get_num_threads(), len(pieces)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(pieces), workers):
-            batch = pieces[start:start + workers]
+            batch = pieces[start : start + workers]
             for (window, _), shrunk in zip(batch, pool.map(shrink, batch)):
                 sums.setdefault(window, []).append(shrunk)
                 if len(sums[window]) < len(SHIFTS):
                     continue
                 # Added in SHIFTS order whatever the thread count, so the result is the same.
-                cleaned = sum(sums.pop(window)) / len(SHIFTS)
-                result[window.top:window.bottom, window.left:window.right] = cleaned[
-                    window.top - window.window_top:window.bottom - window.window_top,
-                    window.left - window.window_left:window.right - window.window_left,
+                cleaned = np.sum(np.stack(sums.pop(window)), axis=0) / len(SHIFTS)
+                result[window.top : window.bottom, window.left : window.right] = cleaned[
+                    window.top - window.window_top : window.bottom - window.window_top,
+                    window.left - window.window_left : window.right - window.window_left,
                 ]
     return np.clip(result, 0.0, 1.0)
 

@@ -23,8 +23,9 @@ as the paper: clamp, no gain, no roll-off.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 from kornia.color import linear_rgb_to_rgb, rgb_to_linear_rgb
@@ -277,18 +278,14 @@ def gamma_for_brightness(
     image, illumination, noise, denoised = search_grid(image, illumination, noise, denoised)
 
     def at(gamma: float, exposure: float = 1.0) -> float:
-        return brightness_at(
-            image, illumination, noise, gamma, exposure=exposure, tone=True, denoised=denoised
-        )
+        return brightness_at(image, illumination, noise, gamma, exposure=exposure, tone=True, denoised=denoised)
 
     brightest = at(gamma_min)
     if target > brightest:
         strongest = at(gamma_min, EXPOSURE_MAX)
         if target >= strongest:
             return LightChoice(gamma_min, strongest, target, EXPOSURE_MAX)
-        exposure, brightness = _bisect(
-            lambda value: at(gamma_min, value), 1.0, EXPOSURE_MAX, target, increasing=True
-        )
+        exposure, brightness = _bisect(lambda value: at(gamma_min, value), 1.0, EXPOSURE_MAX, target, increasing=True)
         return LightChoice(gamma_min, brightness, target, exposure)
     if target == brightest:
         return LightChoice(gamma_min, brightest, target)
@@ -318,9 +315,7 @@ def choose_light(
     if gamma == "auto":
         if brightness is None:
             raise UsageError("gamma 'auto' needs a target brightness")
-        return gamma_for_brightness(
-            image, illumination, noise, brightness, (gamma_floor, GAMMA_MAX), denoised=denoised
-        )
+        return gamma_for_brightness(image, illumination, noise, brightness, (gamma_floor, GAMMA_MAX), denoised=denoised)
     if isinstance(gamma, str):
         raise UsageError(f"gamma '{gamma}': expected a number or 'auto'")
     grid_image, grid_illumination, grid_noise, grid_denoised = search_grid(image, illumination, noise, denoised)
@@ -394,9 +389,7 @@ def choose_local_light(
         return choice(low, darkest, brightness)
     brightest = at(high)
     if brightness < brightest:
-        value, reached = _bisect(
-            lambda linear: at(math.log2(linear)), 2.0**low, 2.0**high, brightness, increasing=True
-        )
+        value, reached = _bisect(lambda linear: at(math.log2(linear)), 2.0**low, 2.0**high, brightness, increasing=True)
         return choice(math.log2(value), reached, brightness)
     strongest = at(high, EXPOSURE_MAX)
     if brightness >= strongest:

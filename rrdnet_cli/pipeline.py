@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
 from . import losses, runtime, tiling, weights
 from .config import Config
-from .errors import InputError, OptimisationError, UsageError
+from .errors import InputError, OptimisationError
 from .model import RRDNet
 from .optimiser import Adam
 from .result import Enhancement, LossRow, from_maps
@@ -30,9 +30,7 @@ def check_image(image: torch.Tensor) -> None:
         raise InputError(f"expected an image tensor of shape (1, 3, H, W), got {tuple(image.shape)}")
     height, width = image.shape[2:]
     if height < MIN_SIDE or width < MIN_SIDE:
-        raise InputError(
-            f"image is {width}x{height} pixels; RRDNet needs at least {MIN_SIDE}x{MIN_SIDE}"
-        )
+        raise InputError(f"image is {width}x{height} pixels; RRDNet needs at least {MIN_SIDE}x{MIN_SIDE}")
 
 
 Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -111,9 +109,7 @@ def downscale(image: torch.Tensor, longer_side: int) -> torch.Tensor:
         return image
     scale = longer_side / max(height, width)
     size = (max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale)))
-    smaller = torch.nn.functional.interpolate(
-        image, size=size, mode="bilinear", antialias=True, align_corners=False
-    )
+    smaller = torch.nn.functional.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
     return smaller.clamp(0.0, 1.0).contiguous(memory_format=memory_format_of(image))
 
 
@@ -124,9 +120,7 @@ class CropSampler:
     from a CPU generator seeded by ``config.seed``, so a run is reproducible on any device.
     """
 
-    def __init__(
-        self, image: torch.Tensor, priors: losses.ImagePriors, size: int, count: int, seed: int
-    ) -> None:
+    def __init__(self, image: torch.Tensor, priors: losses.ImagePriors, size: int, count: int, seed: int) -> None:
         self.image, self.priors, self.count = image, priors, count
         height, width = image.shape[-2:]
         self.height, self.width = min(size, height), min(size, width)
@@ -142,7 +136,7 @@ class CropSampler:
 
         def cut(x: torch.Tensor) -> torch.Tensor:
             return torch.cat(
-                [x[..., r:r + self.height, c:c + self.width] for r, c in zip(rows.tolist(), columns.tolist())]
+                [x[..., r : r + self.height, c : c + self.width] for r, c in zip(rows.tolist(), columns.tolist())]
             ).contiguous(memory_format=memory_format_of(self.image))
 
         return cut(self.image), losses.ImagePriors(*(cut(prior) for prior in self.priors))
@@ -152,7 +146,7 @@ def _converged(totals: list[float], window: int, tolerance: float) -> bool:
     """True when the last window's mean loss is within ``tolerance`` (relative) of the one before."""
     if tolerance == 0.0 or len(totals) < 2 * window or len(totals) % window:
         return False
-    previous = sum(totals[-2 * window:-window]) / window
+    previous = sum(totals[-2 * window : -window]) / window
     last = sum(totals[-window:]) / window
     return (previous - last) < tolerance * abs(previous)
 
@@ -161,7 +155,7 @@ def _converged(totals: list[float], window: int, tolerance: float) -> bool:
 class Optimisation:
     """What the Adam steps leave behind for the final loss row.
 
-    ``history``: one ``(5,)`` loss row per step; ``batch`` and ``priors``: what the last step saw
+    ``history``: one ``(5,)`` loss row per step; ``seen`` and ``priors``: what the last step saw
     (the image, its downscaled copy or the last crops) with its ``noise_scale``; ``whole_image``:
     the steps saw the image itself in fp32, so the final full-resolution pass is also the final
     loss pass.
@@ -169,7 +163,7 @@ class Optimisation:
 
     history: list[torch.Tensor]
     steps: int
-    batch: torch.Tensor
+    seen: torch.Tensor
     priors: losses.ImagePriors
     noise_scale: float
     bf16: bool
@@ -198,13 +192,13 @@ def optimise(
     optimizer = Adam(net.parameters(), config.learning_rate, cosine_steps=config.iterations if cosine else 0)
     history: list[torch.Tensor] = []
     totals: list[float] = []
-    batch, batch_priors = target, priors
+    seen, seen_priors = target, priors
     steps = 0
     for step in range(config.iterations):
         if sampler is not None:
-            batch, batch_priors = sampler.sample()
-        outputs = run_network(net, batch, bf16, noise=config.fits_noise)
-        terms = loss_terms(batch, outputs, batch_priors, config, noise_scale)
+            seen, seen_priors = sampler.sample()
+        outputs = run_network(net, seen, bf16, noise=config.fits_noise)
+        terms = loss_terms(seen, outputs, seen_priors, config, noise_scale)
         total_value = terms.total.item()
         if not math.isfinite(total_value):
             raise OptimisationError(f"the loss became {total_value} at step {step}")
@@ -219,17 +213,26 @@ def optimise(
         if _converged(totals, config.convergence_window, config.convergence_tolerance):
             break
     whole_image = sampler is None and target is image and not bf16
-    return Optimisation(history, steps, batch, batch_priors, noise_scale, bf16, whole_image)
+    return Optimisation(history, steps, seen, seen_priors, noise_scale, bf16, whole_image)
 
 
-def final_loss_row(net: RRDNet, fitted: Optimisation, image: torch.Tensor, outputs: Outputs, config: Config) -> LossRow:
+def final_loss_row(
+    net: RRDNet,
+    fitted: Optimisation,
+    image: torch.Tensor,
+    outputs: tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor],
+    config: Config,
+) -> LossRow:
     """The loss row after the last step, on what the optimisation last saw."""
     with torch.no_grad():
         if fitted.whole_image:
-            # Paper mode: the final row is the loss of the final pass itself, as in the reference.
-            return loss_terms(image, outputs, fitted.priors, config)
-        outputs_seen = run_network(net, fitted.batch, fitted.bf16, noise=config.fits_noise)
-        return loss_terms(fitted.batch, outputs_seen, fitted.priors, config, fitted.noise_scale)
+            # Paper mode: the final row is the loss of the final pass itself, as in the reference
+            # (whose final pass always computes the reflectance).
+            illumination, reflectance, noise = outputs
+            assert reflectance is not None
+            return loss_terms(image, (illumination, reflectance, noise), fitted.priors, config)
+        outputs_seen = run_network(net, fitted.seen, fitted.bf16, noise=config.fits_noise)
+        return loss_terms(fitted.seen, outputs_seen, fitted.priors, config, fitted.noise_scale)
 
 
 def decompose(
@@ -243,9 +246,7 @@ def decompose(
     """
     margin = RRDNet.receptive_field // 2
     with torch.no_grad():
-        maps = list(tiling.forward_tiled(
-            lambda window: net.maps(window, reflectance, noise), image, tile_size, margin
-        ))
+        maps = list(tiling.forward_tiled(lambda window: net.maps(window, reflectance, noise), image, tile_size, margin))
     illumination = maps.pop(0)
     reflectance_map = maps.pop(0) if reflectance else None
     noise_map = maps.pop(0) if noise else torch.zeros_like(image)
@@ -266,9 +267,7 @@ def fit(
     branch (``None``) unless the final loss row needs it (paper mode).
     """
     fitted = optimise(net, image, config, on_step)
-    outputs = decompose(
-        net, image, config.tile_size, reflectance or fitted.whole_image, config.fits_noise
-    )
+    outputs = decompose(net, image, config.tile_size, reflectance or fitted.whole_image, config.fits_noise)
     final = final_loss_row(net, fitted, image, outputs, config)
     if not torch.isfinite(final.total):
         raise OptimisationError(f"the loss became {final.total.item()} at step {fitted.steps}")
@@ -286,6 +285,7 @@ def start_illumination_at_image_level(net: RRDNet, image: torch.Tensor) -> None:
     """
     level = image.amax(dim=1).mean().clamp(0.01, 0.99)
     last = net.illumination_net[-1]
+    assert isinstance(last, torch.nn.Conv2d) and last.bias is not None
     with torch.no_grad():
         last.bias.fill_(torch.logit(level).item())
 
@@ -337,7 +337,7 @@ def enhance(
     if net is None:
         net = initial_network(config, image)
     layout = runtime.preferred_memory_format(device, use_bf16(config, device))
-    net = net.to(device=device, memory_format=layout)
+    net = net.to(device=device).to(memory_format=layout)
     image = image.to(device=device, dtype=torch.float32).contiguous(memory_format=layout)
     history, (illumination, reflectance_map, noise), steps = fit(net, image, config, on_step, reflectance)
     # Recombine on the CPU from the maps exactly as they are returned (and saved by
@@ -347,6 +347,15 @@ def enhance(
     if reflectance_map is not None:
         reflectance_map = reflectance_map.cpu().contiguous()
     return from_maps(
-        image, illumination, reflectance_map, noise, history, config.gamma, config.brightness, steps,
-        gamma_floor=config.gamma_floor, denoise=config.denoise, tone_mapping=config.tone_mapping,
+        image,
+        illumination,
+        reflectance_map,
+        noise,
+        history,
+        config.gamma,
+        config.brightness,
+        steps,
+        gamma_floor=config.gamma_floor,
+        denoise=config.denoise,
+        tone_mapping=config.tone_mapping,
     )

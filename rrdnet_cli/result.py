@@ -83,9 +83,7 @@ class Enhancement:
         """The reflectance, which ``purpose`` (e.g. "a contact sheet") needs: a ``UsageError`` when
         this enhancement skipped it (``pipeline.enhance(reflectance=False)``)."""
         if self.reflectance is None:
-            raise UsageError(
-                f"{purpose} needs the reflectance map, which this enhancement skipped (reflectance=False)"
-            )
+            raise UsageError(f"{purpose} needs the reflectance map, which this enhancement skipped (reflectance=False)")
         return self.reflectance
 
     @property
@@ -127,10 +125,9 @@ def from_maps(
     strength = strength_of(denoise)
     if gamma == "auto" and tone_mapping == "local":
         return _from_maps_local(image, illumination, reflectance, noise, losses, brightness, steps, strength)
-    if brightness == "auto":
-        brightness = GLOBAL_AUTO_BRIGHTNESS
+    target = GLOBAL_AUTO_BRIGHTNESS if isinstance(brightness, str) else brightness
     denoised = None if strength is None else denoise_signal(image, noise, strength)
-    choice = choose_light(image, illumination, noise, gamma, brightness, gamma_floor, denoised)
+    choice = choose_light(image, illumination, noise, gamma, target, gamma_floor, denoised)
     result, adjusted = render_choice(image, illumination, noise, choice, denoised)
     if denoised is None:
         removed = torch.zeros_like(result)

@@ -121,16 +121,11 @@ def test_a_file_is_read_when_the_argument_looks_like_a_path(tmp_path, monkeypatc
 @pytest.mark.parametrize(
     "text, needle",
     [
-        ("gamma: bright
-", "'auto'"),
-        ("brightness: 1.5
-", "at most 1.0"),
-        ("brightness: -0.1
-", "at least 0"),
-        ("brightness: dim
-", "brightness"),
-        ("tone_mapping: flat
-", "local, global"),
+        ("gamma: bright\n", "'auto'"),
+        ("brightness: 1.5\n", "at most 1.0"),
+        ("brightness: -0.1\n", "at least 0"),
+        ("brightness: dim\n", "brightness"),
+        ("tone_mapping: flat\n", "local, global"),
     ],
 )
 def test_bad_light_values_in_files(tmp_path, text, needle):

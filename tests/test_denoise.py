@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import dark_tensor
 from rrdnet_cli import denoise, enhance, load_config
 from rrdnet_cli.denoise import (
     AUTO_STRENGTH,
@@ -20,11 +19,13 @@ from rrdnet_cli.denoise import (
 from rrdnet_cli.errors import UsageError
 from rrdnet_cli.result import from_maps
 
+from helpers import dark_tensor
+
 
 def noisy_flat(sigma=0.02, size=48, seed=0):
     generator = np.random.default_rng(seed)
     clean = np.full((size, size, 3), 0.3, dtype=np.float32)
-    clean[:, size // 2:] = 0.6
+    clean[:, size // 2 :] = 0.6
     return clean, np.clip(clean + sigma * generator.standard_normal(clean.shape), 0, 1).astype(np.float32)
 
 

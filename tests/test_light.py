@@ -9,8 +9,21 @@ import torch
 
 from rrdnet_cli.denoise import AUTO_STRENGTH, denoise_signal
 from rrdnet_cli.light import (
-    BRIGHTNESS_TOLERANCE, EXPOSURE_MAX, GAMMA_MAX, GAMMA_MIN, KNEE, REACHED_TOLERANCE, brightness_at, choose_light,
-    expose, exposure_gain, gamma_for_brightness, mean_brightness, recombine, render_choice, roll_off,
+    BRIGHTNESS_TOLERANCE,
+    EXPOSURE_MAX,
+    GAMMA_MAX,
+    GAMMA_MIN,
+    KNEE,
+    REACHED_TOLERANCE,
+    brightness_at,
+    choose_light,
+    expose,
+    exposure_gain,
+    gamma_for_brightness,
+    mean_brightness,
+    recombine,
+    render_choice,
+    roll_off,
 )
 
 

@@ -9,6 +9,7 @@ import torch
 
 from rrdnet_cli import ConfigError, InputError, OptimisationError, UsageError, enhance, load_config, losses
 from rrdnet_cli.config import Config, from_dict
+from rrdnet_cli.light import mean_brightness, recombine
 from rrdnet_cli.pipeline import (
     CropSampler,
     _converged,
@@ -16,8 +17,6 @@ from rrdnet_cli.pipeline import (
     loss_terms,
     resolve_device,
 )
-
-from rrdnet_cli.light import mean_brightness, recombine
 from rrdnet_cli.result import LOSS_COLUMNS
 
 from helpers import dark_tensor
@@ -141,7 +140,11 @@ def test_a_zero_noise_map_never_runs_the_noise_branch(monkeypatch):
     fitted = enhance(image, _fast(noise_map="fitted"))
     calls = []
     original = RRDNet.maps
-    monkeypatch.setattr(RRDNet, "maps", lambda self, x, reflectance=True, noise=True: calls.append(noise) or original(self, x, reflectance, noise))
+    monkeypatch.setattr(
+        RRDNet,
+        "maps",
+        lambda self, x, reflectance=True, noise=True: calls.append(noise) or original(self, x, reflectance, noise),
+    )
     zero = enhance(image, _fast(noise_map="zero"), reflectance=False)
     assert calls and not any(calls)
     assert not zero.noise.any() and zero.noise.shape == image.shape
@@ -182,32 +185,32 @@ def test_crop_sampler_cuts_image_and_priors_together():
     image = _image(40, 50)
     priors = losses.image_priors(image, 5, 3.0)
     sampler = CropSampler(image, priors, size=16, count=3, seed=7)
-    batch, batch_priors = sampler.sample()
-    assert batch.shape == (3, 3, 16, 16) and sampler.pixels == 3 * 16 * 16
+    seen, seen_priors = sampler.sample()
+    assert seen.shape == (3, 3, 16, 16) and sampler.pixels == 3 * 16 * 16
     # Each crop of the priors comes from the same place as its crop of the image.
     for index in range(3):
-        crop = batch[index:index + 1]
+        crop = seen[index : index + 1]
         found = [
             (row, column)
             for row in range(40 - 15)
             for column in range(50 - 15)
-            if torch.equal(image[..., row:row + 16, column:column + 16], crop)
+            if torch.equal(image[..., row : row + 16, column : column + 16], crop)
         ]
         assert len(found) == 1
         row, column = found[0]
         torch.testing.assert_close(
-            batch_priors.max_channel[index:index + 1], priors.max_channel[..., row:row + 16, column:column + 16]
+            seen_priors.max_channel[index : index + 1], priors.max_channel[..., row : row + 16, column : column + 16]
         )
     # Seeded: a second sampler with the same seed cuts the same crops.
     again, _ = CropSampler(image, priors, size=16, count=3, seed=7).sample()
-    assert torch.equal(batch, again)
+    assert torch.equal(seen, again)
 
 
 def test_crops_larger_than_image_are_clipped():
     image = _image(20, 30)
     sampler = CropSampler(image, losses.image_priors(image, 5, 3.0), size=96, count=2, seed=0)
-    batch, _ = sampler.sample()
-    assert batch.shape == (2, 3, 20, 30)
+    seen, _ = sampler.sample()
+    assert seen.shape == (2, 3, 20, 30)
 
 
 def test_noise_scale_only_touches_the_noise_term():
@@ -245,7 +248,10 @@ def test_noise_scale_keeps_balance_on_a_repeated_image():
     config = Config()
     whole_terms = loss_terms(whole, constant_outputs(32, 48), losses.image_priors(whole, 5, 3.0), config)
     patch_terms = loss_terms(
-        patch, constant_outputs(16, 16), losses.image_priors(patch, 5, 3.0), config,
+        patch,
+        constant_outputs(16, 16),
+        losses.image_priors(patch, 5, 3.0),
+        config,
         noise_scale=math.sqrt(1 / k),
     )
     torch.testing.assert_close(k * patch_terms.total, whole_terms.total, rtol=1e-5, atol=0)

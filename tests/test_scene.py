@@ -25,7 +25,7 @@ def night_scene(seed: int = 0, size: int = 64) -> torch.Tensor:
     columns = torch.arange(size).view(1, -1).float()
     texture = 0.5 + 0.5 * torch.sin(columns / 2.0) * torch.sin(rows / 3.0)
     facade = torch.tensor([0.06, 0.035, 0.012]).view(1, 3, 1, 1) * (0.6 + 0.4 * texture)
-    linear[..., size // 2:, :] = facade[..., size // 2:, :]
+    linear[..., size // 2 :, :] = facade[..., size // 2 :, :]
     srgb = scene.to_srgb(linear)
     return (srgb + 0.006 * torch.randn(srgb.shape, generator=generator)).clamp(0.0, 1.0)
 
