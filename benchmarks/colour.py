@@ -38,6 +38,7 @@ DEFINITIONS = {
         "mean output luma (0.299 R' + 0.587 G' + 0.114 B') over the pixels whose input luma is below "
         f"{BLACK_LUMA:g}; over a set, every such pixel of every photo counts once (photos without one add nothing)"
     ),
+    "black_lift_per_photo": "black_lift per photo, then the mean over the photos that have such pixels",
 }
 
 

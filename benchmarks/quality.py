@@ -239,6 +239,9 @@ def summarise(rows: list[dict]) -> dict:
     black = sum(row.get("black_pixels", 0) for row in rows)
     lifted = sum(row["black_lift"] * row["black_pixels"] for row in rows if row.get("black_lift") is not None)
     summary["black_lift"] = round(lifted / black, 4) if black else None
+    # The same per photo, then the mean over the photos that have such pixels (each photo counts once).
+    per_photo = [row["black_lift"] for row in rows if row.get("black_lift") is not None]
+    summary["black_lift_per_photo"] = round(float(np.mean(per_photo)), 4) if per_photo else None
     return summary
 
 
