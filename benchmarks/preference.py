@@ -145,7 +145,7 @@ def night_id(path: Path) -> str:
 
 def list_photos(paths: list[Path]) -> list[Path]:
     photos = []
-    for path in paths:
+    for path in (path.resolve() for path in paths):  # rrdnet enhance runs from the repository
         if path.is_dir():
             photos += sorted(child for child in path.iterdir() if child.suffix.lower() in PHOTO_SUFFIXES)
         elif path.is_file():
@@ -205,6 +205,8 @@ def run_ours(config: str, options: list[str], photos: list[Path]) -> Path:
     """``rrdnet enhance --config CONFIG OPTIONS`` on ``photos`` (one run per source folder, so
     results cannot collide), kept in ``benchmarks/cache/ours-<digest>/<folder>/``; photos already
     done are skipped. Returns the folder."""
+    if Path(config).is_file():  # a YAML named from wherever this script was started
+        config = str(Path(config).resolve())
     output = common.CACHE / f"ours-{package_digest(config, options)}"
     by_folder: dict[Path, list[Path]] = {}
     for photo in photos:
