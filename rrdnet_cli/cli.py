@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import __version__, runtime, workers
 from .batch import BatchSummary, run_batch
-from .config import AUTO_BRIGHTNESS, DEFAULT_PRESET, load_config, preset_names
+from .config import DEFAULT_PRESET, load_config, preset_names
 from .decomposition import relight_file
 from .errors import ConfigError, Interrupted, OutputError, RRDNetError, UsageError
 from .images import DEFAULT_QUALITY
@@ -315,7 +315,10 @@ DENOISE_HELP = (
     "Denoise where the light was raised: 'auto', 'off', or a STRENGTH (multiple of the noise level "
     "estimated from the image)."
 )
-BRIGHTNESS_HELP = "Pick gamma per image so the result's mean brightness is T (0-1); implies --gamma auto."
+BRIGHTNESS = NumberOrKeyword("T|auto", ("auto",))
+BRIGHTNESS_HELP = (
+    "The result's mean brightness T (0-1), reached per image; 'auto': chosen by the scene. Implies --gamma auto."
+)
 
 
 def config_options(command):
@@ -331,10 +334,10 @@ def config_options(command):
         click.option(
             "--gamma",
             type=GAMMA,
-            help="Illumination exponent (smaller is brighter), or 'auto': the gamma that gives the target "
-            f"brightness (default {AUTO_BRIGHTNESS}).",
+            help="Illumination exponent, the paper's rendering (smaller is brighter), or 'auto': the light "
+            "chosen per image as the config's tone_mapping says.",
         ),
-        click.option("--brightness", type=float, metavar="T", help=BRIGHTNESS_HELP),
+        click.option("--brightness", type=BRIGHTNESS, help=BRIGHTNESS_HELP),
         click.option("--denoise", type=DENOISE, help=DENOISE_HELP),
         click.option("--lr", "learning_rate", type=float, help="Adam learning rate."),
         click.option("--seed", type=INTEGER, help="Seed of the initial weights."),
@@ -573,10 +576,8 @@ def config_show(config_name, **overrides):
     required=True,
     help="Image to write (format from its extension).",
 )
-@click.option(
-    "--gamma", type=GAMMA, help="Illumination exponent, or 'auto' (the target brightness of the saved config)."
-)
-@click.option("--brightness", type=float, metavar="T", help="Pick the gamma that gives mean brightness T (0-1).")
+@click.option("--gamma", type=GAMMA, help="Illumination exponent, or 'auto' (rendered as the saved config says).")
+@click.option("--brightness", type=BRIGHTNESS, help="The result's mean brightness T (0-1), or 'auto'.")
 @click.option("--denoise", type=DENOISE, help=DENOISE_HELP + " Default: the saved config's.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line.")
 def relight(decomposition_file, output, gamma, brightness, denoise, quiet):
