@@ -142,3 +142,29 @@ def test_every_documented_option_exists():
                 f"{line}: {word}" for word in words if word.startswith("--") and word not in _option_names(command)
             ]
     assert not unknown, unknown
+
+
+def _same(shown: str, value: object) -> bool:
+    try:
+        return float(shown) == float(str(value))
+    except (TypeError, ValueError):
+        return shown.lower() == str(value).lower()
+
+
+def test_configuration_page_shows_the_presets_values():
+    """The `default` and `paper` columns of docs/configuration.md are what the presets load."""
+    from rrdnet_cli.config import load_config
+
+    presets = {name: load_config(name).to_dict() for name in ("default", "paper")}
+    wrong = []
+    for line in (REPO / "docs" / "configuration.md").read_text(encoding="utf-8").splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        keys = re.findall(r"`([a-z_]+)`", cells[0])
+        for column, name in ((1, "default"), (2, "paper")):
+            shown = [value.strip() for value in cells[column].split(",")]
+            for key, value in zip(keys, shown if len(shown) == len(keys) else shown * len(keys)):
+                if not _same(value, presets[name][key]):
+                    wrong.append(f"{key} ({name}): page {value}, preset {presets[name][key]}")
+    assert not wrong, wrong
