@@ -7,41 +7,31 @@ exit 2 for usage and config errors, 1 when a file failed, 130 when interrupted (
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-
-# Start-up is interrupt-safe: torch's import takes seconds, and a Ctrl-C in the middle of it would
-# end in a traceback (even a RecursionError). SIGINT is held back until the imports are done, then
-# delivered as one line and exit 130 (below). The package's own __init__ imports nothing heavy.
-_HOLD_SIGINT = hasattr(signal, "pthread_sigmask") and signal.SIGINT not in signal.pthread_sigmask(
-    signal.SIG_BLOCK, {signal.SIGINT}
-)
+from typing import TYPE_CHECKING
 
 import click
-import torch
-from tqdm import tqdm
 
-from . import __version__, runtime, workers
-from .batch import BatchSummary, run_batch
+from . import __version__, settings
 from .config import DEFAULT_PRESET, load_config, preset_names
-from .decomposition import relight_file
 from .errors import ConfigError, Interrupted, OutputError, RRDNetError, UsageError
-from .images import DEFAULT_QUALITY
-from .inputs import collect_inputs, parse_shard, read_path_list, select_shard
-from .jobs import FileResult, Job, OutputOptions, Status
 
-if _HOLD_SIGINT:
-    try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    except KeyboardInterrupt:  # pressed during the imports
-        sys.stderr.write("rrdnet: error: interrupted\n")
-        sys.exit(130)
+# Everything above is light: help, the version and option errors never import torch, NumPy or
+# Pillow (tests/test_processes.py). A command imports the modules it uses when it runs
+# (_holding_ctrl_c).
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from .batch import BatchSummary
+    from .jobs import FileResult, Job
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -52,9 +42,37 @@ _stopping_signal = signal.SIGINT
 _NOT_INSTALLED = object()
 
 
+def _say(line: str) -> None:
+    """One line on stderr for people. A progress bar on screen is tqdm's, and tqdm.write keeps it
+    intact; with tqdm not imported there is none, and it is not imported just to print a line."""
+    if "tqdm" in sys.modules:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stderr)
+    else:
+        click.echo(line, err=True)
+
+
 def _error(message: str) -> None:
-    # tqdm.write keeps a progress bar intact when one is on screen.
-    tqdm.write(f"rrdnet: error: {message}", file=sys.stderr)
+    _say(f"rrdnet: error: {message}")
+
+
+@contextlib.contextmanager
+def _holding_ctrl_c() -> Iterator[None]:
+    """Hold SIGINT back while a command imports its heavy modules, then deliver it.
+
+    torch's import takes seconds, and a Ctrl-C in the middle of it would end in a traceback (even
+    a RecursionError) or leave a module half imported. Held back, it arrives after the imports as
+    a KeyboardInterrupt, which the command reports as one line and exit 130 like any other.
+    """
+    hold = hasattr(signal, "pthread_sigmask") and signal.SIGINT not in signal.pthread_sigmask(
+        signal.SIG_BLOCK, {signal.SIGINT}
+    )
+    try:
+        yield
+    finally:
+        if hold:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _interrupt_on_sigterm(signum, frame):
@@ -115,8 +133,6 @@ class OneLineErrors(click.Group):
         _stopping_signal = signal.SIGINT
         previous_handler = _NOT_INSTALLED
         try:
-            # Process-wide, so done here at the program's entry and never by the library itself.
-            runtime.tune_allocator()
             try:
                 previous_handler = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
             except ValueError:
@@ -189,12 +205,11 @@ class Reporter:
 
     def duplicate(self, dropped: Path, kept: Path) -> None:
         if not self.quiet:
-            tqdm.write(
-                f"rrdnet: note: {dropped} is the same file as {kept} (a symbolic link); enhanced once, as {kept}",
-                file=sys.stderr,
-            )
+            _say(f"rrdnet: note: {dropped} is the same file as {kept} (a symbolic link); enhanced once, as {kept}")
 
     def file(self, result: FileResult) -> None:
+        from .jobs import Status
+
         self._emit(result.to_json())
         if result.status is Status.FAILED:
             self.failed += 1
@@ -206,7 +221,7 @@ class Reporter:
                 what = f"{result.light.describe()}, {result.seconds:.1f} s"
             else:
                 what = f"{result.seconds:.1f} s"
-            tqdm.write(f"rrdnet: {result.source} -> {result.output} ({what})", file=sys.stderr)
+            _say(f"rrdnet: {result.source} -> {result.output} ({what})")
 
     def interrupted(self, summary: BatchSummary | None) -> None:
         if summary is not None:
@@ -246,6 +261,8 @@ class Progress:
             self.files_bar.close()
 
     def start_file(self, job: Job) -> None:
+        from tqdm import tqdm
+
         if self.files_bar is None:
             self.files_bar = tqdm(total=self.files, unit="file", disable=not self.enabled or self.files < 2, position=0)
         self._end_steps()
@@ -367,7 +384,7 @@ def main() -> None:
 
 
 def _shard_option(ctx, param, value):
-    return parse_shard(value) if value is not None else None
+    return settings.parse_shard(value) if value is not None else None
 
 
 @main.command()
@@ -395,7 +412,7 @@ def _shard_option(ctx, param, value):
 @click.option(
     "--quality",
     type=click.IntRange(1, 100),
-    default=DEFAULT_QUALITY,
+    default=settings.DEFAULT_QUALITY,
     show_default=True,
     help="JPEG and WebP quality.",
 )
@@ -420,20 +437,20 @@ def _shard_option(ctx, param, value):
 @click.option(
     "--jobs",
     "worker_setting",
-    default=workers.AUTO,
+    default=settings.AUTO,
     show_default=True,
-    envvar=workers.JOBS_VARIABLE,
+    envvar=settings.JOBS_VARIABLE,
     metavar="N|auto",
     callback=lambda ctx, param, value: _count_option(ctx, param, value, allow_auto=True),
     help="Worker processes; auto: one a file up to one a core (one on CUDA); each gets its share of the cores "
-    f"as threads (env {workers.JOBS_VARIABLE}).",
+    f"as threads (env {settings.JOBS_VARIABLE}).",
 )
 @click.option(
     "--threads",
     metavar="N",
-    envvar=workers.THREADS_VARIABLE,
+    envvar=settings.THREADS_VARIABLE,
     callback=lambda ctx, param, value: _count_option(ctx, param, value),
-    help=f"Torch threads of a single-process run, and the most each worker gets (env {workers.THREADS_VARIABLE}).",
+    help=f"Torch threads of a single-process run, and the most each worker gets (env {settings.THREADS_VARIABLE}).",
 )
 @click.option(
     "--save-decomposition",
@@ -474,8 +491,15 @@ def enhance(
     """Enhance INPUT images (files, folders, glob patterns, or '-' for one image on stdin)."""
     config = load_config(config_name, **overrides)
     to_stdout = str(output_dir) == "-"
+    _check_arguments(inputs, files_from, to_stdout, json_lines)
+    with _holding_ctrl_c():
+        from . import runtime, workers
+        from .batch import run_batch
+        from .jobs import OutputOptions
+    # Process-wide, so done here at the program's entry and never by the library itself.
+    runtime.tune_allocator()
     reporter = Reporter(json_lines=json_lines, quiet=quiet, verbose=verbose)
-    jobs = _gather_jobs(inputs, recursive, files_from, shard, to_stdout, json_lines, output_dir, reporter.duplicate)
+    jobs = _gather_jobs(inputs, recursive, files_from, shard, to_stdout, output_dir, reporter.duplicate)
     stream = getattr(sys.stdout, "buffer", None) if to_stdout else None
     if to_stdout and stream is None:
         raise OutputError("stdout: cannot write (stdout is closed)")
@@ -523,25 +547,34 @@ def _count_option(ctx, param, value, allow_auto=False):
         return None
     from_environment = ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT
     what = param.envvar if from_environment else param.opts[0]
-    return workers.parse_count(value, what, allow_auto=allow_auto)
+    return settings.parse_count(value, what, allow_auto=allow_auto)
 
 
 def _use_threads(ctx, plan) -> None:
     """A single-process run's torch threads, for this command only (workers set their own)."""
     if plan.worker_count == 1 and plan.threads is not None:
+        import torch
+
         previous = torch.get_num_threads()
         torch.set_num_threads(plan.threads)
         ctx.call_on_close(lambda: torch.set_num_threads(previous))
 
 
-def _gather_jobs(
-    inputs, recursive, files_from, shard, to_stdout, json_lines, output_dir, on_duplicate=None
-) -> list[Job]:
-    """The jobs the enhance command's arguments name, after the checks only the command can make."""
+def _check_arguments(inputs, files_from, to_stdout, json_lines) -> None:
+    """The checks of the enhance command's arguments that need no file opened (nor torch imported)."""
+    if not inputs and not files_from:
+        raise click.UsageError("no inputs given")
     if to_stdout and json_lines:
         raise click.UsageError("--json and '-o -' would both write to stdout; choose one")
     if files_from == "-" and "-" in inputs:
         raise click.UsageError("stdin can hold the image or the path list, not both")
+
+
+def _gather_jobs(inputs, recursive, files_from, shard, to_stdout, output_dir, on_duplicate=None) -> list[Job]:
+    """The jobs the enhance command's arguments name."""
+    with _holding_ctrl_c():
+        from .inputs import collect_inputs, read_path_list, select_shard
+
     stdin = getattr(sys.stdin, "buffer", None)
     listed = read_path_list(files_from, stdin) if files_from else []
     jobs = collect_inputs(
@@ -584,6 +617,10 @@ def relight(decomposition_file, output, gamma, brightness, denoise, quiet):
     """Render a new result from a saved decomposition FILE (enhance --save-decomposition), instantly."""
     if gamma is None and brightness is None:
         raise click.UsageError("give --gamma G|auto or --brightness T")
+    with _holding_ctrl_c():
+        from . import runtime
+        from .decomposition import relight_file
+    runtime.tune_allocator()
     enhancement = relight_file(
         decomposition_file,
         output,
@@ -684,8 +721,8 @@ def serve(host, port, max_upload_mb, max_megapixels, fits, queue_size, config_na
 @click.pass_context
 def eval_command(ctx, enhanced_dir, reference_dir, json_file):
     """Measure the images in ENHANCED_DIR: NIQE and mean brightness, and PSNR/SSIM with --reference."""
-    # Imported here: the metrics pull in scipy.stats (about 1 s), which no other command needs.
-    from .evaluate import evaluate_folder, format_table
+    with _holding_ctrl_c():
+        from .evaluate import evaluate_folder, format_table
 
     report = evaluate_folder(enhanced_dir, reference_dir, report=json_file)
     for row in report.failed:

@@ -37,12 +37,12 @@ import torch
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from .errors import InputError, OutputError, cannot_write, naming, os_failure
+from .settings import DEFAULT_QUALITY
 
 # Pillow's format names for the extensions we read and write.
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP"}
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tiff", "BMP": ".bmp"}
 IMAGE_SUFFIXES = frozenset("." + extension for extension in FORMATS)
-DEFAULT_QUALITY = 95
 # The decoders an input may use: the formats we write plus simple, widely used raster formats.
 # Everything else Pillow knows is refused before decoding: its EPS/PS and PDF support runs
 # Ghostscript, and rarely used decoders are attack surface an image enhancer does not need.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -272,19 +271,6 @@ def collect_inputs(
         for dropped, kept in collected.duplicates():
             on_duplicate(dropped, kept)
     return collected.jobs
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"K/N"`` -> ``(K, N)``, with K counted from 0: ``0/3``, ``1/3`` and ``2/3`` cover everything."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not match:
-        raise UsageError(f"shard '{text}': expected K/N, e.g. 0/4")
-    index, count = int(match.group(1)), int(match.group(2))
-    if count < 1:
-        raise UsageError(f"shard '{text}': N must be at least 1")
-    if index >= count:
-        raise UsageError(f"shard '{text}': K counts from 0 and must be below N (0 to {count - 1})")
-    return index, count
 
 
 def select_shard(jobs: Sequence[Job], index: int, count: int) -> list[Job]:

@@ -26,6 +26,7 @@ from .errors import OptimisationError, OutputError, RRDNetError, UsageError, nam
 from .light import LightChoice
 from .pipeline import StepCallback, enhance
 from .result import Enhancement
+from .settings import DEFAULT_QUALITY
 from .sheet import save_contact_sheet, sheet_title
 
 MAP_NAMES = ("illumination", "illumination_adjusted", "reflectance", "noise", "denoised_away")
@@ -67,7 +68,7 @@ class OutputOptions:
     suffix: str = ""
     format: Optional[str] = None
     save_maps: bool = False
-    quality: int = images.DEFAULT_QUALITY
+    quality: int = DEFAULT_QUALITY
     save_decomposition: bool = False
     contact_sheet: bool = False
     # Leave inputs whose output already exists alone (resuming); otherwise outputs are replaced.
@@ -211,7 +212,7 @@ def enhance_file(
     config: Config,
     *,
     maps: Optional[dict[str, Path]] = None,
-    quality: int = images.DEFAULT_QUALITY,
+    quality: int = DEFAULT_QUALITY,
     on_step: Optional[StepCallback] = None,
     decomposition_file: Optional[Path] = None,
     sheet_file: Optional[Path] = None,

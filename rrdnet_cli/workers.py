@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import threading
@@ -38,7 +37,7 @@ from typing import NoReturn, Optional
 
 from . import images, runtime
 from .config import Config
-from .errors import UsageError, naming
+from .errors import naming
 from .jobs import (
     FileResult,
     Job,
@@ -49,19 +48,15 @@ from .jobs import (
     run_job,
     skipped,
 )
+from .settings import AUTO
 
-AUTO = "auto"
 # How long a stopped worker gets to remove its temporaries before it is killed.
 STOP_GRACE_SECONDS = 10.0
-THREADS_VARIABLE = "RRDNET_THREADS"
-JOBS_VARIABLE = "RRDNET_JOBS"
 STOPPED_EXIT = 128 + signal.SIGTERM
 # Linux's prctl option that asks for a signal when the parent dies (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
 # How often a worker checks that its parent is alive where no such signal exists.
 PARENT_WATCH_SECONDS = 0.5
-# The largest --jobs or --threads taken at all (threads are capped at the cores anyway).
-MAX_COUNT = 1_000_000
 
 
 def available_cores() -> int:
@@ -70,21 +65,6 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
-
-
-def parse_count(text: object, what: str, *, allow_auto: bool = False) -> int | str:
-    """A positive whole number (or ``auto`` where allowed) from an option or the environment."""
-    value = str(text).strip()
-    if allow_auto and value.lower() == AUTO:
-        return AUTO
-    # ASCII digits only: str.isdigit() also takes "²", which int() then refuses.
-    digits = value.lstrip("0") if re.fullmatch(r"[0-9]+", value) else ""
-    if digits and len(digits) <= len(str(MAX_COUNT)) and int(digits) <= MAX_COUNT:
-        return int(digits)
-    if digits:
-        raise UsageError(f"{what} '{value[:40]}{'...' if len(value) > 40 else ''}': at most {MAX_COUNT}")
-    expected = "a positive whole number or 'auto'" if allow_auto else "a positive whole number"
-    raise UsageError(f"{what} '{str(text)[:200]}': expected {expected}")
 
 
 @dataclass(frozen=True)

@@ -416,7 +416,7 @@ def test_interrupts_and_bugs_are_one_line(tmp_path, monkeypatch, raised, code, m
     def fail(*args, **kwargs):
         raise raised
 
-    monkeypatch.setattr("rrdnet_cli.cli.run_batch", fail)
+    monkeypatch.setattr("rrdnet_cli.batch.run_batch", fail)
     result = run("enhance", write_dark(tmp_path / "a.png"), "-o", tmp_path / "out", *PAPER)
     assert result.exit_code == code
     assert result.stderr == message + "\n"  # no blank line before it, no traceback

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from rrdnet_cli import UsageError
 from rrdnet_cli.batch import check_outputs
-from rrdnet_cli.inputs import collect_inputs, parse_shard, read_path_list, select_shard
+from rrdnet_cli.inputs import collect_inputs, read_path_list, select_shard
 from rrdnet_cli.jobs import Job, OutputOptions, output_path
 
 from helpers import write_dark
@@ -153,26 +153,6 @@ def test_shards_cover_every_input_exactly_once_in_any_order(names, count, random
     assert sorted(job.source for share in shares for job in share) == sorted(job.source for job in jobs)
     assert [select_shard(shuffled, index, count) for index in range(count)] == shares
     assert max(map(len, shares)) - min(map(len, shares)) <= 1
-
-
-@pytest.mark.parametrize("text, expected", [("0/1", (0, 1)), ("2/3", (2, 3)), (" 4 / 10 ", (4, 10))])
-def test_parse_shard(text, expected):
-    assert parse_shard(text) == expected
-
-
-@pytest.mark.parametrize(
-    "text, needle",
-    [
-        ("3/3", "counts from 0"),
-        ("1/0", "at least 1"),
-        ("a/b", "expected K/N"),
-        ("-1/3", "expected K/N"),
-        ("2", "expected K/N"),
-    ],
-)
-def test_bad_shards_are_usage_errors(text, needle):
-    with pytest.raises(UsageError, match=needle):
-        parse_shard(text)
 
 
 # ----------------------------------------------------------------------------- untrusted trees

@@ -184,8 +184,9 @@ def test_closed_standard_streams_are_one_line_errors(tmp_path, redirect, code, m
     assert error_lines(completed.stderr.decode()) == [message]
 
 
-def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path):
-    # Deterministic: SIGINT arrives while torch is being imported, as a Ctrl-C in the first seconds.
+@pytest.mark.parametrize("command", [["enhance", "dark.png"], ["relight", "dark.npz", "-o", "x.png", "--gamma", "0.5"]])
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, command):
+    # Deterministic: SIGINT arrives while the command imports torch, as a Ctrl-C in the first seconds.
     script = (
         "import os, signal, sys\n"
         "class Hook:\n"
@@ -194,13 +195,50 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path):
         "            os.kill(os.getpid(), signal.SIGINT)\n"
         "sys.meta_path.insert(0, Hook())\n"
         "from rrdnet_cli.cli import main\n"
-        "main(['--version'])\n"
+        "try:\n"
+        f"    main({command!r})\n"
+        "finally:\n"
+        "    print('torch' in sys.modules)\n"  # held back: the import ran to its end first
     )
     completed = subprocess.run(
-        [sys.executable, "-c", script], env=cli_environment(), capture_output=True, timeout=PROCESS_LIMIT
+        [sys.executable, "-c", script], env=cli_environment(), capture_output=True, timeout=PROCESS_LIMIT, cwd=tmp_path
     )
     assert completed.returncode == 130
     assert completed.stderr.decode() == "rrdnet: error: interrupted\n"
+    assert completed.stdout.decode() == "True\n"
+
+
+@pytest.mark.parametrize(
+    "args, code",
+    [
+        (["--help"], 0),
+        (["--version"], 0),
+        (["enhance", "--help"], 0),
+        (["config", "show", "--config", "paper", "--iterations", "5"], 0),
+        (["enhance", "--jobs", "many", "a.png"], 2),
+        (["enhance", "--shard", "3/2", "a.png"], 2),
+        (["enhance", "--no-such-option"], 2),
+        (["enhance", "--config", "no-such-preset", "a.png"], 2),
+        (["enhance"], 2),
+    ],
+)
+def test_help_version_and_option_errors_import_nothing_heavy(tmp_path, args, code):
+    # -X importtime lists every module the process imported, on stderr, one line each.
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", *cli_command(*args)[1:]],
+        env=cli_environment(),
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_LIMIT,
+        cwd=tmp_path,
+    )
+    assert completed.returncode == code, completed.stderr[-2000:]
+    imported = {
+        line.split("|")[-1].strip() for line in completed.stderr.splitlines() if line.startswith("import time:")
+    }
+    assert "rrdnet_cli.cli" in imported  # the listing works
+    heavy = {"torch", "numpy", "PIL", "kornia", "skimage", "scipy", "tqdm", "rrdnet_cli.jobs"}
+    assert not heavy & imported
 
 
 # ------------------------------------------------------------------- --jobs: worker processes

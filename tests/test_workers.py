@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from rrdnet_cli import UsageError, images, workers
+from rrdnet_cli import images, workers
 from rrdnet_cli.batch import run_batch
 from rrdnet_cli.inputs import collect_inputs
 from rrdnet_cli.jobs import Job, OutputOptions, Status
-from rrdnet_cli.workers import Plan, available_cores, parse_count, plan, plan_batch
+from rrdnet_cli.workers import Plan, available_cores, plan, plan_batch
 
 from helpers import write_dark
 
@@ -77,17 +77,6 @@ def test_workers_are_forked_only_where_asked_and_on_linux(tmp_path, tiny_config,
     assert plan_batch(jobs, tiny_config, options, may_fork=True) == Plan(2, 1, fork=True)
     monkeypatch.setattr(workers.sys, "platform", "darwin")
     assert plan_batch(jobs, tiny_config, options, may_fork=True) == Plan(2, 1)
-
-
-@pytest.mark.parametrize("text, expected", [("1", 1), (" 12 ", 12), ("auto", "auto"), ("AUTO", "auto")])
-def test_counts(text, expected):
-    assert parse_count(text, "--jobs", allow_auto=True) == expected
-
-
-@pytest.mark.parametrize("text", ["0", "-1", "1.5", "x", "", "auto"])
-def test_bad_counts_are_usage_errors(text):
-    with pytest.raises(UsageError, match="--threads '.*': expected a positive whole number$"):
-        parse_count(text, "--threads")
 
 
 def test_temporaries_of_a_file_are_found_and_only_they(tmp_path):
