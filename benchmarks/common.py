@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,13 @@ def machine(jobs: int | None = 1) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def rrdnet_command() -> list[str]:
+    """The ``rrdnet`` command as users run it: the console script installed beside this
+    interpreter, else ``python -m rrdnet_cli`` (a checkout without the install)."""
+    script = Path(sys.executable).with_name("rrdnet")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "rrdnet_cli"]
 
 
 def publish(record: dict, output: Path) -> None:
