@@ -681,7 +681,9 @@ def serve(host, port, max_upload_mb, max_megapixels, fits, queue_size, config_na
     """Open a local web page to drop photos in, compare before and after, and set the light live."""
     config = load_config(config_name, **overrides)
     try:
-        from . import serve as server
+        with _holding_ctrl_c():
+            from . import runtime
+            from . import serve as server
     except ImportError as error:
         missing = (error.name or "").split(".")[0]
         if missing not in ("starlette", "uvicorn"):
@@ -689,6 +691,7 @@ def serve(host, port, max_upload_mb, max_megapixels, fits, queue_size, config_na
         raise UsageError(
             f"rrdnet serve needs the serve extra: pip install 'rrdnet-cli[serve]' ({missing} is missing)"
         ) from None
+    runtime.tune_allocator()
     limits = server.Limits(round(max_upload_mb * server.MEGABYTE), round(max_megapixels * 1e6), fits, queue_size)
 
     def ready(url: str) -> None:

@@ -214,6 +214,7 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, command):
         (["--help"], 0),
         (["--version"], 0),
         (["enhance", "--help"], 0),
+        (["serve", "--help"], 0),
         (["config", "show", "--config", "paper", "--iterations", "5"], 0),
         (["enhance", "--jobs", "many", "a.png"], 2),
         (["enhance", "--shard", "3/2", "a.png"], 2),
