@@ -8,7 +8,7 @@ from rrdnet_cli import RRDNet, UsageError, enhance, load_config, runtime
 from rrdnet_cli.cli import main
 from rrdnet_cli.pipeline import seeded_network
 
-from helpers import dark_tensor
+from helpers import PAPER_FAST, dark_tensor, write_dark
 
 
 def test_devices_resolve_and_cuda_never_falls_back_to_the_cpu(monkeypatch):
@@ -123,8 +123,11 @@ def test_enhance_never_tunes_the_allocator(mallopt_calls, tiny_config):
     assert mallopt_calls == []
 
 
-def test_the_cli_entry_tunes_the_allocator(mallopt_calls):
-    result = CliRunner().invoke(main, ["config", "show"])
+def test_the_commands_that_fit_tune_the_allocator_at_their_start(mallopt_calls, tmp_path):
+    shown = CliRunner().invoke(main, ["config", "show"])
+    assert shown.exit_code == 0 and mallopt_calls == []  # nothing to fit: torch is not even imported
+    source = write_dark(tmp_path / "dark.png", 24, 24)
+    result = CliRunner().invoke(main, ["enhance", str(source), "-o", str(tmp_path / "out"), *PAPER_FAST])
     assert result.exit_code == 0 and len(mallopt_calls) == 2
 
 
