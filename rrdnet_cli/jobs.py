@@ -160,7 +160,7 @@ def save_maps(enhancement: Enhancement, paths: dict[str, Path]) -> None:
         "illumination_adjusted": enhancement.adjusted_illumination,
         "reflectance": enhancement.reflectance,
         "noise": stretched(enhancement.noise),
-        "denoised_away": stretched(enhancement.removed),
+        "denoised_away": stretched(enhancement.removed_for("--save-maps")),
     }
     for name, path in paths.items():
         pixels = maps[name]

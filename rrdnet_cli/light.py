@@ -35,13 +35,11 @@ from .denoise import Denoised
 from .errors import UsageError
 from .scene import Scene
 
-# The default floor of the range searched for gamma when it is chosen for a target brightness
-# (config key gamma_floor). Up to 1: a chosen gamma never renders a photo darker than its own
-# (denoised) exposure, since this is a brightening tool. Down to 0.1: below, the illumination is
-# flattened to nearly 1, shading disappears and noise in the darkest areas is amplified, and NIQE on
-# the real benchmark photos got worse. Higher floors cost PSNR on the synthetic pairs with no NIQE
-# gain (figures: README, "Benchmarks"; benchmarks/quality.py --floors).
-# A fixed --gamma may be any positive number.
+# The range searched for gamma when it is chosen for a target brightness. Up to 1: a chosen gamma
+# never renders a photo darker than its own (denoised) exposure. Down to 0.1 (config key
+# gamma_floor raises it): below, the illumination is flattened to nearly 1, shading disappears and
+# the darkest areas' noise is amplified (benchmarks/results/quality.json). A fixed --gamma may be
+# any positive number.
 GAMMA_MIN = 0.1
 GAMMA_MAX = 1.0
 # Bisection stops when the mean brightness is this close to the target (well inside
@@ -51,19 +49,14 @@ BISECTION_STEPS = 40
 # A target counts as reached when the result's mean brightness is this close to it: about the
 # smallest difference in mean brightness that people notice.
 REACHED_TOLERANCE = 0.01
-# The highlight roll-off of the tone step is the identity up to KNEE, so mid-tones keep the
-# recombination's values; above, it bends towards 1 as 1 − 1/sqrt(1 + 2t): a pixel needs ~1000
-# times full scale before it rounds to 8-bit white. An exponential roll-off (1 − exp) with the same
-# knee saturates within ~1.7 times full scale and, at a mean brightness of 0.6-0.8, clipped 12-98 %
-# of the pixels of the synthetic pairs, where a hyperbola (t / (1 + t), white at ~20 times full
-# scale) clipped none; but at brightness 0.8 the hyperbola clipped 1-2 % of two night photos among
-# the real benchmark photos, this curve none, with the same scores at the default brightness
+# The highlight roll-off of the tone step is the identity up to KNEE; above, it bends towards 1 as
+# 1 − 1/sqrt(1 + 2t), so a pixel needs ~1000 times full scale before it rounds to 8-bit white: an
+# exponential or hyperbolic roll-off with the same knee clipped bright targets' pixels to white
 # (tests/test_light.py holds the clipping to 0.5 %).
 KNEE = 0.8
 # The largest exposure gain tried (in linear light: 12 stops): a target that needs more is out of
-# reach. At the default floor the darkest benchmark photo (mean 0.024) needed 187 for brightness 0.5;
-# brightness 0.8 needed more than 1024 on three of the 25 photos, and 4096 reached it on all 25. A
-# full-scale pixel exposed 4096 times is 34 times full scale once encoded: far from 8-bit white.
+# reach. Brightness 0.8 needs it on the darkest benchmark photos (benchmarks/results/quality.json);
+# a full-scale pixel exposed 4096 times is still far from 8-bit white after the roll-off.
 EXPOSURE_MAX = 4096.0
 # The searches for gamma and exposure measure the brightness on a regular grid of at most this many
 # pixels (every pixel of a smaller image): the rendering is per pixel once the denoised signal

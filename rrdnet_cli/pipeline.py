@@ -327,8 +327,9 @@ def enhance(
 
     ``net`` (optional) supplies the initial weights, e.g. the reference's; otherwise they are drawn
     from ``config.seed``. ``on_step(step, total_loss)`` is called after every Adam step.
-    ``reflectance=False`` skips the reflectance map at full resolution (the result does not use
-    it; a third of the final pass): ``Enhancement.reflectance`` may then be ``None``.
+    ``reflectance=False`` skips what the result does not use: the reflectance map at full
+    resolution (a third of the final pass) and what the denoising removed (a second rendering);
+    ``Enhancement.reflectance`` and ``Enhancement.removed`` may then be ``None``.
     Leaves the process as it found it: global RNG state, allocator and thread settings untouched
     (``runtime.tune_allocator`` is the caller's choice; the CLI makes it).
     """
@@ -358,4 +359,5 @@ def enhance(
         gamma_floor=config.gamma_floor,
         denoise=config.denoise,
         tone_mapping=config.tone_mapping,
+        removed=reflectance,
     )

@@ -60,7 +60,8 @@ class Enhancement:
     ``illumination`` and ``adjusted_illumination``: ``(1, 1, H, W)``; ``reflectance`` is ``None``
     when the enhancement was asked not to compute it (``pipeline.enhance(reflectance=False)``).
     ``removed``: ``(1, 3, H, W)``, what the denoising took out of the result (the result rendered
-    without it minus ``result``; zeros when denoising is off). ``losses``: ``(steps + 1, 5)``
+    without it minus ``result``; zeros when denoising is off), or ``None`` when the enhancement was
+    asked not to compute it (a second rendering that only maps and sheets show). ``losses``: ``(steps + 1, 5)``
     float64, row k the loss terms (unweighted, columns ``LOSS_COLUMNS``) at the forward pass after
     k Adam steps, on what the optimisation saw (the whole image in paper mode; the step's crops or
     the downscaled copy in the fast modes). ``light``: the gamma used, the result's mean
@@ -76,7 +77,7 @@ class Enhancement:
     noise: torch.Tensor
     losses: np.ndarray
     light: LightChoice
-    removed: torch.Tensor
+    removed: Optional[torch.Tensor]
     steps: int = 0
 
     def reflectance_for(self, purpose: str) -> torch.Tensor:
@@ -85,6 +86,13 @@ class Enhancement:
         if self.reflectance is None:
             raise UsageError(f"{purpose} needs the reflectance map, which this enhancement skipped (reflectance=False)")
         return self.reflectance
+
+    def removed_for(self, purpose: str) -> torch.Tensor:
+        """What the denoising removed, which ``purpose`` needs: a ``UsageError`` when this
+        enhancement skipped it (``pipeline.enhance(reflectance=False)``)."""
+        if self.removed is None:
+            raise UsageError(f"{purpose} needs what the denoising removed, which this enhancement skipped")
+        return self.removed
 
     @property
     def gamma(self) -> float:
@@ -112,6 +120,7 @@ def from_maps(
     gamma_floor: float = GAMMA_MIN,
     denoise: float | str = "off",
     tone_mapping: str = "global",
+    removed: bool = True,
 ) -> Enhancement:
     """Choose the light for a decomposition and render the result; shapes as in ``Enhancement``.
 
@@ -120,20 +129,24 @@ def from_maps(
     ``"auto"`` lets the light follow the scene (``light.render_local``) and ``brightness`` may be
     ``"auto"`` (metered on the scene); a fixed gamma always renders as the paper. The one path from
     maps to a result, shared by ``enhance`` and ``relight``, so a relight with a run's settings
-    gives that run's bytes.
+    gives that run's bytes. Without ``removed`` the rendering without denoising that
+    ``Enhancement.removed`` needs is skipped.
     """
     strength = strength_of(denoise)
     if gamma == "auto" and tone_mapping == "local":
-        return _from_maps_local(image, illumination, reflectance, noise, losses, brightness, steps, strength)
+        return _from_maps_local(image, illumination, reflectance, noise, losses, brightness, steps, strength, removed)
     target = GLOBAL_AUTO_BRIGHTNESS if isinstance(brightness, str) else brightness
     denoised = None if strength is None else denoise_signal(image, noise, strength)
     choice = choose_light(image, illumination, noise, gamma, target, gamma_floor, denoised)
     result, adjusted = render_choice(image, illumination, noise, choice, denoised)
-    if denoised is None:
-        removed = torch.zeros_like(result)
-    else:
-        removed = render_choice(image, illumination, noise, choice)[0] - result
-    return _enhancement(image, result, illumination, adjusted, reflectance, noise, losses, choice, removed, steps)
+    taken: Optional[torch.Tensor] = None
+    if removed:
+        taken = (
+            torch.zeros_like(result)
+            if denoised is None
+            else render_choice(image, illumination, noise, choice)[0] - result
+        )
+    return _enhancement(image, result, illumination, adjusted, reflectance, noise, losses, choice, taken, steps)
 
 
 def _from_maps_local(
@@ -145,6 +158,7 @@ def _from_maps_local(
     brightness: Optional[float | str],
     steps: int,
     strength: Optional[float],
+    removed: bool,
 ) -> Enhancement:
     """``from_maps`` with the light following the scene; the adjusted illumination is the light
     after the tone curve."""
@@ -154,11 +168,14 @@ def _from_maps_local(
     choice = choose_local_light(image, noise, scene, "auto" if brightness is None else brightness, denoised)
     assert choice.key is not None
     result, adjusted = render_local(image, noise, scene, choice.key, denoised, choice.exposure)
-    if denoised is None:
-        removed = torch.zeros_like(result)
-    else:
-        removed = render_local(image, noise, scene, choice.key, exposure=choice.exposure)[0] - result
-    return _enhancement(image, result, illumination, adjusted, reflectance, noise, losses, choice, removed, steps)
+    taken: Optional[torch.Tensor] = None
+    if removed:
+        taken = (
+            torch.zeros_like(result)
+            if denoised is None
+            else render_local(image, noise, scene, choice.key, exposure=choice.exposure)[0] - result
+        )
+    return _enhancement(image, result, illumination, adjusted, reflectance, noise, losses, choice, taken, steps)
 
 
 def _enhancement(
@@ -170,7 +187,7 @@ def _enhancement(
     noise: torch.Tensor,
     losses: np.ndarray,
     choice: LightChoice,
-    removed: torch.Tensor,
+    removed: Optional[torch.Tensor],
     steps: int,
 ) -> Enhancement:
     # The search may have measured a grid of pixels (light.SEARCH_PIXELS): report the whole.

@@ -106,7 +106,7 @@ def light_map(linear: torch.Tensor, floor: float) -> torch.Tensor:
     # kornia's fast path needs the window to cover a few subsampled pixels.
     if size < 3 * subsample:
         subsample = 1
-    return guided_blur(stops, stops, size, EDGE_STOPS**2, border_type="reflect", subsample=subsample)
+    return guided_blur(stops, stops, size, EDGE_STOPS**2, border_type="reflect", subsample=subsample, separable=True)
 
 
 def smoothstep(values: torch.Tensor, start: float, end: float) -> torch.Tensor:
@@ -129,8 +129,16 @@ def detail_share(signal: torch.Tensor, noise_sigma: float, window: int) -> torch
     variance = (box_blur(luma * luma, size, border_type="reflect") - mean * mean).clamp_min(0.0)
     excess = (variance - noise_sigma**2).clamp_min(0.0).sqrt() / noise_sigma
     share = smoothstep(excess, *DETAIL_SIGMAS)
-    window = min(window, 2 * ((min(signal.shape[-2:]) - 1) // 2) + 1)
-    return box_blur(share, window, border_type="reflect")
+    # The regional mean is taken on a copy pooled to about 16 pixels a window: the same average, at a
+    # cost that does not grow with the window.
+    factor = max(1, window // 16)
+    pooled = torch.nn.functional.avg_pool2d(share, factor, ceil_mode=True) if factor > 1 else share
+    size = max(1, min(window // factor, 2 * ((min(pooled.shape[-2:]) - 1) // 2) + 1))
+    size += 1 - size % 2
+    averaged = box_blur(pooled, size, border_type="reflect")
+    if factor == 1:
+        return averaged
+    return torch.nn.functional.interpolate(averaged, size=share.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def presence(stops: torch.Tensor, floor: float, detail: torch.Tensor) -> torch.Tensor:

@@ -221,7 +221,7 @@ def map_picture(enhancement, name: str) -> Image.Image:
     elif name == "noise":
         pixels = sheet.noise_for_viewing(enhancement.noise)[0]
     else:
-        pixels = sheet.noise_for_viewing(enhancement.removed)[0]
+        pixels = sheet.noise_for_viewing(enhancement.removed_for("the maps"))[0]
     return images.to_pil(pixels).convert("RGB")
 
 

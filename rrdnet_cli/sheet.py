@@ -108,7 +108,7 @@ def _loss_plot(losses: np.ndarray, width: int, height: int, font) -> Image.Image
 def contact_sheet(enhancement: Enhancement, title: str = "", *, panel_size: int = PANEL_SIZE) -> Image.Image:
     """The sheet for ``enhancement`` as an RGB image."""
     noise_view, extent = noise_for_viewing(enhancement.noise)
-    removed_view, removed_extent = noise_for_viewing(enhancement.removed)
+    removed_view, removed_extent = noise_for_viewing(enhancement.removed_for("a contact sheet"))
     gamma = enhancement.gamma
     panels = [
         (enhancement.image, f"input (mean {mean_brightness(enhancement.image):.3f})"),

@@ -1,6 +1,8 @@
 """denoise.py: the noise estimate, the tiled denoiser and the gain-guided blend; and how the
 rendering uses them (from_maps)."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +141,14 @@ def test_the_thread_count_does_not_change_the_result():
     one = denoise_image(noisy, AUTO_STRENGTH, tile_size=24, threads=1)
     for threads in (2, 3, 8):
         assert np.array_equal(denoise_image(noisy, AUTO_STRENGTH, tile_size=24, threads=threads), one)
+
+
+@pytest.mark.parametrize("size", [(5, 5), (6, 9), (12, 16)])
+def test_tiny_images_are_denoised_without_a_warning(size):
+    # PyWavelets warns when asked for more levels than an image holds: the levels follow its size.
+    generator = np.random.default_rng(3)
+    noisy = (0.2 + 0.05 * generator.standard_normal((*size, 3))).clip(0, 1).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cleaned = denoise_image(noisy, AUTO_STRENGTH)
+    assert cleaned.shape == noisy.shape

@@ -57,8 +57,12 @@ def test_what_needs_a_skipped_reflectance_says_so():
 
     config = load_config("default", iterations=2, optimisation_side=32, device="cpu")
     enhancement = enhance(dark_tensor(), config, reflectance=False)
-    with pytest.raises(UsageError, match="a contact sheet needs the reflectance"):
+    assert enhancement.removed is None
+    with pytest.raises(UsageError, match="a contact sheet needs"):
         contact_sheet(enhancement)
+    with pytest.raises(UsageError, match="--save-maps needs what the denoising removed"):
+        enhancement.removed_for("--save-maps")
     with pytest.raises(UsageError, match="a decomposition needs the reflectance"):
         Decomposition.from_enhancement(enhancement, None, config)
-    assert enhance(dark_tensor(), config).reflectance_for("a sheet").shape == (1, 3, 40, 48)
+    whole = enhance(dark_tensor(), config)
+    assert whole.reflectance_for("a sheet").shape == whole.removed_for("a sheet").shape == (1, 3, 40, 48)

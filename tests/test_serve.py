@@ -94,7 +94,7 @@ def test_upload_is_queued_then_fitted_with_progress(server):
     assert (photo["width"], photo["height"]) == (48, 40)
     done = wait_done(client, photo["id"])
     assert done["status"] == "done" and done["step"] == done["steps"] == 2
-    assert done["seconds"] > 0 and "gamma" in done["light"]
+    assert done["seconds"] > 0 and "brightness" in done["light"]
     listed = client.get("/api/photos", params={"ids": f"{photo['id']},unknown"}).json()["photos"]
     assert [item["id"] for item in listed] == [photo["id"]]
     assert picture(client.get(f"/api/photos/{photo['id']}/thumbnail.jpg")).format == "JPEG"
