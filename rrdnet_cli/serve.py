@@ -58,9 +58,10 @@ STATIC = Path(__file__).resolve().parent / "static"
 # The slider relights a copy of the decomposition this long on its longer side: about a megapixel,
 # what a browser window shows, whatever the photo's size.
 PREVIEW_SIDE = 1024
-# While a slider is being dragged, a copy a quarter of the preview's pixels answers (denoising, the
-# costly part of a relight, grows with the pixel count), then the preview copy once it is let go.
-DRAG_SIDE = 512
+# While a slider is being dragged, a copy of a seventh of the preview's pixels answers (a relight's
+# cost grows with the pixel count: its denoising and its search for the light), then the preview
+# copy once it is let go.
+DRAG_SIDE = 384
 THUMBNAIL_SIDE = 240
 PREVIEW_QUALITY = 88
 # Map names, as `rrdnet enhance --save-maps` names its files.
@@ -271,7 +272,9 @@ def _fit(connection: Connection, task: dict) -> None:
         saved = decomposition.Decomposition.from_enhancement(enhancement, loaded, config, name)
         del enhancement
         decomposition.save(saved, folder / "decomposition.npz")
-        decomposition.save(shrink_decomposition(saved, task["preview_side"]), folder / "preview.npz")
+        preview = shrink_decomposition(saved, task["preview_side"])
+        if preview is not saved:  # else the server reads the decomposition itself
+            decomposition.save(preview, folder / "preview.npz")
     except RRDNetError as error:
         connection.send(("failed", naming(name, str(error))))
         return
@@ -558,7 +561,8 @@ class Studio:
     def _finish(self, photo: Photo, seconds: float) -> None:
         """Load the preview copy the worker saved and render the first preview."""
         try:
-            preview = decomposition.load(photo.folder / "preview.npz")
+            smaller = photo.folder / "preview.npz"
+            preview = decomposition.load(smaller if smaller.exists() else photo.folder / "decomposition.npz")
             drag = shrink_decomposition(preview, DRAG_SIDE)
             enhancement = Settings().relight(preview, self.config)
             before = encode_preview(preview.image, preview.source)
