@@ -75,6 +75,7 @@ function render(photo) {
   }
   const image = element.querySelector("img");
   const wanted = photo.id ? `/api/photos/${photo.id}/thumbnail.jpg?${photo.status === "done" ? "done" : "input"}` : "";
+  image.hidden = !wanted;
   if (wanted && image.getAttribute("src") !== wanted) image.src = wanted;
 }
 
