@@ -682,6 +682,8 @@ def serve(host, port, max_upload_mb, max_megapixels, fits, queue_size, config_na
     config = load_config(config_name, **overrides)
     try:
         with _holding_ctrl_c():
+            import torch
+
             from . import runtime
             from . import serve as server
     except ImportError as error:
