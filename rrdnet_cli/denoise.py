@@ -11,8 +11,8 @@ blend moves on to a copy denoised ``HIGH_GAIN_FACTOR`` times harder, all of it f
 
 The denoiser is a wavelet shrinkage (BayesShrink, Haar, on a luminance/opponent-colour basis, over
 PyWavelets), cycle-spun over two shifts, in overlapping tiles (``tiling.tiles``) so that memory
-stays bounded whatever the photo's size. Its choice against non-local means is measured in
-``benchmarks/README.md``.
+stays bounded whatever the photo's size: non-local means scored a little higher on the synthetic
+pairs at several times the cost.
 """
 
 from __future__ import annotations

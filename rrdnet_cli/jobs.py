@@ -104,6 +104,9 @@ class FileResult:
         if self.light is not None:
             record["gamma"] = self.light.gamma
             record["exposure"] = self.light.exposure
+            if self.light.local:
+                # The local light's gain varies across the photo: the one at the key describes it.
+                record["key_gain"] = self.light.key_gain
             record["brightness"] = self.light.brightness
             if self.light.target is not None:
                 record["target_brightness"] = self.light.target

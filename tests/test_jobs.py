@@ -60,6 +60,9 @@ def test_file_results_as_json():
     }
     assert "gamma" not in failed.to_json() and failed.to_json()["output"] is None
     assert json.loads(json.dumps(failed.to_json()))["status"] == "failed"
+    assert "key_gain" not in done.to_json()
+    local = LightChoice(1.0, 0.4, None, key=-1.2, key_gain=6.25)
+    assert FileResult(Path("a.png"), Path("out/a.png"), Status.DONE, 1.0, light=local).to_json()["key_gain"] == 6.25
 
 
 def test_run_job_returns_each_status_and_never_raises(tmp_path, tiny_config):
