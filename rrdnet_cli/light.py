@@ -86,6 +86,9 @@ class LightChoice:
     # whole photo.
     key: Optional[float] = None
     key_gain: float = 1.0
+    # Local light only: a last gain on every region alike, for a brightness that the key and the
+    # exposure of the dark regions could not reach together.
+    boost: float = 1.0
 
     @property
     def local(self) -> bool:
@@ -108,6 +111,8 @@ class LightChoice:
         text = "local light" if self.local else f"gamma {self.gamma:.3g}"
         if self.local:
             text += f", gain {self.key_gain:.3g} at the key"
+        if self.boost != 1.0:
+            text += f", boost {self.boost:.3g}"
         if self.exposure != 1.0:
             text += f", exposure {self.exposure:.3g}"
         text += f", brightness {self.brightness:.3f}"
@@ -316,10 +321,13 @@ def choose_light(
     return LightChoice(float(gamma), value)
 
 
-# The target key is searched from this many stops below the photo's own key (no region brightened)
-# to KEY_SEARCH_STOPS[1] above it; a brighter target then gets an exposure gain on every region
-# alike, the dark ones the tone curve leaves alone included (bisection up to EXPOSURE_MAX).
-KEY_SEARCH_STOPS = (20.0, 8.0)
+# A brightness asked for is reached in up to three monotone steps, each a bisection: the target key
+# from KEY_SEARCH_STOP stops below the photo's own key (no region brightened) up to KEY_CEILING
+# (linear light: lit content at about 0.85 once encoded); then an exposure up to EXPOSURE_MAX on the
+# regions the toe left dark (a night sky, lifted only when asked); then a boost up to EXPOSURE_MAX on
+# every region alike, into the highlight roll-off.
+KEY_SEARCH_STOP = 20.0
+KEY_CEILING = 0.7
 
 
 def render_local(
@@ -329,17 +337,22 @@ def render_local(
     target_key: float,
     denoised: Optional[Denoised] = None,
     exposure: float = 1.0,
+    boost: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The result ``(1, 3, H, W)`` with the light following the scene (``scene``'s tone curve
-    bringing the key to ``target_key`` stops, then every region ``exposure`` times brighter) and
-    the light after it, sRGB-encoded ``(1, 1, H, W)``.
+    bringing the key to ``target_key`` stops, then the regions the toe left dark up to ``exposure``
+    times brighter, as ``exposure ** (1 − share)``, then every region ``boost`` times) and the light
+    after it, sRGB-encoded ``(1, 1, H, W)``.
 
     ``image``, ``noise`` and ``denoised``'s copies ``(1, 3, H, W)``; the signal ``I − N`` is blended
     with the denoised copies by each pixel's gain, as in ``recombine``.
     """
     with torch.no_grad():
         signal = (image - noise).clamp(0.0, 1.0)
-        gain = scene.gain(target_key) * exposure
+        gain = scene.gain(target_key)
+        if exposure != 1.0:
+            gain = gain * torch.pow(torch.tensor(exposure, dtype=gain.dtype), 1.0 - scene.share)
+        gain = gain * boost
         if denoised is not None:
             signal = denoised.blend(signal, scene.srgb_gain(gain))
         adjusted = scenes.to_srgb(torch.exp2(scene.stops) * gain)
@@ -354,38 +367,41 @@ def choose_local_light(
     denoised: Optional[Denoised] = None,
 ) -> LightChoice:
     """The target key (and exposure) for ``brightness``: ``"auto"`` brings the lit content's key to
-    ``scene.KEY``; a number is the mean brightness wanted (all RGB values, 0-1), reached by a
-    bisection on the key and, past ``KEY_SEARCH_STOPS``, on an exposure gain (the nearest end when
-    out of reach, as ``gamma_for_brightness``). Shapes as in ``render_local``; the brightness is
+    ``scene.KEY``; a number is the mean brightness wanted (all RGB values, 0-1), reached in the
+    three steps described above ``KEY_SEARCH_STOP`` (the nearest end when out of reach, as
+    ``gamma_for_brightness``). Shapes as in ``render_local``; the brightness is
     measured on the search grid."""
     image, noise, denoised = search_grid(image, noise, denoised)
     stride = max(1, math.ceil(math.sqrt(scene.stops.shape[-2] * scene.stops.shape[-1] / SEARCH_PIXELS)))
     grid_scene = scene[..., ::stride, ::stride]
 
-    def at(key: float, exposure: float = 1.0) -> float:
-        return mean_brightness(render_local(image, noise, grid_scene, key, denoised, exposure)[0])
+    def at(key: float, exposure: float = 1.0, boost: float = 1.0) -> float:
+        return mean_brightness(render_local(image, noise, grid_scene, key, denoised, exposure, boost)[0])
 
-    def choice(key: float, reached: float, target: Optional[float], exposure: float = 1.0) -> LightChoice:
-        return LightChoice(
-            1.0, reached, target, exposure=exposure, key=key, key_gain=max(1.0, 2.0 ** (key - scene.key))
-        )
+    def choice(key: float, reached: float, target: Optional[float], exposure: float = 1.0, boost: float = 1.0):
+        key_gain = max(1.0, 2.0 ** (key - scene.key))
+        return LightChoice(1.0, reached, target, exposure=exposure, key=key, key_gain=key_gain, boost=boost)
 
     if brightness == "auto":
         key = math.log2(scenes.KEY)
         return choice(key, at(key), None)
     if isinstance(brightness, str) or not 0.0 <= brightness <= 1.0:
         raise UsageError(f"brightness {brightness!r}: must be between 0 and 1, or 'auto'")
-    below, above = KEY_SEARCH_STOPS
-    low, high = scene.key - below, scene.key + above
+    low = scene.key - KEY_SEARCH_STOP
+    ceiling = max(scene.key, math.log2(KEY_CEILING))
     darkest = at(low)
     if brightness <= darkest:
         return choice(low, darkest, brightness)
-    brightest = at(high)
-    if brightness < brightest:
-        value, reached = _bisect(lambda linear: at(math.log2(linear)), 2.0**low, 2.0**high, brightness, increasing=True)
+    at_ceiling = at(ceiling)
+    if brightness <= at_ceiling:
+        value, reached = _bisect(lambda linear: at(math.log2(linear)), 2.0**low, 2.0**ceiling, brightness, True)
         return choice(math.log2(value), reached, brightness)
-    strongest = at(high, EXPOSURE_MAX)
-    if brightness >= strongest:
-        return choice(high, strongest, brightness, EXPOSURE_MAX)
-    exposure, reached = _bisect(lambda value: at(high, value), 1.0, EXPOSURE_MAX, brightness, increasing=True)
-    return choice(high, reached, brightness, exposure)
+    lifted = at(ceiling, EXPOSURE_MAX)
+    if brightness <= lifted:
+        exposure, reached = _bisect(lambda value: at(ceiling, value), 1.0, EXPOSURE_MAX, brightness, True)
+        return choice(ceiling, reached, brightness, exposure)
+    brightest = at(ceiling, EXPOSURE_MAX, EXPOSURE_MAX)
+    if brightness >= brightest:
+        return choice(ceiling, brightest, brightness, EXPOSURE_MAX, EXPOSURE_MAX)
+    boost, reached = _bisect(lambda value: at(ceiling, EXPOSURE_MAX, value), 1.0, EXPOSURE_MAX, brightness, True)
+    return choice(ceiling, reached, brightness, EXPOSURE_MAX, boost)

@@ -167,13 +167,13 @@ def _from_maps_local(
     scene = analyse((image - noise).clamp(0.0, 1.0), level, illumination)
     choice = choose_local_light(image, noise, scene, "auto" if brightness is None else brightness, denoised)
     assert choice.key is not None
-    result, adjusted = render_local(image, noise, scene, choice.key, denoised, choice.exposure)
+    result, adjusted = render_local(image, noise, scene, choice.key, denoised, choice.exposure, choice.boost)
     taken: Optional[torch.Tensor] = None
     if removed:
         taken = (
             torch.zeros_like(result)
             if denoised is None
-            else render_local(image, noise, scene, choice.key, exposure=choice.exposure)[0] - result
+            else render_local(image, noise, scene, choice.key, exposure=choice.exposure, boost=choice.boost)[0] - result
         )
     return _enhancement(image, result, illumination, adjusted, reflectance, noise, losses, choice, taken, steps)
 
