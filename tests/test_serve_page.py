@@ -128,6 +128,12 @@ def test_upload_compare_relight_and_download_in_a_browser(server, tmp_path):
             with zipfile.ZipFile(started.value.path()) as archive:
                 assert sorted(archive.namelist()) == ["coffee_dark_enhanced.png", "small_enhanced.png"]
 
+            # Reset: the configuration's light again.
+            version = int(page.get_attribute("#after", "data-version"))
+            page.click("#brightness-auto")
+            page.wait_for_function(f"() => +document.getElementById('after').dataset.version > {version}")
+            assert page.evaluate(MEAN_OF_AFTER) == pytest.approx(first, abs=1)
+
             # Both panels closed again, for a screenshot of the main view.
             page.click("#show-maps")
             page.click("#show-sheet")

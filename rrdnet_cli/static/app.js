@@ -325,6 +325,15 @@ function wire() {
     showDenoise(photo);
     relight("drag");
   });
+  $("brightness-auto").addEventListener("click", () => {
+    const photo = selected();
+    if (!photo) return;
+    photo.brightness_setting = null;
+    photo.slider = photo.brightness;
+    brightness.value = photo.slider;
+    $("brightness-value").textContent = (+photo.slider).toFixed(2);
+    settled();
+  });
   $("denoise-auto").addEventListener("click", () => {
     const photo = selected();
     if (!photo) return;
