@@ -82,7 +82,7 @@ TIE_NIQE = 0.05
 # Config keys that change the rendering only, not the fit: the ones --sweep may vary, left out of
 # the cache key. Keys this rrdnet_cli does not have yet are harmless here (and gamma_floor is
 # applied by this script while the package lacks it: render_config).
-RENDER_KEYS = ("gamma", "brightness", "denoise", "gamma_floor")
+RENDER_KEYS = ("gamma", "brightness", "denoise", "gamma_floor", "tone_mapping")
 LIGHT_KEYS = RENDER_KEYS + ("device",)
 # The paper's rendering: its fixed gamma, no denoising (keys the config lacks are left out).
 PAPER_RENDERING = {"gamma": FIXED_GAMMA, "denoise": "off"}
@@ -168,7 +168,14 @@ def render_config(saved: decomposition.Decomposition, config, floor: float | Non
     if floor is not None:
         config = config.replace(gamma_floor=floor)
     maps = (saved.image, saved.illumination, saved.reflectance, saved.noise, saved.losses)
-    result = from_maps(*maps, config.gamma, config.brightness, gamma_floor=config.gamma_floor, denoise=config.denoise)
+    result = from_maps(
+        *maps,
+        config.gamma,
+        config.brightness,
+        gamma_floor=config.gamma_floor,
+        denoise=config.denoise,
+        tone_mapping=config.tone_mapping,
+    )
     reached = result.light.reached if result.light.target is not None else None
     return result.result, result.gamma, reached
 
