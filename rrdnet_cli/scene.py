@@ -169,13 +169,18 @@ def compress_highlights(linear: torch.Tensor, knee: float = CURVE.knee) -> torch
     """Linear RGB ``(1, 3, H, W)`` (>= 0, any level) brought below 1 with the channel ratios kept:
     the brightest channel ``m`` passes up to ``knee``, above it becomes
     ``knee + (1 − knee) · (1 − 1 / sqrt(1 + 2t))``, ``t = (m − knee) / (1 − knee)``: continuous with
-    slope 1 at the knee and below 1 for every finite level, so bright subjects keep their shading."""
+    slope 1 at the knee and below 1 for every finite level, so bright subjects keep their shading;
+    far past full scale (``WHITE_PATH``) the colour fades to white."""
     brightest = linear.amax(dim=1, keepdim=True)
     span = 1.0 - knee
     excess = (brightest - knee).clamp_min(0.0) / span
     compressed = knee + span * (1.0 - torch.rsqrt(1.0 + 2.0 * excess))
     scale = torch.where(brightest > knee, compressed / brightest.clamp_min(1e-12), torch.ones_like(brightest))
-    return linear * scale
+    # Light far past full scale turns white, as film and eyes see it: from WHITE_FROM times full scale
+    # on the brightest channel the colour fades towards the grey of that level, all of it by
+    # WHITE_AT. Without it a saturated colour could never come near white however far it was pushed.
+    towards_white = smoothstep(brightest, *WHITE_PATH)
+    return torch.lerp(linear * scale, compressed.expand_as(linear), towards_white)
 
 
 def clean_chroma(linear: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -204,6 +209,9 @@ def to_srgb(linear: torch.Tensor) -> torch.Tensor:
     return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(1e-12).pow(1 / 2.4) - 0.055)
 
 
+# Where highlights pushed past full scale fade to white (``compress_highlights``): from this
+# multiple of full scale on the brightest channel, all of it from the second.
+WHITE_PATH = (2.0, 16.0)
 # The key a photo's lit content is brought to when no brightness is asked for: mid-grey's 18 % of
 # linear light, the reflectance that exposure meters assume.
 KEY = 0.45

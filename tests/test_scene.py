@@ -73,7 +73,8 @@ def test_detail_share_tells_texture_from_noise():
 
 
 def test_highlights_are_compressed_below_one_with_the_colour_ratios_kept():
-    linear = torch.tensor([4.0, 2.0, 1.0]).view(1, 3, 1, 1) * torch.linspace(0.1, 3.0, 16).view(1, 1, 1, -1)
+    # Up to 1.9 times full scale: below the fade to white.
+    linear = torch.tensor([4.0, 2.0, 1.0]).view(1, 3, 1, 1) * torch.linspace(0.1, 0.475, 16).view(1, 1, 1, -1)
     compressed = scene.compress_highlights(linear)
     assert compressed.max().item() < 1.0
     ratios = compressed / compressed[:, :1]
@@ -131,3 +132,19 @@ def test_the_fitted_illumination_moves_the_result():
     maps[1] = torch.full_like(maps[1], 0.6)
     second = from_maps(*maps, "auto", "auto", tone_mapping="local").result
     assert not torch.equal(first, second)
+
+
+def test_light_far_past_full_scale_turns_white_while_moderate_highlights_keep_their_colour():
+    colour = torch.tensor([1.0, 0.1, 0.02]).view(1, 3, 1, 1)
+    moderate = scene.compress_highlights(colour * 1.2)
+    far = scene.compress_highlights(colour * 100.0)
+    assert torch.allclose(moderate / moderate[:, :1], colour, atol=1e-5)  # the ratios are kept
+    assert far.min().item() > 0.9 and far.max().item() < 1.0  # white, never past it
+
+
+def test_a_saturated_photo_still_reaches_a_bright_target():
+    image = torch.zeros(1, 3, 40, 40)
+    image[:, 0] = 0.12  # a dark, pure red picture
+    image[:, 1] = 0.01
+    enhancement = from_maps(*_maps(image), "auto", 0.8, denoise="off", tone_mapping="local")
+    assert enhancement.brightness == pytest.approx(0.8, abs=0.01)
