@@ -245,7 +245,7 @@ def _bisect(
 
 
 def search_grid(*maps: Any) -> tuple[Any, ...]:
-    """``maps`` ``(1, C, H, W)`` (or ``Denoised``; ``None`` kept) sampled on the same grid of at most
+    """``maps`` ``(1, C, H, W)`` (or ``Denoised``, ``Scene``; ``None`` kept) sampled on the same grid of at most
     ``SEARCH_PIXELS`` pixels: every k-th row and column."""
     height, width = next(x for x in maps if x is not None).shape[-2:]
     stride = max(1, math.ceil(math.sqrt(height * width / SEARCH_PIXELS)))
@@ -371,9 +371,7 @@ def choose_local_light(
     three steps described above ``KEY_SEARCH_STOP`` (the nearest end when out of reach, as
     ``gamma_for_brightness``). Shapes as in ``render_local``; the brightness is
     measured on the search grid."""
-    image, noise, denoised = search_grid(image, noise, denoised)
-    stride = max(1, math.ceil(math.sqrt(scene.stops.shape[-2] * scene.stops.shape[-1] / SEARCH_PIXELS)))
-    grid_scene = scene[..., ::stride, ::stride]
+    image, noise, denoised, grid_scene = search_grid(image, noise, denoised, scene)
 
     def at(key: float, exposure: float = 1.0, boost: float = 1.0) -> float:
         return mean_brightness(render_local(image, noise, grid_scene, key, denoised, exposure, boost)[0])

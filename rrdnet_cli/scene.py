@@ -120,8 +120,8 @@ def detail_share(signal: torch.Tensor, noise_sigma: float, window: int) -> torch
     ``(1, 1, H, W)`` in [0, 1]: the local standard deviation of the luminance beyond the noise's
     ``noise_sigma``, in multiples of it (0 at ``DETAIL_SIGMAS[0]``, 1 from ``DETAIL_SIGMAS[1]``),
     averaged over ``window`` pixels, so a textured region counts as a whole."""
-    weights = torch.tensor(LUMA, dtype=signal.dtype, device=signal.device).view(1, 3, 1, 1)
-    luma = (signal * weights).sum(dim=1, keepdim=True)
+    # The same weights on the sRGB values: the noise is measured there.
+    luma = luminance(signal)
     size = 2 * TEXTURE_RADIUS + 1
     if min(signal.shape[-2:]) < size or noise_sigma <= 0:
         return torch.ones_like(luma)

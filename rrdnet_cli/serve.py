@@ -53,6 +53,7 @@ from starlette.staticfiles import StaticFiles
 from . import decomposition, images, pipeline, runtime, sheet
 from .config import Config
 from .errors import ConfigError, InputError, OptimisationError, RRDNetError, UsageError, naming
+from .workers import join_or_kill
 
 STATIC = Path(__file__).resolve().parent / "static"
 # The slider relights a copy of the decomposition this long on its longer side: about a megapixel,
@@ -365,10 +366,7 @@ class _Worker:
             self.process.terminate()
 
     def wait(self) -> None:
-        self.process.join(STOP_GRACE_SECONDS)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+        join_or_kill(self.process, STOP_GRACE_SECONDS)
         self.connection.close()
 
 

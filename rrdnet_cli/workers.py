@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import NoReturn, Optional
+from typing import Any, NoReturn, Optional
 
 from . import images, runtime
 from .config import Config
@@ -253,6 +253,15 @@ def remove_temporaries(job: Job, options: OutputOptions) -> None:
             temporary.unlink(missing_ok=True)
 
 
+def join_or_kill(process: Any, grace: float) -> None:
+    """Wait up to ``grace`` seconds for ``process`` (a ``multiprocessing`` process) to leave, then
+    kill it: a worker told to stop that does not leave in time never holds up its parent."""
+    process.join(grace)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
 class _Worker:
     def __init__(self, context, threads: int) -> None:
         self.connection, child = context.Pipe()
@@ -298,10 +307,7 @@ class _Worker:
             self.process.terminate()
 
     def wait(self) -> None:
-        self.process.join(STOP_GRACE_SECONDS)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+        join_or_kill(self.process, STOP_GRACE_SECONDS)
 
 
 def _main_thread() -> bool:
