@@ -356,7 +356,7 @@ def render_local(
         if denoised is not None:
             signal = denoised.blend(signal, scene.srgb_gain(gain))
         adjusted = scenes.to_srgb(torch.exp2(scene.stops) * gain)
-        return scenes.finish(signal.contiguous(), gain), adjusted
+        return scenes.finish(signal.contiguous(), gain, scene.own_colour), adjusted
 
 
 def choose_local_light(

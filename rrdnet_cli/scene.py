@@ -19,7 +19,9 @@ light follows the scene instead:
 4. **Colour kept**: the gain multiplies the three linear channels alike, so their ratios, and the
    hue, do not move; the highlights it pushes past the knee are compressed on the brightest channel
    with the ratios kept; in lifted shadows the colour ratios are taken from a blurred copy (chroma
-   noise is what the eye sees first there) while the luminance keeps its detail.
+   noise is what the eye sees first there) while the luminance keeps its detail, but only as much
+   as the noise warrants: where the chroma around a pixel varies by more than the noise (a colour
+   edge, a coloured texture) the pixel keeps its own colour, which a blur would smear.
 
 Everything here is a pure function of tensors ``(1, C, H, W)``; ``light`` chooses the key and
 ``result.from_maps`` puts it together with the denoiser.
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 
 import torch
 from kornia.filters import box_blur, guided_blur
+
+from .denoise import OPPONENT
 
 # Rec. 709 luminance of linear sRGB.
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -76,6 +80,12 @@ DETAIL_SIGMAS = (0.5, 2.0)
 FITTED_SHARE = 0.25
 # Chroma is taken from a box blur of this radius (pixels at full size) where the gain is high.
 CHROMA_RADIUS = 3
+# The chroma is cleaned only as much as the noise warrants: a pixel keeps its own colour where the
+# chroma of its cleaning window varies by more than noise explains (a colour edge, a coloured
+# texture), from CHROMA_SIGMAS[0] noise levels beyond the noise, all of it from CHROMA_SIGMAS[1]
+# (``chroma_detail``). The start lies about one standard error of a 7x7 window's variance above
+# pure noise, so a flat noisy region is still cleaned nearly whole.
+CHROMA_SIGMAS = (0.5, 1.0)
 
 
 def luminance(linear: torch.Tensor) -> torch.Tensor:
@@ -197,6 +207,30 @@ def clean_chroma(linear: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.lerp(linear, cleaned, weight)
 
 
+def chroma_detail(signal: torch.Tensor, noise_sigma: float) -> torch.Tensor:
+    """How much of its own colour each pixel of the sRGB ``signal`` ``(1, 3, H, W)``, whose noise
+    level is ``noise_sigma``, keeps when the chroma is cleaned: ``(1, 1, H, W)`` in [0, 1].
+
+    The chroma is the two colour axes of the denoiser's orthonormal opponent basis, where white
+    noise of level ``noise_sigma`` on each channel has that level on each axis. Over the cleaning's
+    window (``CHROMA_RADIUS``) their variance beyond the noise's, as a standard deviation in
+    multiples of ``noise_sigma``, goes through a smoothstep from ``CHROMA_SIGMAS[0]`` to
+    ``CHROMA_SIGMAS[1]``: 0 where the window holds nothing but noise (its colour is best taken from
+    the blur), 1 at a colour edge or in a coloured texture (a blur would smear it across the edge
+    and move each pixel's hue). Without measurable noise every pixel keeps its own colour.
+    """
+    size = 2 * CHROMA_RADIUS + 1
+    if min(signal.shape[-2:]) < size or noise_sigma <= 0:
+        return torch.ones_like(signal[:, :1])
+    axes = torch.from_numpy(OPPONENT[1:]).to(dtype=signal.dtype, device=signal.device)
+    chroma = torch.einsum("kc,bchw->bkhw", axes, signal)
+    # One blur for the means of both axes and of the squared chroma's length.
+    means = box_blur(torch.cat([chroma, chroma.square().sum(dim=1, keepdim=True)], dim=1), size, border_type="reflect")
+    variance = means[:, 2:] - means[:, :2].square().sum(dim=1, keepdim=True)
+    excess = (variance - len(axes) * noise_sigma**2).clamp_min(0.0).sqrt() / noise_sigma
+    return smoothstep(excess, *CHROMA_SIGMAS)
+
+
 def to_linear(srgb: torch.Tensor) -> torch.Tensor:
     """sRGB-encoded values (>= 0; any shape, any number of channels) to linear light."""
     srgb = srgb.clamp_min(0.0)
@@ -220,15 +254,17 @@ KEY = 0.45
 @dataclass(frozen=True)
 class Scene:
     """What the tone curve needs to know of one photo, maps ``(1, 1, H, W)``: its light ``stops``
-    (log2 of linear light), the key of its lit content (stops) and each region's ``share`` of the
-    lift (``presence``)."""
+    (log2 of linear light), the key of its lit content (stops), each region's ``share`` of the
+    lift (``presence``) and how much of its own colour each pixel keeps when the chroma is cleaned
+    (``own_colour``, ``chroma_detail``)."""
 
     stops: torch.Tensor
     key: float
     share: torch.Tensor
+    own_colour: torch.Tensor
 
     def __getitem__(self, index) -> Scene:
-        return Scene(self.stops[index], self.key, self.share[index])
+        return Scene(self.stops[index], self.key, self.share[index], self.own_colour[index])
 
     def gain(self, target_key: float) -> torch.Tensor:
         """The linear gain ``(1, 1, H, W)`` that brings the key to ``target_key`` (stops)."""
@@ -260,15 +296,17 @@ def analyse(signal: torch.Tensor, noise_sigma: float, illumination: torch.Tensor
     share = presence(photo, floor, detail_share(signal, noise_sigma, window))
     lit = photo > math.log2(floor) + CURVE.toe_stops
     key_values = stops[lit] if bool(lit.any()) else stops.flatten()
-    return Scene(stops, key_values.double().mean().item(), share)
+    return Scene(stops, key_values.double().mean().item(), share, chroma_detail(signal, noise_sigma))
 
 
-def finish(signal: torch.Tensor, linear_gain: torch.Tensor) -> torch.Tensor:
+def finish(signal: torch.Tensor, linear_gain: torch.Tensor, own_colour: torch.Tensor) -> torch.Tensor:
     """The result ``(1, 3, H, W)`` in [0, 1]: the sRGB ``signal`` ``(1, 3, H, W)`` brightened
     ``linear_gain`` ``(1, 1, H, W)`` times in linear light, its colour ratios cleaned where the gain
-    is high, the highlights it pushed past the knee compressed, encoded again."""
+    is high but for the share ``own_colour`` ``(1, 1, H, W)`` (``chroma_detail``) that holds colour
+    detail, the highlights it pushed past the knee compressed, encoded again."""
     brightened = to_linear(signal) * linear_gain
-    brightened = clean_chroma(brightened, (1.0 - linear_gain.reciprocal()).clamp(0.0, 1.0))
+    cleaning = (1.0 - linear_gain.reciprocal()).clamp(0.0, 1.0) * (1.0 - own_colour)
+    brightened = clean_chroma(brightened, cleaning)
     # A pixel the curve leaves alone keeps its own highlights: compression would only flatten them.
     compressed = torch.lerp(
         brightened.clamp(max=1.0), compress_highlights(brightened), (linear_gain - 1.0).clamp(0.0, 1.0)

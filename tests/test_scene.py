@@ -91,6 +91,60 @@ def test_clean_chroma_keeps_the_luminance():
     assert cleaned.std(dim=(2, 3)).mean() < linear.std(dim=(2, 3)).mean()
 
 
+def grey_and_stripes(seed: int = 3, size: int = 48, sigma: float = 0.01):
+    """A noisy dark grey left half beside fine red and blue stripes (2 px each): ``(sRGB with noise,
+    the noiseless linear)``, both ``(1, 3, size, size)``, and the columns of the red stripes."""
+    generator = torch.Generator().manual_seed(seed)
+    linear = torch.full((1, 3, size, size), 0.02)
+    half = size // 2
+    red_columns = [half + column for column in range(half) if column // 2 % 2 == 0]
+    linear[..., half:] = torch.tensor([0.008, 0.012, 0.05]).view(1, 3, 1, 1)
+    linear[..., red_columns] = torch.tensor([0.05, 0.008, 0.008]).view(1, 3, 1, 1)
+    srgb = scene.to_srgb(linear)
+    return (srgb + sigma * torch.randn(srgb.shape, generator=generator)).clamp(0.0, 1.0), linear, red_columns
+
+
+def test_chroma_detail_tells_colour_detail_from_chroma_noise():
+    signal, _, _ = grey_and_stripes()
+    own = scene.chroma_detail(signal, 0.01)
+    assert own[..., 4:-4, 4:20].mean().item() < 0.1  # a grey region's colour is all noise
+    assert own[..., 4:-4, 28:-4].min().item() > 0.9  # stripes a blur would mix
+    # Without measurable noise there is nothing to clean.
+    assert scene.chroma_detail(signal, 0.0).min().item() == 1.0
+
+
+def test_finish_keeps_the_hue_of_fine_colour_detail_and_cleans_grey_speckle():
+    signal, linear, red_columns = grey_and_stripes()
+    gain = torch.full_like(signal[:, :1], 8.0)
+    truth = _hue_degrees(linear[..., red_columns].mean(dim=(2, 3), keepdim=True)).item()
+
+    def rendered(own_colour: torch.Tensor):
+        result = scene.to_linear(scene.finish(signal, gain, own_colour))
+        grey = result[..., 4:-4, 4:20]
+        speckle = (grey - scene.luminance(grey)).std().item()
+        red = _hue_degrees(result[..., 4:-4, red_columns].mean(dim=(2, 3), keepdim=True)).item()
+        return speckle, abs(red - truth)
+
+    speckle, hue_moved = rendered(scene.chroma_detail(signal, 0.01))
+    uncleaned_speckle, _ = rendered(torch.ones_like(gain))
+    _, blurred_hue_moved = rendered(torch.zeros_like(gain))
+    assert hue_moved < 3.0
+    assert blurred_hue_moved > 30.0  # cleaning every pixel would mix red and blue stripes
+    assert speckle < 0.4 * uncleaned_speckle
+
+
+def test_the_local_light_keeps_fine_colour_detail_in_a_lifted_noisy_photo():
+    signal, linear, red_columns = grey_and_stripes()
+    analysed = scene.analyse(signal, 0.01, torch.full_like(signal[:, :1], 0.3))
+    choice = choose_local_light(signal, torch.zeros_like(signal), analysed, "auto")
+    assert choice.key is not None
+    result, _ = render_local(signal, torch.zeros_like(signal), analysed, choice.key)
+    assert mean_brightness(result) > 2 * mean_brightness(signal)
+    red = scene.to_linear(result)[..., 4:-4, red_columns].mean(dim=(2, 3), keepdim=True)
+    truth = linear[..., red_columns].mean(dim=(2, 3), keepdim=True)
+    assert abs(_hue_degrees(red).item() - _hue_degrees(truth).item()) < 5.0
+
+
 def test_srgb_transfer_round_trips():
     values = torch.linspace(0.0, 1.0, 101)
     assert torch.allclose(scene.to_srgb(scene.to_linear(values)), values, atol=1e-5)
