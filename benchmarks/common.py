@@ -83,6 +83,42 @@ def machine(jobs: int | None = 1) -> dict:
     }
 
 
+# A plain-torch yardstick: what any torch program costs on this machine, so that figures from
+# machines of different speeds can be compared (as ratios to it). Run in a fresh interpreter: the
+# import of torch, then 20 forward and backward passes of a stack of 3x3 convolutions (3-16-32-64-32-1
+# channels, RRDNet's branch) on a 128x128 image in fp32, after one untimed pass.
+YARDSTICK = """
+import json, time
+start = time.perf_counter()
+import torch
+imported = time.perf_counter()
+layers = []
+for a, b in ((3, 16), (16, 32), (32, 64), (64, 32), (32, 1)):
+    layers += [torch.nn.Conv2d(a, b, 3, padding=1), torch.nn.ReLU()]
+net = torch.nn.Sequential(*layers[:-1])
+image = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+def passes(count):
+    for _ in range(count):
+        net.zero_grad()
+        net(image).square().mean().backward()
+passes(1)
+before = time.perf_counter()
+passes(20)
+print(json.dumps({"import_torch": imported - start, "conv_passes": time.perf_counter() - before}))
+"""
+
+
+def yardstick() -> dict:
+    """Seconds of ``YARDSTICK`` in a fresh interpreter (with this process's environment, so an
+    emulated CPU's caps apply): ``import_torch`` and ``conv_passes``."""
+    import json
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-c", YARDSTICK], capture_output=True, text=True, check=True)
+    return {key: round(value, 4) for key, value in json.loads(completed.stdout.strip().splitlines()[-1]).items()}
+
+
 def rrdnet_command() -> list[str]:
     """The ``rrdnet`` command as users run it: the console script installed beside this
     interpreter, else ``python -m rrdnet_cli`` (a checkout without the install)."""

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA, REPO, RESULTS, machine, publish
+from common import DEFAULT_DATA, REPO, RESULTS, machine, publish, yardstick
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -106,6 +106,7 @@ def main(argv=None) -> dict:
         passed += ["--iterations", str(arguments.iterations)]
     sources = sorted(path for path in arguments.data.iterdir() if path.is_file())[: arguments.limit]
     seconds: dict[str, list[float]] = {setting: [] for setting in settings}
+    yardsticks = [yardstick()]
     with tempfile.TemporaryDirectory(prefix="rrdnet-jobs-") as folder:
         photos = Path(folder) / "photos"
         photos.mkdir()
@@ -119,6 +120,7 @@ def main(argv=None) -> dict:
             order = settings if round_number % 2 == 0 else list(reversed(settings))
             for setting in order:
                 seconds[setting].append(run_once(photos, Path(folder) / "out", setting, passed))
+    yardsticks.append(yardstick())
     per_minute = {setting: 60 * len(sources) / statistics.median(times) for setting, times in seconds.items()}
     baseline = settings[0]
     report = {
@@ -132,6 +134,11 @@ def main(argv=None) -> dict:
         "ratio_to_jobs_" + baseline: {
             setting: round(value / per_minute[baseline], 3) for setting, value in per_minute.items()
         },
+        "seconds_per_photo": {
+            setting: round(statistics.median(times) / len(sources), 3) for setting, times in seconds.items()
+        },
+        # common.YARDSTICK before and after the rounds, to compare machines.
+        "yardstick": {key: round(statistics.median(y[key] for y in yardsticks), 4) for key in yardsticks[0]},
         "cpu": machine(jobs=None),  # each setting names its own jobs
     }
     report.update(jobs_2_ceiling(per_minute))

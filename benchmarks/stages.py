@@ -20,7 +20,8 @@ Measured: (a) ``fresh``: a new interpreter that times its own start, imports and
 its exit); (b) ``warm``: the same photo again in that process
 (``--warm`` times); (c) ``command``: the wall time of the real command ``rrdnet enhance PHOTO -o TMP
 --jobs 1`` in a fresh process. (a) and (c) alternate, ``--rounds`` times; every figure is the
-median. Records the machine (CPU features, cores, threads, jobs, instruction-set caps, load).
+median. Records the machine (CPU features, cores, threads, jobs, instruction-set caps, load) and
+``common.YARDSTICK`` (a torch import and fixed convolutions) before and after, to compare machines.
 
 ``--precision fp32`` forces the fp32 path (as on CPUs without native bf16); ``--avx2`` re-runs the
 script with torch and oneDNN capped to AVX2 (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``),
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         "threads": args.threads,
         "warm": args.warm,
     }
-    answers, commands = [], []
+    answers, commands, yardsticks = [], [], [common.yardstick()]
     for round_number in range(args.rounds):  # alternating which goes first
         if round_number % 2:
             commands.append(run_command(args, rrdnet))
@@ -296,6 +297,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         else:
             answers.append(run_child(spec))
             commands.append(run_command(args, rrdnet))
+    yardsticks.append(common.yardstick())
     first = answers[0]
     fresh = [
         {
@@ -324,6 +326,9 @@ def main(argv: list[str] | None = None) -> dict | None:
         "fresh_seconds": medians(fresh),
         "warm_seconds": medians(warm) if warm else None,
         "command_seconds": round(statistics.median(commands), 4),
+        # common.YARDSTICK before and after the rounds: the command over a plain torch import.
+        "yardstick": medians(yardsticks),
+        "command_over_torch_import": round(statistics.median(commands) / medians(yardsticks)["import_torch"], 3),
         "command_line": [*rrdnet, "enhance", "PHOTO", "-o", "TMP", "--jobs", "1", "-q"]
         + (["--precision", args.precision] if args.precision else []),
         "calls_per_photo": first["fresh"]["calls"],

@@ -174,6 +174,13 @@ class Config:
     tile_size: int = _option(
         0, "final full-resolution pass in tiles of this side (0: one pass)", minimum=0, maximum=MAX_SIDE
     )
+    final_pass_pixels: int = _option(
+        0,
+        "run the final pass's illumination on a copy of at most this many pixels and carry it to full "
+        "size by a guided upsampling (0: always at full size)",
+        minimum=0,
+        maximum=MAX_SIDE * MAX_SIDE,
+    )
 
     @property
     def fits_noise(self) -> bool:
@@ -302,6 +309,7 @@ def from_dict(values: dict[str, Any], source: str = "config") -> Config:
 # Below this a tile or an optimisation image is mostly padding; 0 keeps its meaning "off".
 MIN_TILE_SIZE = 16
 MIN_OPTIMISATION_SIDE = 16
+MIN_FINAL_PASS_PIXELS = 64 * 64
 
 
 def _check_combinations(config: Config, source: str) -> None:
@@ -314,6 +322,11 @@ def _check_combinations(config: Config, source: str) -> None:
         raise ConfigError(
             f"{source}: key 'crops_per_step': {config.crops_per_step} crops of {config.crop_size}x{config.crop_size} "
             f"pixels are more than a step may hold ({MAX_CROP_PIXELS} pixels); use fewer or smaller crops"
+        )
+    if 0 < config.final_pass_pixels < MIN_FINAL_PASS_PIXELS:
+        raise ConfigError(
+            f"{source}: key 'final_pass_pixels': must be 0 (full size) or at least {MIN_FINAL_PASS_PIXELS}, "
+            f"got {config.final_pass_pixels}"
         )
     if 0 < config.optimisation_side < MIN_OPTIMISATION_SIDE:
         raise ConfigError(

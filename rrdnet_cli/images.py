@@ -108,6 +108,9 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The signature plus the IHDR chunk, which a PNG always starts with.
 _PNG_HEADER_LENGTH = 8 + 25
 _JPEG_MAX_EXIF = 65533
+# zlib level of 8-bit PNGs: on 768x512 photos level 3 encodes 2-3 times faster than Pillow's
+# default 6 for files 0-13 % larger (a PNG stays lossless either way).
+PNG_COMPRESS_LEVEL = 3
 
 
 @dataclass
@@ -620,6 +623,8 @@ def _encode_with_pillow(
     options: dict = {}
     if image_format in ("JPEG", "WEBP"):
         options["quality"] = quality
+    if image_format == "PNG":
+        options["compress_level"] = PNG_COMPRESS_LEVEL
     if image_format != "BMP":
         if exif and not (image_format == "JPEG" and len(exif) > _JPEG_MAX_EXIF):
             options["exif"] = exif

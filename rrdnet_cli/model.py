@@ -40,10 +40,14 @@ class RRDNet(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.maps(image)  # type: ignore[return-value]
 
-    def maps(self, image: torch.Tensor, reflectance: bool = True, noise: bool = True) -> tuple[torch.Tensor, ...]:
-        """Illumination, then reflectance and noise where asked: a branch not asked for is not
-        run (each is a third of the work)."""
-        outputs = [torch.sigmoid(self.illumination_net(image))]
+    def maps(
+        self, image: torch.Tensor, reflectance: bool = True, noise: bool = True, illumination: bool = True
+    ) -> tuple[torch.Tensor, ...]:
+        """Illumination, reflectance and noise, in that order, where asked: a branch not asked for
+        is not run (each is a third of the work)."""
+        outputs = []
+        if illumination:
+            outputs.append(torch.sigmoid(self.illumination_net(image)))
         if reflectance:
             outputs.append(torch.sigmoid(self.reflectance_net(image)))
         if noise:

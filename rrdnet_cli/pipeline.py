@@ -10,6 +10,8 @@ from typing import Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from kornia.filters import guided_blur
 
 from . import losses, runtime, tiling, weights
 from .config import Config
@@ -235,19 +237,76 @@ def final_loss_row(
         return loss_terms(fitted.seen, outputs_seen, fitted.priors, config, fitted.noise_scale)
 
 
+def downscale_to_pixels(image: torch.Tensor, pixels: int) -> torch.Tensor:
+    """``image`` ``(1, C, H, W)`` resized (antialiased) to at most ``pixels`` pixels, its aspect
+    kept; returned unchanged when it has no more (or ``pixels`` is 0)."""
+    height, width = image.shape[-2:]
+    if pixels == 0 or height * width <= pixels:
+        return image
+    return downscale(image, math.floor(max(height, width) * math.sqrt(pixels / (height * width))))
+
+
+# The guided upsampling of the illumination works in stops (log2), where a shadow's edge is a step
+# of the same size whatever the light, guided by the photo's brightest channel (which the
+# illumination follows: its loss pulls it there). GUIDE_RADIUS is in pixels of the reduced copy;
+# a step of the guide much larger than GUIDE_EDGE_STOPS is kept as an edge, smaller ones follow the
+# reduced illumination. GUIDE_FLOOR keeps black pixels' logarithm finite (half an 8-bit step).
+GUIDE_RADIUS = 2
+GUIDE_EDGE_STOPS = 0.03
+GUIDE_FLOOR = 0.5 / 255.0
+
+
+def carry_illumination(illumination: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """The illumination ``(1, 1, h, w)`` computed on a reduced copy of ``image`` ``(1, 3, H, W)``,
+    carried to ``(1, 1, H, W)`` by a fast guided filter guided by ``image``.
+
+    The filter fits, in every window of the reduced copy, the illumination (in stops) as a linear
+    function of the guide (the brightest channel, in stops) and applies those coefficients at full
+    size: the illumination's edges land on the photo's edges instead of being blurred across them.
+    The result stays within the reduced illumination's range.
+    """
+    height, width = image.shape[-2:]
+    scale = max(1, math.floor(min(height / illumination.shape[-2], width / illumination.shape[-1])))
+    guide = torch.log2(image.amax(dim=1, keepdim=True) + GUIDE_FLOOR)
+    stops = F.interpolate(torch.log2(illumination), size=(height, width), mode="bilinear", align_corners=False)
+    size = 2 * GUIDE_RADIUS * scale + 1
+    carried = guided_blur(
+        guide, stops, size, GUIDE_EDGE_STOPS**2, border_type="reflect", subsample=scale, separable=True
+    )
+    return torch.exp2(carried).clamp(illumination.min(), illumination.max())
+
+
 def decompose(
-    net: RRDNet, image: torch.Tensor, tile_size: int, reflectance: bool = True, noise: bool = True
+    net: RRDNet,
+    image: torch.Tensor,
+    tile_size: int,
+    reflectance: bool = True,
+    noise: bool = True,
+    pass_pixels: int = 0,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
     """The fitted network's illumination, reflectance and noise for ``image``, in fp32.
 
     Tiled when ``tile_size`` > 0, with the receptive-field radius as overlap: equal to the
     untiled pass (up to float rounding), while memory stays bounded for any image size. A branch
     not asked for is not run: no ``reflectance``, ``None`` in its place; no ``noise``, zeros.
+    With ``pass_pixels`` > 0 and a larger image, the illumination is computed on a copy of that
+    many pixels and carried to full size by ``carry_illumination`` (the network's cost is per
+    pixel, the upsampling's a few operations a pixel); reflectance and noise, where asked, are
+    still the network's at full size (they hold the photo's fine detail).
     """
     margin = RRDNet.receptive_field // 2
+    smaller = downscale_to_pixels(image, pass_pixels)
+
+    def run(x: torch.Tensor, **branches: bool) -> list[torch.Tensor]:
+        return list(tiling.forward_tiled(lambda window: net.maps(window, **branches), x, tile_size, margin))
+
     with torch.no_grad():
-        maps = list(tiling.forward_tiled(lambda window: net.maps(window, reflectance, noise), image, tile_size, margin))
-    illumination = maps.pop(0)
+        if smaller is image:
+            maps = run(image, reflectance=reflectance, noise=noise)
+            illumination = maps.pop(0)
+        else:
+            illumination = carry_illumination(run(smaller, reflectance=False, noise=False)[0], image)
+            maps = run(image, reflectance=reflectance, noise=noise, illumination=False) if reflectance or noise else []
     reflectance_map = maps.pop(0) if reflectance else None
     noise_map = maps.pop(0) if noise else torch.zeros_like(image)
     return illumination, reflectance_map, noise_map
@@ -267,7 +326,9 @@ def fit(
     branch (``None``) unless the final loss row needs it (paper mode).
     """
     fitted = optimise(net, image, config, on_step)
-    outputs = decompose(net, image, config.tile_size, reflectance or fitted.whole_image, config.fits_noise)
+    outputs = decompose(
+        net, image, config.tile_size, reflectance or fitted.whole_image, config.fits_noise, config.final_pass_pixels
+    )
     final = final_loss_row(net, fitted, image, outputs, config)
     if not torch.isfinite(final.total):
         raise OptimisationError(f"the loss became {final.total.item()} at step {fitted.steps}")

@@ -13,9 +13,13 @@ from rrdnet_cli.light import mean_brightness, recombine
 from rrdnet_cli.pipeline import (
     CropSampler,
     _converged,
+    carry_illumination,
+    decompose,
     downscale,
+    downscale_to_pixels,
     loss_terms,
     resolve_device,
+    seeded_network,
 )
 from rrdnet_cli.result import LOSS_COLUMNS
 
@@ -284,6 +288,8 @@ def test_downscale():
         ("tile_size", 8),
         ("tile_size", -1),
         ("optimisation_side", 4),
+        ("final_pass_pixels", 100),
+        ("final_pass_pixels", -1),
         ("crop_size", 8),
         ("crops_per_step", 0),
         ("convergence_tolerance", -0.1),
@@ -327,3 +333,66 @@ def test_enhance_with_gamma_auto_reports_the_chosen_gamma(tiny_config):
     # The fit is the same as with a fixed gamma: only the recombination differs.
     fixed = enhance(image, tiny_config.replace(gamma=enhancement.gamma))
     assert torch.equal(fixed.result, enhancement.result) and fixed.target_brightness is None
+
+
+def test_downscale_to_pixels_keeps_the_aspect():
+    image = _image(60, 120)
+    assert downscale_to_pixels(image, 0) is image
+    assert downscale_to_pixels(image, 60 * 120) is image
+    smaller = downscale_to_pixels(image, 1800)
+    assert smaller.shape == (1, 3, 30, 60)
+
+
+def _step_photo(height: int = 64, width: int = 96) -> torch.Tensor:
+    """A dark photo whose right part is lit four times more, with a little texture."""
+    generator = torch.Generator().manual_seed(0)
+    image = torch.full((1, 3, height, width), 0.05)
+    image[..., width // 2 + 1 :] = 0.2
+    return image * (1 + 0.1 * torch.rand(image.shape, generator=generator))
+
+
+def test_carried_illumination_keeps_the_photos_edge():
+    image = _step_photo()
+    # The reduced illumination: the photo's level at half size, whose edge a plain upsampling
+    # spreads over several pixels.
+    small = downscale(image.amax(dim=1, keepdim=True), 48)
+    carried = carry_illumination(small, image)
+    naive = torch.nn.functional.interpolate(small, size=image.shape[-2:], mode="bilinear", align_corners=False)
+    truth = image.amax(dim=1, keepdim=True)
+
+    def sharpest_step(light):
+        return float(light.diff(dim=-1).amax(dim=-1).median())
+
+    assert carried.shape == (1, 1, 64, 96)
+    assert sharpest_step(carried) > 0.6 * sharpest_step(truth) > 1.5 * sharpest_step(naive)
+    assert float(carried.min()) >= float(small.min()) and float(carried.max()) <= float(small.max())
+
+
+def test_a_reduced_final_pass_runs_the_network_on_fewer_pixels(monkeypatch):
+    net = seeded_network(0)
+    image = _step_photo()
+    seen = []
+    original = net.maps
+
+    def counting(window, *args, **kwargs):
+        seen.append((window.shape[-2] * window.shape[-1], kwargs))
+        return original(window, *args, **kwargs)
+
+    monkeypatch.setattr(net, "maps", counting)
+    full = decompose(net, image, 0, reflectance=False, noise=False)[0]
+    reduced, reflectance, noise = decompose(net, image, 0, reflectance=False, noise=False, pass_pixels=1536)
+    assert seen[1][0] == 32 * 48 and len(seen) == 2
+    assert reduced.shape == full.shape and reflectance is None and not noise.any()
+    # Close to the full-size pass: the network's illumination is smooth at this scale.
+    assert (reduced - full).abs().mean() < 0.02
+    # Reflectance, when asked, is still the network's at full size.
+    _, reflectance, _ = decompose(net, image, 0, reflectance=True, noise=False, pass_pixels=1536)
+    assert seen[-1] == (64 * 96, {"reflectance": True, "noise": False, "illumination": False})
+    assert torch.allclose(reflectance, decompose(net, image, 0, noise=False)[1])
+
+
+def test_a_photo_within_the_final_pass_pixels_is_passed_whole(tiny_config):
+    image = _image(48, 64)
+    whole = enhance(image, tiny_config)
+    capped = enhance(image, tiny_config.replace(final_pass_pixels=64 * 64))
+    assert torch.equal(whole.result, capped.result)
