@@ -326,6 +326,10 @@ def fit(
     branch (``None``) unless the final loss row needs it (paper mode).
     """
     fitted = optimise(net, image, config, on_step)
+    # The final pass runs fastest in channels_last on every CPU measured, AVX2 included, where the
+    # plain layout suits the small fit better (runtime.preferred_memory_format).
+    net = net.to(memory_format=torch.channels_last)
+    image = image.contiguous(memory_format=torch.channels_last)
     outputs = decompose(
         net, image, config.tile_size, reflectance or fitted.whole_image, config.fits_noise, config.final_pass_pixels
     )
