@@ -181,6 +181,11 @@ def optimise(
     """Adam steps of ``net`` on ``image`` ``(1, 3, H, W)`` as ``config`` describes."""
     bf16 = use_bf16(config, image.device)
     target = downscale(image, config.optimisation_side)
+    whole = target is image
+    # The layout the small fit runs fastest in (the caller's image may be in the final pass's).
+    layout = runtime.preferred_memory_format(image.device, bf16)
+    target = target.contiguous(memory_format=layout)
+    net.to(memory_format=layout)
     priors = losses.image_priors(target, config.blur_size, config.blur_sigma)
     full_pixels = image.shape[-2] * image.shape[-1]
     sampler = None
@@ -214,7 +219,7 @@ def optimise(
             on_step(steps, total_value)
         if _converged(totals, config.convergence_window, config.convergence_tolerance):
             break
-    whole_image = sampler is None and target is image and not bf16
+    whole_image = sampler is None and whole and not bf16
     return Optimisation(history, steps, seen, seen_priors, noise_scale, bf16, whole_image)
 
 
@@ -267,13 +272,14 @@ def carry_illumination(illumination: torch.Tensor, image: torch.Tensor) -> torch
     """
     height, width = image.shape[-2:]
     scale = max(1, math.floor(min(height / illumination.shape[-2], width / illumination.shape[-1])))
-    guide = torch.log2(image.amax(dim=1, keepdim=True) + GUIDE_FLOOR)
+    guide = image.amax(dim=1, keepdim=True).add_(GUIDE_FLOOR).log2_()
     stops = F.interpolate(torch.log2(illumination), size=(height, width), mode="bilinear", align_corners=False)
     size = 2 * GUIDE_RADIUS * scale + 1
     carried = guided_blur(
         guide, stops, size, GUIDE_EDGE_STOPS**2, border_type="reflect", subsample=scale, separable=True
     )
-    return torch.exp2(carried).clamp(illumination.min(), illumination.max())
+    del guide, stops  # full-size maps: a 12 MP photo's are 48 MB each
+    return carried.exp2_().clamp_(illumination.min(), illumination.max())
 
 
 def decompose(
@@ -298,7 +304,10 @@ def decompose(
     smaller = downscale_to_pixels(image, pass_pixels)
 
     def run(x: torch.Tensor, **branches: bool) -> list[torch.Tensor]:
-        return list(tiling.forward_tiled(lambda window: net.maps(window, **branches), x, tile_size, margin))
+        def network(window: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return net.maps(window.contiguous(memory_format=torch.channels_last), **branches)
+
+        return list(tiling.forward_tiled(network, x, tile_size, margin))
 
     with torch.no_grad():
         if smaller is image:
@@ -327,9 +336,9 @@ def fit(
     """
     fitted = optimise(net, image, config, on_step)
     # The final pass runs fastest in channels_last on every CPU measured, AVX2 included, where the
-    # plain layout suits the small fit better (runtime.preferred_memory_format).
-    net = net.to(memory_format=torch.channels_last)
-    image = image.contiguous(memory_format=torch.channels_last)
+    # plain layout suits the small fit better (runtime.preferred_memory_format); decompose hands it
+    # each tile in that layout.
+    net.to(memory_format=torch.channels_last)
     outputs = decompose(
         net, image, config.tile_size, reflectance or fitted.whole_image, config.fits_noise, config.final_pass_pixels
     )
@@ -402,9 +411,10 @@ def enhance(
     device = resolve_device(config.device)
     if net is None:
         net = initial_network(config, image)
-    layout = runtime.preferred_memory_format(device, use_bf16(config, device))
-    net = net.to(device=device).to(memory_format=layout)
-    image = image.to(device=device, dtype=torch.float32).contiguous(memory_format=layout)
+    net = net.to(device=device)
+    # Layouts are chosen where the work is: optimise takes its small copy in the one the fit runs
+    # fastest in, and the final pass each tile in channels_last.
+    image = image.to(device=device, dtype=torch.float32)
     history, (illumination, reflectance_map, noise), steps = fit(net, image, config, on_step, reflectance)
     # Recombine on the CPU from the maps exactly as they are returned (and saved by
     # --save-decomposition): a relight from a saved decomposition then gives this very result,
