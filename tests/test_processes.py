@@ -458,3 +458,25 @@ def test_workers_end_when_their_parent_is_killed(tmp_path, how):
     # Stopped by SIGTERM, the workers removed their temporaries and wrote nothing.
     if out.exists():
         assert list(out.rglob("*.png")) == [] and leftovers(out) == []
+
+
+def test_the_command_exits_with_mains_code_after_delivering_its_output(tmp_path):
+    # The `rrdnet` entry ends the process at once after main (cli.run): nothing buffered may be lost.
+    source = write_dark(tmp_path / "dark.png")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    done = subprocess.run(
+        cli_command("enhance", source, broken, "-o", tmp_path / "out", "--json", *PAPER_FAST),
+        capture_output=True,
+        env=cli_environment(),
+        timeout=PROCESS_LIMIT,
+        check=False,
+    )
+    records = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert done.returncode == 1  # one file failed
+    assert sorted(record["status"] for record in records if record["type"] == "file") == ["done", "failed"]
+    assert records[-1]["type"] == "summary" and records[-1]["failed"] == 1
+    assert (tmp_path / "out" / "dark.png").is_file()
+    assert "broken.png" in done.stderr.decode()
+    version = subprocess.run(cli_command("--version"), capture_output=True, env=cli_environment(), check=False)
+    assert version.returncode == 0 and version.stdout.decode().startswith("rrdnet, version")
