@@ -348,15 +348,36 @@ def render_local(
     with the denoised copies by each pixel's gain, as in ``recombine``.
     """
     with torch.no_grad():
-        signal = (image - noise).clamp(0.0, 1.0)
         gain = scene.gain(target_key)
         if exposure != 1.0:
             gain = gain * torch.pow(torch.tensor(exposure, dtype=gain.dtype), 1.0 - scene.share)
         gain = gain * boost
-        if denoised is not None:
-            signal = denoised.blend(signal, scene.srgb_gain(gain))
+        srgb_gain = None if denoised is None else scene.srgb_gain(gain)
         adjusted = scenes.to_srgb(torch.exp2(scene.stops) * gain)
-        return scenes.finish(signal.contiguous(), gain, scene.own_colour), adjusted
+        height = image.shape[-2]
+        result = torch.empty(image.shape, dtype=image.dtype, device=image.device)
+        for top, bottom in _bands(height):
+            rows = slice(max(0, top - scenes.CHROMA_RADIUS), min(height, bottom + scenes.CHROMA_RADIUS))
+            signal = (image[..., rows, :] - (noise[..., rows, :] if noise.dim() == 4 else noise)).clamp(0.0, 1.0)
+            if denoised is not None and srgb_gain is not None:
+                signal = denoised[..., rows, :].blend(signal, srgb_gain[..., rows, :])
+            band = scenes.finish(signal.contiguous(), gain[..., rows, :], scene.own_colour[..., rows, :])
+            result[..., top:bottom, :] = band[..., top - rows.start : bottom - rows.start, :]
+        return result, adjusted
+
+
+# The result is rendered in bands of about this many rows: each pixel needs only its neighbours
+# within the chroma blur's radius, so a band with that margin gives the pixels of a whole-image
+# render while its temporaries stay small (a 12 MP photo's would be 144 MB each).
+RENDER_BAND_ROWS = 256
+
+
+def _bands(height: int) -> list[tuple[int, int]]:
+    """Row spans ``[top, bottom)`` of nearly equal height covering ``height`` rows: none much
+    shorter than ``RENDER_BAND_ROWS`` / 2, so the chroma blur never meets a band too short for it."""
+    count = max(1, height // RENDER_BAND_ROWS)
+    bounds = [round(index * height / count) for index in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def choose_local_light(

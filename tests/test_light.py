@@ -215,3 +215,24 @@ def test_a_fixed_gamma_renders_as_the_paper():
     result, adjusted = render_choice(image, illumination, noise, choice)
     expected = (illumination.pow(0.4) * (image - noise) / illumination).clamp(0, 1)
     assert not choice.tone and choice.exposure == 1.0 and torch.equal(result, expected)
+
+
+def test_the_local_render_in_bands_equals_the_whole_image_render(monkeypatch):
+    from rrdnet_cli import light
+    from rrdnet_cli.denoise import noise_level, signal_array
+    from rrdnet_cli.scene import analyse
+
+    generator = torch.Generator().manual_seed(3)
+    image = (0.08 * torch.rand(1, 3, 70, 48, generator=generator)).clamp(0, 1)
+    image[..., 20:40, 10:30] += 0.3  # a lit region, so bands differ in gain
+    noise = torch.zeros_like(image)
+    level = noise_level(signal_array(image, noise))
+    denoised = denoise_signal(image, noise, AUTO_STRENGTH, level)
+    scene = analyse(image, level, torch.full((1, 1, 70, 48), 0.2))
+    whole, whole_light = light.render_local(image, noise, scene, -1.5, denoised)
+    monkeypatch.setattr(light, "RENDER_BAND_ROWS", 16)
+    assert len(light._bands(70)) == 4
+    banded, banded_light = light.render_local(image, noise, scene, -1.5, denoised)
+    torch.testing.assert_close(banded, whole, rtol=0, atol=1e-5)
+    assert torch.equal(banded_light, whole_light)
+    assert float((whole - image).abs().max()) > 0.1  # the render did brighten
