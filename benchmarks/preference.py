@@ -63,10 +63,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+from rrdnet_cli.sheet import label_font  # noqa: E402
 
 import common  # noqa: E402
 
@@ -236,13 +238,6 @@ def run_ours(config: str, options: list[str], photos: list[Path]) -> Path:
 # ---------------------------------------------------------------------------------------- sheets
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow without FreeType: the small bitmap font
-        return ImageFont.load_default()
-
-
 def _fit(picture: Image.Image, width: int) -> Image.Image:
     if picture.width <= width:
         return picture
@@ -269,7 +264,7 @@ def make_sheet(picture_a: np.ndarray, picture_b: np.ndarray, original: np.ndarra
     height = LABEL_HEIGHT + panel_height + MARGIN + small_label + small.height + MARGIN
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    big, little = _font(36), _font(18)
+    big, little = label_font(36), label_font(18)
     for index, (label, panel) in enumerate(zip(CHOICES, panels)):
         left = MARGIN + index * (panel_width + MARGIN)
         _centred_text(draw, left + panel_width / 2, 0, LABEL_HEIGHT, label, big)

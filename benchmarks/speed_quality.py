@@ -450,7 +450,6 @@ def check_configs(args: argparse.Namespace) -> None:
 
 def measure_all(args: argparse.Namespace) -> tuple[list, list, list, dict | None]:
     fidelity_records, speed_records, compare_records, large = [], [], [], None
-    large_baseline: list[dict] = []
     with tempfile.TemporaryDirectory() as scratch:
         for image in choose_images(args.data, args.images) if args.images != "0" else []:
             print(f"fidelity {image.name} ...", file=sys.stderr)
@@ -471,6 +470,7 @@ def measure_all(args: argparse.Namespace) -> tuple[list, list, list, dict | None
         width, height = (int(side) for side in args.large_size.lower().split("x"))
         print(f"large {width}x{height} ...", file=sys.stderr)
         # With --baseline the baseline runs on the large photo too, first, in the same run.
+        records = {}
         for name, overrides in reversed(list(runs_compared(args).items())):
             answer = run_case(
                 {
@@ -481,14 +481,11 @@ def measure_all(args: argparse.Namespace) -> tuple[list, list, list, dict | None
                     "upscale_to": [width, height],
                 }
             )
-            record = {"image": args.large, "size": [width, height], **answer}
-            print(f"  {name}: " + json.dumps(record), file=sys.stderr)
-            if name == "default":
-                large = record
-            else:
-                large_baseline.append(record)
-        if large is not None and large_baseline:
-            large["baseline"] = large_baseline[0]
+            records[name] = {"image": args.large, "size": [width, height], **answer}
+            print(f"  {name}: " + json.dumps(records[name]), file=sys.stderr)
+        large = records["default"]
+        if "baseline" in records:
+            large["baseline"] = records["baseline"]
     return fidelity_records, speed_records, compare_records, large
 
 

@@ -31,7 +31,8 @@ GRID = (225, 225, 225)
 CURVE_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (20, 20, 20))
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's default font at ``size`` px, for labels on sheets."""
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):
@@ -129,7 +130,7 @@ def contact_sheet(enhancement: Enhancement, title: str = "", *, panel_size: int 
     height = TITLE_HEIGHT + panel_height + LABEL_HEIGHT + PLOT_HEIGHT + 2 * MARGIN
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    font, small = _font(16), _font(13)
+    font, small = label_font(16), label_font(13)
     draw.text((MARGIN, 6), title, fill=INK, font=font)
     for index, (image, label) in enumerate(thumbnails):
         x = MARGIN + index * (panel_width + MARGIN)

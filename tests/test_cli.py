@@ -433,12 +433,13 @@ def test_bad_threads_variable_is_a_usage_error(tmp_path, value):
     assert not (tmp_path / "out").exists()
 
 
-def test_threads_apply_to_the_run_only_and_the_option_wins(tmp_path, monkeypatch):
+def threads_seen_by_enhance(monkeypatch, cores: int) -> list[int]:
+    """The torch thread count at each enhance of the run, on a machine of ``cores`` cores."""
     import torch
 
     from rrdnet_cli import pipeline
 
-    seen = []
+    seen: list[int] = []
     real_enhance = pipeline.enhance
 
     def spy(*args, **kwargs):
@@ -446,7 +447,14 @@ def test_threads_apply_to_the_run_only_and_the_option_wins(tmp_path, monkeypatch
         return real_enhance(*args, **kwargs)
 
     monkeypatch.setattr("rrdnet_cli.jobs.enhance", spy)
-    monkeypatch.setattr("rrdnet_cli.workers.available_cores", lambda: 8)
+    monkeypatch.setattr("rrdnet_cli.workers.available_cores", lambda: cores)
+    return seen
+
+
+def test_threads_apply_to_the_run_only_and_the_option_wins(tmp_path, monkeypatch):
+    import torch
+
+    seen = threads_seen_by_enhance(monkeypatch, 8)
     source = write_dark(tmp_path / "dark.png", 24, 24)
     before = torch.get_num_threads()
     result = CliRunner().invoke(
@@ -541,19 +549,7 @@ def test_a_config_with_a_5000_digit_number_is_a_usage_error(tmp_path):
 
 
 def test_threads_beyond_the_cores_are_capped_with_a_note(tmp_path, monkeypatch):
-    import torch
-
-    from rrdnet_cli import pipeline
-
-    seen = []
-    real_enhance = pipeline.enhance
-
-    def spy(*args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return real_enhance(*args, **kwargs)
-
-    monkeypatch.setattr("rrdnet_cli.jobs.enhance", spy)
-    monkeypatch.setattr("rrdnet_cli.workers.available_cores", lambda: 2)
+    seen = threads_seen_by_enhance(monkeypatch, 2)
     source = write_dark(tmp_path / "dark.png", 24, 24)
     result = run("enhance", source, "-o", tmp_path / "out", "--threads", "100000", *PAPER_FAST)
     assert result.exit_code == 0, result.stderr

@@ -56,12 +56,12 @@ def test_cli_contact_sheet_and_collisions(tmp_path):
 
 
 def test_a_term_zero_throughout_is_left_off_the_plot():
-    from rrdnet_cli.sheet import CURVE_COLOURS, _font, _loss_plot
+    from rrdnet_cli.sheet import CURVE_COLOURS, _loss_plot, label_font
 
     steps = np.arange(1, 12, dtype=np.float64)[:, None]
     losses = np.hstack([100 / steps, 50 / steps, 80 / steps, np.zeros_like(steps), 230 / steps])
     width, height = 800, 240
-    plot = np.asarray(_loss_plot(losses, width, height, _font(13)))
+    plot = np.asarray(_loss_plot(losses, width, height, label_font(13)))
     noise_colour = np.all(plot == CURVE_COLOURS[3], axis=-1)
     # Only its legend swatch is drawn, right of the plot area.
     assert noise_colour.any() and np.nonzero(noise_colour)[1].min() > width - 250
