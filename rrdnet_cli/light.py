@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
-from kornia.color import linear_rgb_to_rgb, rgb_to_linear_rgb
 
 from . import scene as scenes
 from .denoise import Denoised
@@ -147,7 +146,7 @@ def expose(values: torch.Tensor, exposure: float) -> torch.Tensor:
     linear light: decoded, multiplied, encoded again. The identity for ``exposure`` 1."""
     if exposure == 1.0:
         return values
-    return linear_rgb_to_rgb(exposure * rgb_to_linear_rgb(values))
+    return scenes.encode_srgb(exposure * scenes.to_linear(values))
 
 
 def exposure_gain(level: torch.Tensor, exposure: float) -> torch.Tensor:

@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from kornia.filters import gaussian_blur2d
+
+from .filters import gaussian_blur
 
 # ITU-R BT.601 luma, as the reference computes its gray image.
 _LUMA = (0.299, 0.587, 0.114)
@@ -46,7 +47,7 @@ def gradient(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def blur(x: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
     """Gaussian blur of ``x`` ``(B, C, H, W)`` with zero padding, as the reference does."""
-    return gaussian_blur2d(x, (size, size), (sigma, sigma), border_type="constant")
+    return gaussian_blur(x, size, sigma)
 
 
 def normalize01(x: torch.Tensor) -> torch.Tensor:

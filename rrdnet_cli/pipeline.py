@@ -11,9 +11,8 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from kornia.filters import guided_blur
 
-from . import losses, runtime, tiling, weights
+from . import filters, losses, runtime, tiling, weights
 from .config import Config
 from .errors import InputError, OptimisationError
 from .model import RRDNet
@@ -275,9 +274,7 @@ def carry_illumination(illumination: torch.Tensor, image: torch.Tensor) -> torch
     guide = image.amax(dim=1, keepdim=True).add_(GUIDE_FLOOR).log2_()
     stops = F.interpolate(torch.log2(illumination), size=(height, width), mode="bilinear", align_corners=False)
     size = 2 * GUIDE_RADIUS * scale + 1
-    carried = guided_blur(
-        guide, stops, size, GUIDE_EDGE_STOPS**2, border_type="reflect", subsample=scale, separable=True
-    )
+    carried = filters.guided_filter(guide, stops, size, GUIDE_EDGE_STOPS**2, subsample=scale)
     del guide, stops  # full-size maps: a 12 MP photo's are 48 MB each
     return carried.exp2_().clamp_(illumination.min(), illumination.max())
 

@@ -33,9 +33,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from kornia.filters import box_blur, guided_blur
 
 from .denoise import OPPONENT
+from .filters import box_blur, guided_filter
 
 # Rec. 709 luminance of linear sRGB.
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -113,10 +113,10 @@ def light_map(linear: torch.Tensor, floor: float) -> torch.Tensor:
     radius = max(1, round(WINDOW_FRACTION * max(height, width) / 2))
     subsample = SUBSAMPLE if min(height, width) >= 8 * SUBSAMPLE else 1
     size = min(2 * radius + 1, 2 * ((min(height, width) - 1) // 2) + 1)
-    # kornia's fast path needs the window to cover a few subsampled pixels.
+    # The fast guided filter needs the window to cover a few subsampled pixels.
     if size < 3 * subsample:
         subsample = 1
-    return guided_blur(stops, stops, size, EDGE_STOPS**2, border_type="reflect", subsample=subsample, separable=True)
+    return guided_filter(stops, stops, size, EDGE_STOPS**2, subsample=subsample)
 
 
 def smoothstep(values: torch.Tensor, start: float, end: float) -> torch.Tensor:
@@ -135,8 +135,8 @@ def detail_share(signal: torch.Tensor, noise_sigma: float, window: int) -> torch
     size = 2 * TEXTURE_RADIUS + 1
     if min(signal.shape[-2:]) < size or noise_sigma <= 0:
         return torch.ones_like(luma)
-    mean = box_blur(luma, size, border_type="reflect")
-    variance = (box_blur(luma * luma, size, border_type="reflect") - mean * mean).clamp_min(0.0)
+    mean = box_blur(luma, size, border="reflect")
+    variance = (box_blur(luma * luma, size, border="reflect") - mean * mean).clamp_min(0.0)
     excess = (variance - noise_sigma**2).clamp_min(0.0).sqrt() / noise_sigma
     share = smoothstep(excess, *DETAIL_SIGMAS)
     # The regional mean is taken on a copy pooled to about 16 pixels a window: the same average, at a
@@ -145,7 +145,7 @@ def detail_share(signal: torch.Tensor, noise_sigma: float, window: int) -> torch
     pooled = torch.nn.functional.avg_pool2d(share, factor, ceil_mode=True) if factor > 1 else share
     size = max(1, min(window // factor, 2 * ((min(pooled.shape[-2:]) - 1) // 2) + 1))
     size += 1 - size % 2
-    averaged = box_blur(pooled, size, border_type="reflect")
+    averaged = box_blur(pooled, size, border="reflect")
     if factor == 1:
         return averaged
     return torch.nn.functional.interpolate(averaged, size=share.shape[-2:], mode="bilinear", align_corners=False)
@@ -201,7 +201,7 @@ def clean_chroma(linear: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     if min(linear.shape[-2:]) < size:
         return linear
     luma = luminance(linear)
-    blurred = box_blur(linear, size, border_type="reflect")
+    blurred = box_blur(linear, size, border="reflect")
     smooth_ratios = blurred / luminance(blurred).clamp_min(1e-6)
     cleaned = smooth_ratios * luma
     return torch.lerp(linear, cleaned, weight)
@@ -225,7 +225,7 @@ def chroma_detail(signal: torch.Tensor, noise_sigma: float) -> torch.Tensor:
     axes = torch.from_numpy(OPPONENT[1:]).to(dtype=signal.dtype, device=signal.device)
     chroma = torch.einsum("kc,bchw->bkhw", axes, signal)
     # One blur for the means of both axes and of the squared chroma's length.
-    means = box_blur(torch.cat([chroma, chroma.square().sum(dim=1, keepdim=True)], dim=1), size, border_type="reflect")
+    means = box_blur(torch.cat([chroma, chroma.square().sum(dim=1, keepdim=True)], dim=1), size, border="reflect")
     variance = means[:, 2:] - means[:, :2].square().sum(dim=1, keepdim=True)
     excess = (variance - len(axes) * noise_sigma**2).clamp_min(0.0).sqrt() / noise_sigma
     return smoothstep(excess, *CHROMA_SIGMAS)
@@ -237,10 +237,15 @@ def to_linear(srgb: torch.Tensor) -> torch.Tensor:
     return torch.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055).pow(2.4))
 
 
+def encode_srgb(linear: torch.Tensor) -> torch.Tensor:
+    """Linear light (>= 0; any shape, any number of channels) sRGB-encoded, the curve continued
+    above 1 (a level past full scale stays past it)."""
+    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(0.0031308).pow(1 / 2.4) - 0.055)
+
+
 def to_srgb(linear: torch.Tensor) -> torch.Tensor:
     """Linear light, clamped to [0, 1], sRGB-encoded (any shape, any number of channels)."""
-    linear = linear.clamp(0.0, 1.0)
-    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(1e-12).pow(1 / 2.4) - 0.055)
+    return encode_srgb(linear.clamp(0.0, 1.0))
 
 
 # Where highlights pushed past full scale fade to white (``compress_highlights``): from this

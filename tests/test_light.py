@@ -163,7 +163,7 @@ def test_exposure_gain_only_past_the_gamma_floor():
 
 
 def srgb_encoded(linear: torch.Tensor) -> torch.Tensor:
-    """IEC 61966-2-1's encoding written out, independent of the package's (kornia's)."""
+    """IEC 61966-2-1's encoding written out, independent of the package's."""
     return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
 
 

@@ -238,7 +238,7 @@ def test_help_version_and_option_errors_import_nothing_heavy(tmp_path, args, cod
         line.split("|")[-1].strip() for line in completed.stderr.splitlines() if line.startswith("import time:")
     }
     assert "rrdnet_cli.cli" in imported  # the listing works
-    heavy = {"torch", "numpy", "PIL", "kornia", "skimage", "scipy", "tqdm", "rrdnet_cli.jobs"}
+    heavy = {"torch", "numpy", "PIL", "skimage", "scipy", "tqdm", "rrdnet_cli.jobs"}
     assert not heavy & imported
 
 
