@@ -540,10 +540,12 @@ def enhance(
     # Workers may be forked from this process: no other thread here holds a lock they need (a
     # progress bar's monitor thread takes only tqdm's own), and see workers.plan.
     plan = workers.plan_batch(jobs, config, options, worker_setting=worker_setting, threads=threads, may_fork=True)
-    if threads is not None and threads > (cores := workers.available_cores()) and not quiet:
-        click.echo(
-            f"rrdnet: note: {threads} threads asked for, {cores} cores available: using at most {cores}", err=True
-        )
+    cores = workers.available_cores()
+    available = f"{cores} core{'s' if cores != 1 else ''} available: using at most {cores}"
+    if threads is not None and threads > cores and not quiet:
+        click.echo(f"rrdnet: note: {threads} threads asked for, {available}", err=True)
+    if worker_setting != settings.AUTO and int(worker_setting) > cores and not quiet:
+        click.echo(f"rrdnet: note: {worker_setting} workers asked for, {available}", err=True)
     _use_threads(ctx, plan)
     reporter.config(config)
     steps = config.iterations if plan.worker_count == 1 else 0  # workers report no steps

@@ -91,10 +91,11 @@ def plan(
 
     ``worker_setting`` is a count or ``auto``: one worker a file up to one a core on the CPU, a
     single process on CUDA or for one file. ``in_process`` (stdin or stdout in the run) forces one.
-    More workers than files are never started. Each worker gets ``cores // worker_count`` threads
-    (at least 1), capped by ``threads``; a single process gets ``threads`` when given, at most
-    ``cores`` (more threads than cores only slow a run down, and a
-    number in the tens of thousands crashes torch).
+    More workers than files or than cores are never started (each is a process with torch and a
+    photo in memory, and the work is compute-bound: more workers than cores only add memory).
+    Each worker gets ``cores // worker_count`` threads (at least 1), capped by ``threads``; a
+    single process gets ``threads`` when given, at most ``cores`` (more threads than cores only
+    slow a run down, and a number in the tens of thousands crashes torch).
 
     Workers are forked (``may_fork``: the caller runs no other thread that could hold a lock at
     the fork) only on the CPU with one thread each. A forked child inherits the parent's OpenMP
@@ -106,7 +107,7 @@ def plan(
     elif worker_setting == AUTO:
         worker_count = 1 if cuda else min(files, cores)
     else:
-        worker_count = min(int(worker_setting), files)
+        worker_count = min(int(worker_setting), files, cores)
     if worker_count == 1:
         return Plan(1, None if threads is None else min(threads, cores))
     share = max(1, cores // worker_count)

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from rrdnet_cli import workers
 from rrdnet_cli.cli import main
 
 from helpers import DEFAULT_FAST, PAPER_FAST, crafted_png_header, run, write_dark
@@ -555,6 +556,16 @@ def test_threads_beyond_the_cores_are_capped_with_a_note(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.stderr
     assert seen == [2]
     assert "rrdnet: note: 100000 threads asked for, 2 cores available: using at most 2" in result.stderr
+
+
+def test_workers_beyond_the_cores_are_capped_with_a_note(tmp_path, monkeypatch):
+    monkeypatch.setattr(workers, "available_cores", lambda: 1)
+    for name in ("a.png", "b.png"):
+        write_dark(tmp_path / "in" / name, 24, 24)
+    result = run("enhance", tmp_path / "in", "-o", tmp_path / "out", "--jobs", "1000", *PAPER_FAST)
+    assert result.exit_code == 0, result.stderr
+    assert "rrdnet: note: 1000 workers asked for, 1 core available: using at most 1" in result.stderr
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
 
 
 def test_endless_zeros_on_stdin_are_refused_after_their_first_bytes(tmp_path):

@@ -31,7 +31,8 @@ from helpers import write_dark
         ("auto", 8, 4, {"in_process": True, "threads": 3}, Plan(1, 3)),
         ("auto", 8, 16, {"threads": 2}, Plan(8, 2)),
         (4, 2, 8, {}, Plan(2, 4)),
-        (4, 8, 2, {}, Plan(4, 1)),
+        (4, 8, 2, {}, Plan(2, 1)),
+        (1000, 8, 2, {}, Plan(2, 1)),
         (2, 8, 4, {"cuda": True}, Plan(2, 2)),
         (1, 8, 4, {"threads": 2}, Plan(1, 2)),
         # Forked only with one thread a worker, on the CPU, and never a single process.
