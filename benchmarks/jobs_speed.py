@@ -12,8 +12,13 @@ t(1 thread, 1 thread)). The setting ``halves`` measures that bound directly: two
 ``--jobs 1 --threads 1`` commands at once, each on half of the photos, which is what two workers
 could do at best if nothing coordinated them.
 
+A setting ending in ``:NAME`` runs the package of another checkout, given as ``--checkout
+NAME=PATH`` (say, a ``git worktree`` of an earlier commit): the code before and after a change,
+timed in the same rounds.
+
     .venv/bin/python benchmarks/jobs_speed.py                          # 8 photos, default preset
     .venv/bin/python benchmarks/jobs_speed.py --iterations 2 --limit 3 # a smoke run
+    .venv/bin/python benchmarks/jobs_speed.py --jobs "auto:before,auto" --checkout before=../rrdnet-before
 """
 
 from __future__ import annotations
@@ -39,8 +44,15 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--jobs",
         default="1,2,auto",
-        help="comma-separated --jobs settings, each JOBS[xTHREADS][@CONFIG] (that config, else --config); "
-        "the first is the baseline",
+        help="comma-separated --jobs settings, each JOBS[xTHREADS][@CONFIG][:CHECKOUT] (that config, else "
+        "--config; that checkout's package, else this one's); the first is the baseline",
+    )
+    parser.add_argument(
+        "--checkout",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a checkout whose package the settings ending in :NAME run",
     )
     parser.add_argument("--config", help="passed to rrdnet enhance")
     parser.add_argument("--iterations", type=int, help="passed to rrdnet enhance")
@@ -49,10 +61,13 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_once(photos: Path, output: Path, setting: str, passed: list[str]) -> float:
-    """One timed run of ``setting``: ``JOBS[xTHREADS][@CONFIG]`` (that config instead of --config),
-    or ``halves[@CONFIG]``: two one-thread commands at once on ``photos/../half-0`` and ``half-1``."""
+def run_once(photos: Path, output: Path, setting: str, passed: list[str], checkouts: dict[str, Path]) -> float:
+    """One timed run of ``setting``: ``JOBS[xTHREADS][@CONFIG][:CHECKOUT]`` (that config instead of
+    --config, the package of ``checkouts[CHECKOUT]`` instead of this one), or ``halves[@CONFIG]``:
+    two one-thread commands at once on ``photos/../half-0`` and ``half-1``."""
     shutil.rmtree(output, ignore_errors=True)
+    setting, _, checkout = setting.partition(":")
+    package_root = checkouts[checkout] if checkout else REPO
     jobs, _, config = setting.partition("@")
     jobs, _, threads = jobs.partition("x")
     if config:
@@ -64,7 +79,9 @@ def run_once(photos: Path, output: Path, setting: str, passed: list[str]) -> flo
         ]
     else:
         runs = [(photos, output, ["--jobs", jobs] + (["--threads", threads] if threads else []))]
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    environment = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(package_root), os.environ.get("PYTHONPATH")]))
+    )
     environment.pop("RRDNET_JOBS", None)
     environment.pop("RRDNET_THREADS", None)
     started = time.perf_counter()
@@ -72,6 +89,9 @@ def run_once(photos: Path, output: Path, setting: str, passed: list[str]) -> flo
         subprocess.Popen(
             [sys.executable, "-m", "rrdnet_cli", "enhance", str(folder), "-o", str(into), "-q", *options, *passed],
             env=environment,
+            # The checkout's own folder: `python -m` puts it first on the path (and a relative
+            # config path is read there).
+            cwd=package_root,
         )
         for folder, into, options in runs
     ]
@@ -79,6 +99,25 @@ def run_once(photos: Path, output: Path, setting: str, passed: list[str]) -> flo
         if process.wait() != 0:
             raise subprocess.CalledProcessError(process.returncode, process.args)
     return time.perf_counter() - started
+
+
+def _named_path(text: str) -> tuple[str, Path]:
+    name, _, path = text.partition("=")
+    if not name or not path or not Path(path, "rrdnet_cli").is_dir():
+        raise SystemExit(f"--checkout {text}: expected NAME=PATH of a checkout holding rrdnet_cli/")
+    return name, Path(path).resolve()
+
+
+def _with_config(setting: str, config: str) -> str:
+    """``setting`` with ``@config`` before any ``:CHECKOUT``."""
+    head, colon, checkout = setting.partition(":")
+    return f"{head}@{config}{colon}{checkout}"
+
+
+def _describe_checkout(path: Path) -> dict:
+    """Where a checkout is and, when it is a git checkout, its commit."""
+    found = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return {"path": str(path), "commit": found.stdout.strip() if found.returncode == 0 else None}
 
 
 def jobs_2_ceiling(per_minute: dict[str, float]) -> dict:
@@ -99,9 +138,15 @@ def main(argv=None) -> dict:
     arguments = parse_arguments(argv)
     settings = arguments.jobs.split(",")
     passed = ["--device", arguments.device]
+    checkouts = dict(_named_path(text) for text in arguments.checkout)
     settings = [
-        setting if "@" in setting or not arguments.config else f"{setting}@{arguments.config}" for setting in settings
+        setting if "@" in setting or not arguments.config else _with_config(setting, arguments.config)
+        for setting in settings
     ]
+    for setting in settings:
+        name = setting.partition(":")[2]
+        if name and name not in checkouts:
+            raise SystemExit(f"setting {setting}: no --checkout {name}=PATH given")
     if arguments.iterations is not None:
         passed += ["--iterations", str(arguments.iterations)]
     sources = sorted(path for path in arguments.data.iterdir() if path.is_file())[: arguments.limit]
@@ -119,7 +164,7 @@ def main(argv=None) -> dict:
             # Alternate the order every round, so that no setting always runs first.
             order = settings if round_number % 2 == 0 else list(reversed(settings))
             for setting in order:
-                seconds[setting].append(run_once(photos, Path(folder) / "out", setting, passed))
+                seconds[setting].append(run_once(photos, Path(folder) / "out", setting, passed, checkouts))
     yardsticks.append(yardstick())
     per_minute = {setting: 60 * len(sources) / statistics.median(times) for setting, times in seconds.items()}
     baseline = settings[0]
@@ -129,6 +174,7 @@ def main(argv=None) -> dict:
         "data": str(arguments.data),
         "options": passed,
         "rounds": arguments.rounds,
+        "checkouts": {name: _describe_checkout(path) for name, path in checkouts.items()},
         "seconds": {setting: [round(value, 2) for value in times] for setting, times in seconds.items()},
         "photos_per_minute": {setting: round(value, 2) for setting, value in per_minute.items()},
         "ratio_to_jobs_" + baseline: {
