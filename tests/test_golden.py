@@ -20,7 +20,10 @@ INPUT = GOLDEN / "input.png"
 # tone step and the gain-guided denoise (the preset's own rendering).
 CASES = {
     "default_fast": ("default", {"optimisation_side": 32, "tile_size": 32, "precision": "fp32"}),
-    "paper_40_steps": ("paper", {"iterations": 40}),
+    # 20 steps: by 40, the random start's fast early descent turns another CPU's rounding into a
+    # mean illumination difference of over a level (SSE4.1 against AVX-512), which is no change of
+    # the method; at 20 it is 0.05.
+    "paper_20_steps": ("paper", {"iterations": 20}),
 }
 # In 8-bit levels. Measured on these cases: bf16 instead of fp32 arithmetic (a far larger change
 # than another CPU's rounding) moves the results by a mean of 0.5 level at most (max 4); a gamma
