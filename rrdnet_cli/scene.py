@@ -12,10 +12,13 @@ light follows the scene instead:
 2. **Metering** on what has detail: the key is the log-average of ``l`` over the pixels lit above
    the noise floor, so a black sky does not pull the exposure up.
 3. **The tone curve**, on the light in stops: the key goes to the target key; regions darker than
-   the key are lifted more (``contrast`` < 1), brighter ones less (``highlight_contrast``); the lift
-   fades out near the noise floor (the toe) unless a region holds detail above its noise, so what
-   holds nothing but noise stays dark. A pixel's gain is the curve's output light over its input
-   light, never below 1.
+   the key are lifted more, brighter ones less, each side's slope set by the range the scene's lit
+   content spans on that side (``scene_slopes``): a scene of a few stops keeps its own contrast (its
+   whites come near white instead of a grey plateau), a scene of many stops is compressed (a dark
+   subject against a bright sky is lifted, a spot-lit highlight is not blown); the lift fades out
+   near the noise floor (the toe) unless a region holds detail above its noise, so what holds
+   nothing but noise stays dark. A pixel's gain is the curve's output light over its input light,
+   never below 1.
 4. **Colour kept**: the gain multiplies the three linear channels alike, so their ratios, and the
    hue, do not move; the highlights it pushes past the knee are compressed on the brightest channel
    with the ratios kept; in lifted shadows the colour ratios are taken from a blurred copy (chroma
@@ -46,8 +49,14 @@ class ToneCurve:
     """The shape of the local tone curve, in stops (log2 of linear light).
 
     ``contrast``: slope of output against input light, in stops, below the key (1: one gain
-    everywhere; 0.5: a region four stops darker than the key ends two stops darker);
-    ``highlight_contrast``: the same above the key (smaller: bright regions are lifted less).
+    everywhere; 0.5: a region four stops darker than the key ends two stops darker), at most; a
+    scene whose darkest lit regions (``range_quantile``) lie more than ``shadow_stops`` / ``contrast``
+    stops below its key takes the slope that brings them ``shadow_stops`` below the target key, down
+    to ``min_contrast`` (``scene_slopes``).
+    ``white``: the linear level that the scene's brightest lit regions (``1 − range_quantile``) reach
+    at the metered key (``KEY``): the slope above the key that takes them there, at most 1 (a scene
+    is never given more contrast than it has), at least ``min_highlight_contrast`` (bright regions
+    are lifted less).
     ``toe_start`` and ``toe_stops``: how far above the noise floor the lift starts, and from where
     it is whole (darker regions keep their own level: what holds no detail stays dark).
     ``floor_sigmas``: the noise floor, in multiples of the noise level of the photo's darkest tones.
@@ -55,7 +64,11 @@ class ToneCurve:
     """
 
     contrast: float = 0.7
-    highlight_contrast: float = 0.4
+    min_contrast: float = 0.4
+    shadow_stops: float = 2.0
+    white: float = 0.9
+    min_highlight_contrast: float = 0.25
+    range_quantile: float = 0.01
     toe_start: float = -1.0
     toe_stops: float = 2.0
     floor_sigmas: float = 2.0
@@ -160,19 +173,39 @@ def presence(stops: torch.Tensor, floor: float, detail: torch.Tensor) -> torch.T
     return torch.maximum(share, detail)
 
 
-def tone_stops(stops: torch.Tensor, key: float, target_key: float, share: torch.Tensor) -> torch.Tensor:
+def scene_slopes(lit_stops: torch.Tensor, key: float) -> tuple[float, float]:
+    """The tone curve's slopes ``(below, above)`` the ``key`` for a scene whose lit content's light
+    is ``lit_stops`` (stops, any shape, not empty): set by the range that content spans on each side
+    of the key, between its ``range_quantile`` and ``1 − range_quantile`` quantiles (``ToneCurve``).
+    A scene of a few stops keeps its own contrast, a scene of many is compressed to fit."""
+    values = lit_stops.flatten().float()
+    # The light map is smooth: a regular sample of at most 2**16 values has the same quantiles
+    # (torch.quantile also refuses more than 2**24).
+    values = values[:: max(1, values.numel() >> 16)]
+    quantiles = torch.tensor([CURVE.range_quantile, 1.0 - CURVE.range_quantile], dtype=values.dtype)
+    darkest, brightest = torch.quantile(values, quantiles).tolist()
+    below = CURVE.shadow_stops / max(key - darkest, 1e-6)
+    above = (math.log2(CURVE.white) - math.log2(KEY)) / max(brightest - key, 1e-6)
+    return min(CURVE.contrast, max(CURVE.min_contrast, below)), min(1.0, max(CURVE.min_highlight_contrast, above))
+
+
+def tone_stops(
+    stops: torch.Tensor, key: float, target_key: float, share: torch.Tensor, slopes: tuple[float, float]
+) -> torch.Tensor:
     """The output light, in stops, for the light ``stops`` ``(1, 1, H, W)``: ``key`` goes to
-    ``target_key`` with slope ``contrast`` around it (darker regions lifted more, brighter ones
-    less), each region taking its ``share`` (``presence``) of that lift."""
-    slope = torch.where(stops < key, CURVE.contrast, CURVE.highlight_contrast)
+    ``target_key`` with ``slopes`` (below, above) around it (``scene_slopes``: darker regions lifted
+    more, brighter ones less), each region taking its ``share`` (``presence``) of that lift."""
+    slope = torch.where(stops < key, slopes[0], slopes[1])
     lifted = target_key + slope * (stops - key)
     return stops + share * (lifted - stops)
 
 
-def gain(stops: torch.Tensor, key: float, target_key: float, share: torch.Tensor) -> torch.Tensor:
+def gain(
+    stops: torch.Tensor, key: float, target_key: float, share: torch.Tensor, slopes: tuple[float, float]
+) -> torch.Tensor:
     """The linear gain of each pixel ``(1, 1, H, W)``: the tone curve's output light over the light
     itself, at least 1 (a brightening tool never darkens a region); arguments as ``tone_stops``."""
-    return torch.exp2((tone_stops(stops, key, target_key, share) - stops).clamp_min(0.0))
+    return torch.exp2((tone_stops(stops, key, target_key, share, slopes) - stops).clamp_min(0.0))
 
 
 def compress_highlights(linear: torch.Tensor, knee: float = CURVE.knee) -> torch.Tensor:
@@ -260,20 +293,22 @@ KEY = 0.45
 class Scene:
     """What the tone curve needs to know of one photo, maps ``(1, 1, H, W)``: its light ``stops``
     (log2 of linear light), the key of its lit content (stops), each region's ``share`` of the
-    lift (``presence``) and how much of its own colour each pixel keeps when the chroma is cleaned
-    (``own_colour``, ``chroma_detail``)."""
+    lift (``presence``), how much of its own colour each pixel keeps when the chroma is cleaned
+    (``own_colour``, ``chroma_detail``) and the tone curve's ``slopes`` below and above the key
+    (``scene_slopes``)."""
 
     stops: torch.Tensor
     key: float
     share: torch.Tensor
     own_colour: torch.Tensor
+    slopes: tuple[float, float]
 
     def __getitem__(self, index) -> Scene:
-        return Scene(self.stops[index], self.key, self.share[index], self.own_colour[index])
+        return Scene(self.stops[index], self.key, self.share[index], self.own_colour[index], self.slopes)
 
     def gain(self, target_key: float) -> torch.Tensor:
         """The linear gain ``(1, 1, H, W)`` that brings the key to ``target_key`` (stops)."""
-        return gain(self.stops, self.key, target_key, self.share)
+        return gain(self.stops, self.key, target_key, self.share, self.slopes)
 
     def srgb_gain(self, linear_gain: torch.Tensor) -> torch.Tensor:
         """How many times ``linear_gain`` ``(1, 1, H, W)`` brightens the sRGB value of each pixel's
@@ -291,7 +326,7 @@ def analyse(signal: torch.Tensor, noise_sigma: float, illumination: torch.Tensor
     puts a black sky's darkness in the reflectance, under a light that needs no lift, while a bright
     subject's light is never taken for less than the photo shows (which would blow it out). Where
     the lift goes (the toe, the detail) is read on the photo's own map, which knows where the noise
-    floor is.
+    floor is. The key and the curve's slopes are measured on the lit content's light.
     """
     floor = noise_floor(noise_sigma)
     photo = light_map(to_linear(signal), floor)
@@ -301,7 +336,8 @@ def analyse(signal: torch.Tensor, noise_sigma: float, illumination: torch.Tensor
     share = presence(photo, floor, detail_share(signal, noise_sigma, window))
     lit = photo > math.log2(floor) + CURVE.toe_stops
     key_values = stops[lit] if bool(lit.any()) else stops.flatten()
-    return Scene(stops, key_values.double().mean().item(), share, chroma_detail(signal, noise_sigma))
+    key = key_values.double().mean().item()
+    return Scene(stops, key, share, chroma_detail(signal, noise_sigma), scene_slopes(key_values, key))
 
 
 def finish(signal: torch.Tensor, linear_gain: torch.Tensor, own_colour: torch.Tensor) -> torch.Tensor:

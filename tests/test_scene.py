@@ -46,12 +46,56 @@ def test_light_map_steps_at_an_edge_instead_of_bleeding_across_it():
 def test_tone_curve_lifts_darker_regions_more_and_never_darkens():
     stops = torch.tensor([-10.0, -8.0, -6.0, -4.0, -2.0]).view(1, 1, 1, 5)
     share = torch.ones_like(stops)
-    gain = scene.gain(stops, key=-6.0, target_key=-2.0, share=share)
+    gain = scene.gain(stops, key=-6.0, target_key=-2.0, share=share, slopes=(0.7, 0.4))
     assert gain[0, 0, 0, 2].item() == pytest.approx(16.0)  # the key lands on the target key
     assert torch.all(gain[..., :-1] >= gain[..., 1:])  # darker regions get more
     assert torch.all(gain >= 1.0)
     # A region with no share of the lift (nothing above the noise) keeps its level.
-    assert scene.gain(stops, -6.0, -2.0, torch.zeros_like(stops)).eq(1.0).all()
+    assert scene.gain(stops, -6.0, -2.0, torch.zeros_like(stops), (0.7, 0.4)).eq(1.0).all()
+
+
+def test_the_curve_keeps_a_short_range_and_compresses_a_long_one():
+    curve = scene.CURVE
+    key = -6.0
+    # Lit content spanning a stop below and half a stop above its key (a flat indoor scene): its
+    # brightest regions would stay below the white level even at slope 1, so they keep it.
+    short = key + torch.linspace(-1.0, 0.5, 1001)
+    assert scene.scene_slopes(short, key) == pytest.approx((curve.contrast, 1.0))
+    # Eight stops below and six above (a backlit subject, a spot-lit print): compressed to the
+    # least slopes.
+    long = key + torch.linspace(-8.0, 6.0, 1001)
+    assert scene.scene_slopes(long, key) == pytest.approx((curve.min_contrast, curve.min_highlight_contrast))
+    # In between, the darkest lit regions end shadow_stops below the target key and the brightest
+    # reach the white level.
+    middle = key + torch.linspace(-4.0, 3.0, 1001)
+    below, above = scene.scene_slopes(middle, key)
+    darkest, brightest = torch.quantile(middle, torch.tensor([curve.range_quantile, 1 - curve.range_quantile]))
+    assert below * (key - darkest.item()) == pytest.approx(curve.shadow_stops, rel=1e-3)
+    assert math.log2(scene.KEY) + above * (brightest.item() - key) == pytest.approx(math.log2(curve.white), rel=1e-3)
+
+
+def flat_room(seed: int = 5, size: int = 64) -> torch.Tensor:
+    """A dim, flat indoor scene: a grey wall (linear 0.01) with a white cupboard door (0.02, a
+    stop brighter) on its right, little noise: ``(1, 3, size, size)`` sRGB."""
+    generator = torch.Generator().manual_seed(seed)
+    linear = torch.full((1, 3, size, size), 0.01)
+    linear[..., size // 2 :] = 0.02
+    srgb = scene.to_srgb(linear)
+    return (srgb + 0.002 * torch.randn(srgb.shape, generator=generator)).clamp(0.0, 1.0)
+
+
+def test_a_flat_indoor_scene_keeps_its_contrast():
+    image = flat_room()
+    result = from_maps(*_maps(image), "auto", "auto", denoise="auto", tone_mapping="local").result
+
+    def stops_between_door_and_wall(picture: torch.Tensor) -> float:
+        linear = scene.to_linear(picture)
+        return math.log2(linear[..., 8:-8, 40:56].mean().item() / linear[..., 8:-8, 8:24].mean().item())
+
+    # The door stays nearly a stop brighter than the wall (a fixed highlight slope of 0.4 left 0.67
+    # of it: a grey plateau).
+    assert stops_between_door_and_wall(result) > 0.85 * stops_between_door_and_wall(image)
+    assert result.mean().item() > 3.0 * image.mean().item()
 
 
 def test_presence_lifts_detail_near_the_floor_but_not_bare_noise():
