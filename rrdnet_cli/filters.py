@@ -106,4 +106,6 @@ def guided_filter(
     if subsample > 1:
         mean_slope = F.interpolate(mean_slope, size=(height, width), mode="bilinear", align_corners=False)
         mean_offset = F.interpolate(mean_offset, size=(height, width), mode="bilinear", align_corners=False)
-    return mean_slope * guide + mean_offset
+    # In place on the slope's map, a temporary of this function: the same operations, with one
+    # full-size temporary fewer (48 MB a channel on a 12 MP photo).
+    return mean_slope.mul_(guide).add_(mean_offset)
