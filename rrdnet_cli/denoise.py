@@ -17,6 +17,7 @@ pairs at several times the cost.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
@@ -47,6 +48,10 @@ SHIFTS = ((0, 0), (1, 1))
 # strength stays plain once brightened that much (benchmarks/results/quality.json).
 HIGH_GAIN = 8.0
 HIGH_GAIN_FACTOR = 4.0
+# Above this many pixels the two denoised copies are kept in float16, half the memory (a 12 MP
+# photo's pair: 137 MB instead of 275, at the peak of its memory). Its rounding, 2^-12 of a value,
+# is about a twentieth of an 8-bit step; below it, where the benchmark photos lie, they stay float32.
+HALF_PRECISION_PIXELS = 1_000_000
 
 
 def strength_of(setting: float | str) -> Optional[float]:
@@ -70,7 +75,8 @@ def blend_weight(gain: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class Denoised:
     """The signal denoised at the configured strength (``gentle``) and ``HIGH_GAIN_FACTOR`` times
-    harder (``strong``), both ``(1, 3, H, W)``; indexing cuts both alike (``x[..., ::2, ::2]``)."""
+    harder (``strong``), both ``(1, 3, H, W)``, float32 (float16 above ``HALF_PRECISION_PIXELS``);
+    indexing cuts both alike (``x[..., ::2, ::2]``)."""
 
     gentle: torch.Tensor
     strong: torch.Tensor
@@ -83,7 +89,7 @@ class Denoised:
         ``(1, 1, H, W)``: ``blend_weight(gain)`` of a copy that moves from ``gentle`` to ``strong``
         as the gain goes from ``HIGH_GAIN`` to twice it."""
         toward_strong = (gain / HIGH_GAIN - 1.0).clamp(0.0, 1.0)
-        cleaned = torch.lerp(self.gentle, self.strong, toward_strong)
+        cleaned = torch.lerp(self.gentle.float(), self.strong.float(), toward_strong)
         return torch.lerp(signal, cleaned, blend_weight(gain))
 
 
@@ -101,15 +107,26 @@ def noise_level(signal: np.ndarray) -> float:
     """The standard deviation of ``signal``'s ``(H, W, 3)`` Gaussian noise, averaged over channels:
     the median absolute deviation of the finest diagonal wavelet coefficients (Daubechies 2), robust
     to the image's own edges; 0 for a signal without any."""
+    signal = np.asarray(signal, dtype=np.float32)
+    return float(np.mean([_channel_noise_level(signal[..., channel]) for channel in range(3)]))
+
+
+def signal_noise_level(image: torch.Tensor, noise: torch.Tensor) -> float:
+    """``noise_level`` of the signal ``clamp(I − N, 0, 1)`` (``image``, ``noise`` ``(1, 3, H, W)``),
+    one channel at a time: a full-size three-channel copy of the signal is never made."""
+    with torch.no_grad():
+        levels = [_channel_noise_level((image[0, c] - noise[0, c]).clamp(0.0, 1.0).numpy()) for c in range(3)]
+    return float(np.mean(levels))
+
+
+def _channel_noise_level(channel: np.ndarray) -> float:
+    """``noise_level`` of one channel ``(H, W)`` float32."""
     import pywt
 
-    levels = []
-    for channel in np.moveaxis(np.asarray(signal, dtype=np.float32), -1, 0):
-        diagonal = pywt.dwt2(channel, "db2")[1][2]
-        # Exact zeros are flat, clipped or saturated areas, not noise.
-        diagonal = diagonal[diagonal != 0]
-        levels.append(float(np.median(np.abs(diagonal))) / MAD_TO_SIGMA if diagonal.size else 0.0)
-    return float(np.mean(levels))
+    diagonal = pywt.dwt2(channel, "db2")[1][2]
+    # Exact zeros are flat, clipped or saturated areas, not noise.
+    diagonal = diagonal[diagonal != 0]
+    return float(np.median(np.abs(diagonal))) / MAD_TO_SIGMA if diagonal.size else 0.0
 
 
 def wavelet_levels(height: int, width: int) -> int:
@@ -120,36 +137,50 @@ def wavelet_levels(height: int, width: int) -> int:
     return max(0, min(WAVELET_LEVELS, pywt.dwt_max_level(min(height, width), "haar")))
 
 
-def bayes_shrink(tile: np.ndarray, sigma: float, levels: int) -> np.ndarray:
+def bayes_shrink(tile: np.ndarray, sigmas: Sequence[float], levels: int) -> list[np.ndarray]:
     """``tile`` ``(H, W, 3)`` with each wavelet sub-band of each opponent channel soft-thresholded at
-    BayesShrink's ``sigma² / sqrt(max(variance − sigma², eps))`` (Chang, Yu and Vetterli, 2000):
-    Haar wavelet, ``levels`` levels. Returns float32."""
+    BayesShrink's ``sigma² / sqrt(max(variance − sigma², eps))`` (Chang, Yu and Vetterli, 2000), once
+    for each of ``sigmas``: Haar wavelet, ``levels`` levels. Returns one float32 ``(H, W, 3)`` array
+    a sigma.
+
+    The forward transform and each sub-band's variance are computed once for all the sigmas: they
+    differ only in the shrinkage and the inverse. (One transform of the three channels together,
+    ``axes=(0, 1)``, gives the same coefficients but ran slower than one a channel.)
+    """
     import pywt
 
     if levels == 0:
-        return tile.astype(np.float32, copy=True)
-    variance = sigma * sigma
+        return [tile.astype(np.float32, copy=True) for _ in sigmas]
     eps = np.finfo(np.float32).eps
     opponent = tile @ OPPONENT.T
-    cleaned = np.empty_like(opponent)
-    for channel in range(3):
-        coefficients = pywt.wavedec2(opponent[..., channel], "haar", level=levels)
-        shrunk = [coefficients[0]]
-        for bands in coefficients[1:]:
-            shrunk.append(
-                tuple(
-                    pywt.threshold(band, variance / np.sqrt(max(float(np.mean(band * band)) - variance, eps)), "soft")
-                    for band in bands
+    channels = [pywt.wavedec2(opponent[..., channel], "haar", level=levels) for channel in range(3)]
+    energies = [[[float(np.mean(band * band)) for band in bands] for bands in channel[1:]] for channel in channels]
+    results = []
+    for sigma in sigmas:
+        variance = sigma * sigma
+        cleaned = np.empty_like(opponent)
+        for channel, (coefficients, channel_energies) in enumerate(zip(channels, energies)):
+            # A threshold from the eps branch is a float32 and shrinks its band in float32, one from
+            # the other branch a float64: so a channel's inverse runs in float32 or float64.
+            shrunk = [coefficients[0]]
+            for bands, band_energies in zip(coefficients[1:], channel_energies):
+                shrunk.append(
+                    tuple(
+                        pywt.threshold(band, variance / np.sqrt(max(energy - variance, eps)), "soft")
+                        for band, energy in zip(bands, band_energies)
+                    )
                 )
-            )
-        cleaned[..., channel] = pywt.waverec2(shrunk, "haar")[: tile.shape[0], : tile.shape[1]]
-    return cleaned @ OPPONENT
+            cleaned[..., channel] = pywt.waverec2(shrunk, "haar")[: tile.shape[0], : tile.shape[1]]
+        results.append(cleaned @ OPPONENT)
+    return results
 
 
-def _shrunk_at(tile: np.ndarray, sigma: float, shift: tuple[int, int], levels: int) -> np.ndarray:
-    """``tile`` ``(H, W, 3)`` shifted by ``shift``, shrunk and shifted back."""
-    shrunk = bayes_shrink(np.roll(tile, shift, axis=(0, 1)), sigma, levels)
-    return np.roll(shrunk, tuple(-step for step in shift), axis=(0, 1))
+def _shrunk_at(tile: np.ndarray, sigmas: Sequence[float], shift: tuple[int, int], levels: int) -> list[np.ndarray]:
+    """``tile`` ``(H, W, 3)`` shifted by ``shift``, shrunk at each of ``sigmas`` and shifted back."""
+    back = tuple(-step for step in shift)
+    return [
+        np.roll(shrunk, back, axis=(0, 1)) for shrunk in bayes_shrink(np.roll(tile, shift, axis=(0, 1)), sigmas, levels)
+    ]
 
 
 def denoise_image(
@@ -165,27 +196,45 @@ def denoise_image(
     signal with no measurable noise is returned unchanged.
     """
     signal = np.asarray(signal, dtype=np.float32)
-    return _shrunk(signal, strength * noise_level(signal), tile_size, threads)
-
-
-def _shrunk(signal: np.ndarray, sigma: float, tile_size: int, threads: Optional[int]) -> np.ndarray:
-    """``denoise_image`` at the threshold ``sigma``; ``signal`` float32."""
+    sigma = strength * noise_level(signal)
     if not sigma > 0:
         return signal.copy()
-    height, width = signal.shape[:2]
+    result = np.empty_like(signal)
+
+    def window(tile: tiling.Tile) -> np.ndarray:
+        return signal[tile.window_top : tile.window_bottom, tile.window_left : tile.window_right]
+
+    def store(tile: tiling.Tile, cleaned: list[np.ndarray]) -> None:
+        result[tile.top : tile.bottom, tile.left : tile.right] = cleaned[0]
+
+    _shrink_tiles(window, signal.shape[0], signal.shape[1], (sigma,), tile_size, threads, store)
+    return result
+
+
+def _shrink_tiles(
+    window_of: Callable[[tiling.Tile], np.ndarray],
+    height: int,
+    width: int,
+    sigmas: Sequence[float],
+    tile_size: int,
+    threads: Optional[int],
+    store: Callable[[tiling.Tile, list[np.ndarray]], None],
+) -> None:
+    """Shrink a ``height`` x ``width`` signal at each of ``sigmas`` (all > 0), tile by tile:
+    ``window_of(tile)`` gives a tile's window ``(h, w, 3)`` float32 (its kept part plus ``OVERLAP``),
+    ``store(tile, cleaned)`` takes the kept part at each sigma, ``(bottom − top, right − left, 3)``
+    float32 clipped to [0, 1], as each tile is done; nothing full-size is held here."""
     # One level count for every tile (the smallest window's), so a tile's result does not depend on
     # where the image was cut.
     windows = list(tiling.tiles(height, width, tile_size, OVERLAP))
     levels = min(wavelet_levels(w.window_bottom - w.window_top, w.window_right - w.window_left) for w in windows)
     pieces = [(window, shift) for window in windows for shift in SHIFTS]
 
-    def shrink(piece: tuple[tiling.Tile, tuple[int, int]]) -> np.ndarray:
+    def shrink(piece: tuple[tiling.Tile, tuple[int, int]]) -> list[np.ndarray]:
         window, shift = piece
-        outer = signal[window.window_top : window.window_bottom, window.window_left : window.window_right]
-        return _shrunk_at(outer, sigma, shift, levels)
+        return _shrunk_at(window_of(window), sigmas, shift, levels)
 
-    result = np.empty_like(signal)
-    sums: dict[tiling.Tile, list[np.ndarray]] = {}
+    sums: dict[tiling.Tile, list[list[np.ndarray]]] = {}
     workers = max(1, min(threads or torch.get_num_threads(), len(pieces)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(pieces), workers):
@@ -194,13 +243,15 @@ def _shrunk(signal: np.ndarray, sigma: float, tile_size: int, threads: Optional[
                 sums.setdefault(window, []).append(shrunk)
                 if len(sums[window]) < len(SHIFTS):
                     continue
+                rows = slice(window.top - window.window_top, window.bottom - window.window_top)
+                columns = slice(window.left - window.window_left, window.right - window.window_left)
                 # Added in SHIFTS order whatever the thread count, so the result is the same.
-                cleaned = np.sum(np.stack(sums.pop(window)), axis=0) / len(SHIFTS)
-                result[window.top : window.bottom, window.left : window.right] = cleaned[
-                    window.top - window.window_top : window.bottom - window.window_top,
-                    window.left - window.window_left : window.right - window.window_left,
+                by_shift = sums.pop(window)
+                cleaned = [
+                    np.clip(np.sum(np.stack(spins), axis=0)[rows, columns] / len(SHIFTS), 0.0, 1.0)
+                    for spins in zip(*by_shift)
                 ]
-    return np.clip(result, 0.0, 1.0)
+                store(window, cleaned)
 
 
 def signal_array(image: torch.Tensor, noise: torch.Tensor) -> np.ndarray:
@@ -214,14 +265,35 @@ def denoise_signal(
     image: torch.Tensor, noise: torch.Tensor, strength: float, level: Optional[float] = None
 ) -> Denoised:
     """``clamp(I − N, 0, 1)`` denoised at ``strength`` and ``HIGH_GAIN_FACTOR`` times it (one noise
-    estimate for both: ``level``, or ``noise_level`` of the signal when not given); ``image``,
-    ``noise`` and the copies ``(1, 3, H, W)`` float32 on the CPU."""
-    signal = signal_array(image, noise)
+    estimate for both: ``level``, or ``signal_noise_level`` when not given); ``image``, ``noise``
+    and the copies ``(1, 3, H, W)`` on the CPU (float32, or float16 above ``HALF_PRECISION_PIXELS``).
+
+    Both copies come from one forward transform a (tile, shift) (``bayes_shrink``), and each tile's
+    signal is cut from ``image`` and ``noise`` as it is needed: the two copies are the only
+    full-size arrays made.
+    """
     if level is None:
-        level = noise_level(signal)
+        level = signal_noise_level(image, noise)
+    height, width = image.shape[-2:]
+    dtype = torch.float16 if height * width > HALF_PRECISION_PIXELS else torch.float32
+    gentle = torch.empty((1, 3, height, width), dtype=dtype)
+    strong = torch.empty((1, 3, height, width), dtype=dtype)
+    sigmas = (strength * level, HIGH_GAIN_FACTOR * strength * level)
 
-    def copy_at(factor: float) -> torch.Tensor:
-        cleaned = _shrunk(signal, factor * strength * level, TILE_SIZE, None)
-        return torch.from_numpy(np.ascontiguousarray(cleaned.transpose(2, 0, 1)))[None]
+    def window(tile: tiling.Tile) -> np.ndarray:
+        rows, columns = slice(tile.window_top, tile.window_bottom), slice(tile.window_left, tile.window_right)
+        with torch.no_grad():
+            cut = (image[0, :, rows, columns] - noise[0, :, rows, columns]).clamp(0.0, 1.0)
+        return np.ascontiguousarray(cut.permute(1, 2, 0).numpy(), dtype=np.float32)
 
-    return Denoised(copy_at(1.0), copy_at(HIGH_GAIN_FACTOR))
+    def store(tile: tiling.Tile, cleaned: list[np.ndarray]) -> None:
+        for copy, values in zip((gentle, strong), cleaned):
+            copy[0, :, tile.top : tile.bottom, tile.left : tile.right] = torch.from_numpy(values).permute(2, 0, 1)
+
+    if all(sigma > 0 for sigma in sigmas):
+        _shrink_tiles(window, height, width, sigmas, TILE_SIZE, None, store)
+    else:
+        # No measurable noise: both copies are the signal itself.
+        whole = tiling.Tile(0, height, 0, width, 0, height, 0, width)
+        store(whole, [window(whole)] * 2)
+    return Denoised(gentle, strong)

@@ -152,3 +152,65 @@ def test_tiny_images_are_denoised_without_a_warning(size):
         warnings.simplefilter("error")
         cleaned = denoise_image(noisy, AUTO_STRENGTH)
     assert cleaned.shape == noisy.shape
+
+
+def per_channel_shrink(tile, sigma, levels):
+    """BayesShrink one opponent channel at a time, each with its own forward transform: what
+    ``bayes_shrink`` computes from one three-channel transform for several sigmas."""
+    import pywt
+
+    opponent = tile @ denoise.OPPONENT.T
+    cleaned = np.empty_like(opponent)
+    variance, eps = sigma * sigma, np.finfo(np.float32).eps
+    for channel in range(3):
+        coefficients = pywt.wavedec2(opponent[..., channel], "haar", level=levels)
+        shrunk = [coefficients[0]]
+        for bands in coefficients[1:]:
+            shrunk.append(
+                tuple(
+                    pywt.threshold(band, variance / np.sqrt(max(float(np.mean(band * band)) - variance, eps)), "soft")
+                    for band in bands
+                )
+            )
+        cleaned[..., channel] = pywt.waverec2(shrunk, "haar")[: tile.shape[0], : tile.shape[1]]
+    return cleaned @ denoise.OPPONENT
+
+
+def test_one_transform_shrinks_at_every_strength_as_each_alone():
+    _, noisy = noisy_flat(0.03, size=40)
+    noisy = noisy[:, :37]  # odd width: the inverse is cropped
+    # 0.002: most bands above the threshold's variance; 0.2: every band takes the eps branch.
+    sigmas = (0.002, 0.03, 0.2)
+    for shrunk, sigma in zip(denoise.bayes_shrink(noisy, sigmas, 3), sigmas):
+        assert shrunk.dtype == np.float32
+        assert np.array_equal(shrunk, per_channel_shrink(noisy, sigma, 3))
+
+
+def test_the_noise_level_of_the_signal_is_read_channel_by_channel():
+    _, noisy = noisy_flat(0.02)
+    image = torch.from_numpy(noisy).permute(2, 0, 1)[None].contiguous()
+    noise = 0.01 * torch.ones_like(image)
+    assert denoise.signal_noise_level(image, noise) == noise_level(denoise.signal_array(image, noise))
+
+
+def test_copies_of_a_large_signal_are_kept_in_half_precision(monkeypatch):
+    _, noisy = noisy_flat(0.03, size=48)
+    image = torch.from_numpy(noisy).permute(2, 0, 1)[None].contiguous()
+    noise = torch.zeros_like(image)
+    full = denoise_signal(image, noise, AUTO_STRENGTH)
+    monkeypatch.setattr(denoise, "HALF_PRECISION_PIXELS", 48 * 48 - 1)
+    half = denoise_signal(image, noise, AUTO_STRENGTH)
+    assert full.gentle.dtype == torch.float32 and half.gentle.dtype == half.strong.dtype == torch.float16
+    # Rounded to the nearest float16: within 2^-11 of a value up to 1.
+    assert torch.allclose(half.gentle.float(), full.gentle, rtol=0, atol=2**-11)
+    assert torch.allclose(half.strong.float(), full.strong, rtol=0, atol=2**-11)
+    gain = torch.full((1, 1, 48, 48), 12.0)
+    assert half.blend(image, gain).dtype == torch.float32
+    assert torch.allclose(half.blend(image, gain), full.blend(image, gain), rtol=0, atol=2**-11)
+
+
+def test_a_signal_without_noise_gives_itself_as_both_copies():
+    image = torch.zeros(1, 3, 20, 24)  # black: every wavelet coefficient zero, no noise measured
+    assert denoise.signal_noise_level(image, torch.zeros_like(image)) == 0.0
+    copies = denoise_signal(image, torch.zeros_like(image), AUTO_STRENGTH)
+    assert torch.equal(copies.gentle, image) and torch.equal(copies.strong, image)

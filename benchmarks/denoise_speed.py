@@ -1,0 +1,103 @@
+"""Speed of the denoiser alone: ``denoise.denoise_signal`` (both copies, the noise estimate given)
+on one photo, at each thread count, against an earlier checkout of the package in the same run.
+
+Each (checkout, thread count) is timed in its own fresh process, the two checkouts alternating,
+``--rounds`` times; a process times ``--repeats`` calls after one warm-up call and reports their
+median. The figure is the median over rounds. The earlier checkout is any folder holding a
+``rrdnet_cli`` package (e.g. ``git worktree add /tmp/before <commit>``); it is imported from there by
+``PYTHONPATH``. Both must give the same copies: the script compares their bytes.
+
+    env ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python benchmarks/denoise_speed.py \\
+        --baseline-source /tmp/before
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import common
+
+
+def worker(image_path: str, threads: int, repeats: int) -> dict:
+    """Time ``denoise_signal`` in this process; the copies' hash tells two checkouts apart."""
+    import torch
+
+    from rrdnet_cli import denoise
+
+    torch.set_num_threads(threads)
+    image = common.to_tensor(common.load_rgb(Path(image_path))).contiguous()
+    noise = torch.zeros_like(image)
+    level = denoise.noise_level(denoise.signal_array(image, noise))
+    copies = denoise.denoise_signal(image, noise, denoise.AUTO_STRENGTH, level)
+    durations = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        denoise.denoise_signal(image, noise, denoise.AUTO_STRENGTH, level)
+        durations.append(time.perf_counter() - start)
+    digest = hashlib.sha256(copies.gentle.numpy().tobytes() + copies.strong.numpy().tobytes()).hexdigest()
+    return {"seconds": statistics.median(durations), "digest": digest, "module": denoise.__file__}
+
+
+def run_worker(source: Path, image: Path, threads: int, repeats: int) -> dict:
+    environment = {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{Path(__file__).resolve().parent}"}
+    command = [sys.executable, __file__, "--worker", str(image), str(threads), str(repeats)]
+    output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
+        print(json.dumps(worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA, help="benchmark images folder")
+    parser.add_argument("--image", default="synthetic/low/kodim01.png", help="photo under --data (768x512)")
+    parser.add_argument("--baseline-source", type=Path, help="a checkout whose rrdnet_cli is the baseline")
+    parser.add_argument("--threads", default="2,1", help="thread counts, comma-separated")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--output", type=Path, default=common.RESULTS / "denoise_speed_avx2_emulated.json")
+    args = parser.parse_args()
+    sources = {"current": common.REPO}
+    if args.baseline_source:
+        sources = {"baseline": args.baseline_source.resolve(), **sources}
+    image = args.data / args.image
+    records = []
+    for threads in (int(count) for count in args.threads.split(",")):
+        times: dict[str, list[float]] = {name: [] for name in sources}
+        digests: dict[str, str] = {}
+        for _ in range(args.rounds):
+            for name, source in sources.items():
+                answer = run_worker(source, image, threads, args.repeats)
+                times[name].append(answer["seconds"])
+                digests[name] = answer["digest"]
+        record = {"threads": threads, **{f"{name}_seconds": statistics.median(times[name]) for name in sources}}
+        record.update({f"{name}_rounds": times[name] for name in sources})
+        if "baseline" in sources:
+            record["speedup"] = round(record["baseline_seconds"] / record["current_seconds"], 3)
+            record["same_copies"] = digests["baseline"] == digests["current"]
+        print("  " + json.dumps(record), file=sys.stderr)
+        records.append(record)
+    size = common.load_rgb(image).shape[1::-1]
+    common.publish(
+        {
+            "image": args.image,
+            "size": list(size),
+            "records": records,
+            "machine": common.machine(jobs=1),
+            "arguments": {key: str(value) for key, value in vars(args).items()},
+        },
+        args.output,
+    )
+
+
+if __name__ == "__main__":
+    main()
