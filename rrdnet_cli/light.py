@@ -123,10 +123,20 @@ class LightChoice:
 def mean_brightness(image: torch.Tensor) -> float:
     """Mean of all channels and pixels of ``image`` ``(1, 3, H, W)`` (or any shape), in float64.
 
-    Summed in float64 on a contiguous copy, so the value does not depend on memory layout or
-    device: a relight and an enhance then choose exactly the same gamma.
+    Summed in float64 on contiguous copies, so the value does not depend on memory layout or
+    device: a relight and an enhance then choose exactly the same gamma. The copies are of bands of
+    rows (``scene.row_bands``: one for a photo up to about 1 MP), so a large photo's result is not
+    copied whole at twice its size.
     """
-    return image.detach().contiguous().double().mean().item()
+    image = image.detach()
+    if image.dim() < 2:
+        return image.contiguous().double().mean().item()
+    height, width = image.shape[-2:]
+    total = 0.0
+    for top, bottom in scenes.row_bands(height, width):
+        total += image[..., top:bottom, :].contiguous().double().sum().item()
+    # The mean of one band is its float64 sum over its count, as torch computes it.
+    return total / image.numel()
 
 
 def roll_off(values: torch.Tensor, knee: float = KNEE) -> torch.Tensor:
@@ -347,21 +357,25 @@ def render_local(
     with the denoised copies by each pixel's gain, as in ``recombine``.
     """
     with torch.no_grad():
-        gain = scene.gain(target_key)
-        if exposure != 1.0:
-            gain = gain * torch.pow(torch.tensor(exposure, dtype=gain.dtype), 1.0 - scene.share)
-        gain = gain * boost
-        srgb_gain = None if denoised is None else scene.srgb_gain(gain)
-        adjusted = scenes.to_srgb(torch.exp2(scene.stops) * gain)
         height = image.shape[-2]
         result = torch.empty(image.shape, dtype=image.dtype, device=image.device)
+        adjusted = torch.empty(scene.stops.shape, dtype=image.dtype, device=image.device)
         for top, bottom in _bands(height):
             rows = slice(max(0, top - scenes.CHROMA_RADIUS), min(height, bottom + scenes.CHROMA_RADIUS))
+            kept = slice(top - rows.start, bottom - rows.start)
+            # The gain and light are per pixel: computed band by band, like the rest, so that none
+            # of their full-size temporaries exists.
+            band_scene = scene[..., rows, :]
+            gain = band_scene.gain(target_key)
+            if exposure != 1.0:
+                gain = gain * torch.pow(torch.tensor(exposure, dtype=gain.dtype), 1.0 - band_scene.share)
+            gain = gain * boost
+            adjusted[..., top:bottom, :] = scenes.to_srgb(torch.exp2(band_scene.stops) * gain)[..., kept, :]
             signal = (image[..., rows, :] - (noise[..., rows, :] if noise.dim() == 4 else noise)).clamp(0.0, 1.0)
-            if denoised is not None and srgb_gain is not None:
-                signal = denoised[..., rows, :].blend(signal, srgb_gain[..., rows, :])
-            band = scenes.finish(signal.contiguous(), gain[..., rows, :], scene.own_colour[..., rows, :])
-            result[..., top:bottom, :] = band[..., top - rows.start : bottom - rows.start, :]
+            if denoised is not None:
+                signal = denoised[..., rows, :].blend(signal, band_scene.srgb_gain(gain))
+            band = scenes.finish(signal.contiguous(), gain, band_scene.own_colour)
+            result[..., top:bottom, :] = band[..., kept, :]
         return result, adjusted
 
 

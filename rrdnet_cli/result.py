@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
-from .denoise import denoise_signal, noise_level, signal_array, strength_of
+from .denoise import denoise_signal, signal_noise_level, strength_of
 from .errors import UsageError
 from .light import (
     GAMMA_MIN,
@@ -25,7 +25,7 @@ from .light import (
     render_choice,
     render_local,
 )
-from .scene import analyse
+from .scene import analyse_rows
 
 # The mean brightness that gamma "auto" aims for with one light over the whole photo when the
 # config's brightness is "auto" (the local light meters the scene instead).
@@ -162,9 +162,15 @@ def _from_maps_local(
 ) -> Enhancement:
     """``from_maps`` with the light following the scene; the adjusted illumination is the light
     after the tone curve."""
-    level = noise_level(signal_array(image, noise))
+    level = signal_noise_level(image, noise)
     denoised = None if strength is None else denoise_signal(image, noise, strength, level)
-    scene = analyse((image - noise).clamp(0.0, 1.0), level, illumination)
+
+    def signal_rows(top: int, bottom: int) -> torch.Tensor:
+        return (image[..., top:bottom, :] - noise[..., top:bottom, :]).clamp(0.0, 1.0)
+
+    # The signal I − N is handed to the analysis a band at a time: a full-size copy would be one
+    # more 3-channel array at the peak of a large photo's memory.
+    scene = analyse_rows(signal_rows, level, illumination)
     choice = choose_local_light(image, noise, scene, "auto" if brightness is None else brightness, denoised)
     assert choice.key is not None
     result, adjusted = render_local(image, noise, scene, choice.key, denoised, choice.exposure, choice.boost)

@@ -33,7 +33,9 @@ Everything here is a pure function of tensors ``(1, C, H, W)``; ``light`` choose
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -115,13 +117,20 @@ def noise_floor(noise_sigma: float) -> float:
 
 
 def light_map(linear: torch.Tensor, floor: float) -> torch.Tensor:
-    """The edge-aware light ``log2 l`` ``(1, 1, H, W)`` of linear RGB ``(1, 3, H, W)``.
+    """The edge-aware light ``log2 l`` ``(1, 1, H, W)`` of linear RGB ``(1, 3, H, W)``: the light
+    (``smooth_light``) of its brightest channel."""
+    return smooth_light(linear.amax(dim=1, keepdim=True), floor)
+
+
+def smooth_light(brightest: torch.Tensor, floor: float) -> torch.Tensor:
+    """The edge-aware light ``log2 l`` ``(1, 1, H, W)`` of the photo's brightest linear channel
+    ``brightest`` ``(1, 1, H, W)``.
 
     The brightest channel (plus the noise ``floor``, so that noise alone does not make structure),
     in stops, smoothed by a guided filter guided by itself: flat within regions, sharp at their
     edges.
     """
-    stops = torch.log2(linear.amax(dim=1, keepdim=True) + floor)
+    stops = torch.add(brightest, floor).log2_()
     height, width = stops.shape[-2:]
     radius = max(1, round(WINDOW_FRACTION * max(height, width) / 2))
     subsample = SUBSAMPLE if min(height, width) >= 8 * SUBSAMPLE else 1
@@ -143,15 +152,32 @@ def detail_share(signal: torch.Tensor, noise_sigma: float, window: int) -> torch
     ``(1, 1, H, W)`` in [0, 1]: the local standard deviation of the luminance beyond the noise's
     ``noise_sigma``, in multiples of it (0 at ``DETAIL_SIGMAS[0]``, 1 from ``DETAIL_SIGMAS[1]``),
     averaged over ``window`` pixels, so a textured region counts as a whole."""
+    if not has_texture_window(signal.shape[-2:], noise_sigma):
+        return torch.ones_like(signal[:, :1])
+    return regional_mean(texture_share(signal, noise_sigma), window)
+
+
+def has_texture_window(size: Sequence[int], noise_sigma: float) -> bool:
+    """Whether an image of ``size`` ``(H, W)`` holds ``texture_share``'s window and has noise to
+    measure texture against (``detail_share`` is 1 everywhere otherwise)."""
+    return min(size) >= 2 * TEXTURE_RADIUS + 1 and noise_sigma > 0
+
+
+def texture_share(signal: torch.Tensor, noise_sigma: float) -> torch.Tensor:
+    """``detail_share`` before the regional mean, ``(1, 1, H, W)`` in [0, 1]: how far each pixel's
+    ``TEXTURE_RADIUS`` neighbourhood of the sRGB ``signal`` ``(1, 3, H, W)`` varies beyond the noise.
+    Local: rows ``TEXTURE_RADIUS`` beyond a band are all it needs to be computed band by band."""
     # The same weights on the sRGB values: the noise is measured there.
     luma = luminance(signal)
     size = 2 * TEXTURE_RADIUS + 1
-    if min(signal.shape[-2:]) < size or noise_sigma <= 0:
-        return torch.ones_like(luma)
     mean = box_blur(luma, size, border="reflect")
     variance = (box_blur(luma * luma, size, border="reflect") - mean * mean).clamp_min(0.0)
     excess = (variance - noise_sigma**2).clamp_min(0.0).sqrt() / noise_sigma
-    share = smoothstep(excess, *DETAIL_SIGMAS)
+    return smoothstep(excess, *DETAIL_SIGMAS)
+
+
+def regional_mean(share: torch.Tensor, window: int) -> torch.Tensor:
+    """The mean of ``share`` ``(1, 1, H, W)`` over ``window`` pixels, same shape."""
     # The regional mean is taken on a copy pooled to about 16 pixels a window: the same average, at a
     # cost that does not grow with the window.
     factor = max(1, window // 16)
@@ -328,16 +354,81 @@ def analyse(signal: torch.Tensor, noise_sigma: float, illumination: torch.Tensor
     the lift goes (the toe, the detail) is read on the photo's own map, which knows where the noise
     floor is. The key and the curve's slopes are measured on the lit content's light.
     """
+    return analyse_rows(lambda top, bottom: signal[..., top:bottom, :], noise_sigma, illumination)
+
+
+def analyse_rows(
+    signal_rows: Callable[[int, int], torch.Tensor], noise_sigma: float, illumination: torch.Tensor
+) -> Scene:
+    """``analyse`` of the signal whose rows ``[top, bottom)`` ``signal_rows(top, bottom)`` gives,
+    ``(1, 3, bottom − top, W)``; ``illumination`` ``(1, 1, H, W)`` gives the size.
+
+    Computed in bands of about ``BAND_PIXELS`` (``row_bands``): the filters that look at the signal
+    are local (a 5x5 and a 7x7 window), so each band is read with ``BAND_MARGIN`` rows around it and
+    gives the whole image's values; what is regional (the light map's guided filter, the detail's
+    regional mean) runs on one-channel maps, and the key is summed band by band. So no full-size
+    three-channel array is made: a 12 MP photo's would be 137 MB each. A photo of one band (up to
+    about 1 MP) is computed exactly as a whole.
+    """
+    height, width = illumination.shape[-2:]
     floor = noise_floor(noise_sigma)
-    photo = light_map(to_linear(signal), floor)
-    fitted = torch.log2(to_linear(illumination) + floor)
-    stops = torch.maximum(photo, torch.lerp(photo, fitted, FITTED_SHARE))
-    window = 2 * max(1, round(WINDOW_FRACTION * max(signal.shape[-2:]) / 4)) + 1
-    share = presence(photo, floor, detail_share(signal, noise_sigma, window))
-    lit = photo > math.log2(floor) + CURVE.toe_stops
-    key_values = stops[lit] if bool(lit.any()) else stops.flatten()
-    key = key_values.double().mean().item()
-    return Scene(stops, key, share, chroma_detail(signal, noise_sigma), scene_slopes(key_values, key))
+    maps = torch.empty((3, 1, 1, height, width), dtype=illumination.dtype, device=illumination.device)
+    brightest, texture, own_colour = maps.unbind(0)
+    textured = has_texture_window((height, width), noise_sigma)
+    for top, bottom in row_bands(height, width):
+        start, stop = max(0, top - BAND_MARGIN), min(height, bottom + BAND_MARGIN)
+        signal = signal_rows(start, stop)
+        kept = slice(top - start, bottom - start)
+        brightest[..., top:bottom, :] = to_linear(signal[..., kept, :]).amax(dim=1, keepdim=True)
+        if textured:
+            texture[..., top:bottom, :] = texture_share(signal, noise_sigma)[..., kept, :]
+        own_colour[..., top:bottom, :] = chroma_detail(signal, noise_sigma)[..., kept, :]
+    photo = smooth_light(brightest, floor)
+    window = 2 * max(1, round(WINDOW_FRACTION * max(height, width) / 4)) + 1
+    detail = regional_mean(texture, window) if textured else torch.ones_like(photo)
+    # The maps the tone curve reads, written over the ones no longer needed.
+    stops, share = brightest, texture
+    lit_level = math.log2(floor) + CURVE.toe_stops
+    lit_sum, lit_count, all_sum = 0.0, 0, 0.0
+    for top, bottom in row_bands(height, width):
+        rows = (..., slice(top, bottom), slice(None))
+        photo_rows = photo[rows]
+        fitted = torch.log2(to_linear(illumination[rows]) + floor)
+        stops[rows] = torch.maximum(photo_rows, torch.lerp(photo_rows, fitted, FITTED_SHARE))
+        share[rows] = presence(photo_rows, floor, detail[rows])
+        lit = photo_rows > lit_level
+        lit_sum += stops[rows][lit].double().sum().item()
+        lit_count += int(lit.sum())
+        all_sum += stops[rows].double().sum().item()
+    key = lit_sum / lit_count if lit_count else all_sum / stops.numel()
+    # The slopes read a regular sample of the lit content's light (``scene_slopes``), gathered band
+    # by band: the values a sample of the whole image's would hold.
+    step = max(1, (lit_count or stops.numel()) >> 16)
+    sample, seen = [], 0
+    for top, bottom in row_bands(height, width):
+        rows = (..., slice(top, bottom), slice(None))
+        values = stops[rows][photo[rows] > lit_level] if lit_count else stops[rows].flatten()
+        sample.append(values[(-seen) % step :: step])
+        seen += values.numel()
+    return Scene(stops, key, share, own_colour, scene_slopes(torch.cat(sample), key))
+
+
+# The scene is analysed in bands of whole rows of about this many pixels (``analyse_rows``), at
+# least ``MIN_BAND_ROWS`` rows, read with BAND_MARGIN rows around them: the radius of the widest
+# local window (chroma_detail's).
+BAND_PIXELS = 1 << 20
+MIN_BAND_ROWS = 16
+BAND_MARGIN = max(CHROMA_RADIUS, TEXTURE_RADIUS)
+
+
+def row_bands(height: int, width: int, pixels: Optional[int] = None) -> list[tuple[int, int]]:
+    """Row spans ``[top, bottom)`` of nearly equal height covering ``height`` rows, each about
+    ``pixels`` (default ``BAND_PIXELS``) pixels of a row ``width`` long and at least
+    ``MIN_BAND_ROWS`` rows (or the whole image)."""
+    rows = max(MIN_BAND_ROWS, (BAND_PIXELS if pixels is None else pixels) // max(1, width))
+    count = max(1, height // rows)
+    bounds = [round(index * height / count) for index in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def finish(signal: torch.Tensor, linear_gain: torch.Tensor, own_colour: torch.Tensor) -> torch.Tensor:

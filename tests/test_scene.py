@@ -246,3 +246,33 @@ def test_a_saturated_photo_still_reaches_a_bright_target():
     image[:, 1] = 0.01
     enhancement = from_maps(*_maps(image), "auto", 0.8, denoise="off", tone_mapping="local")
     assert enhancement.brightness == pytest.approx(0.8, abs=0.01)
+
+
+def test_the_analysis_in_bands_equals_the_whole_image_analysis(monkeypatch):
+    generator = torch.Generator().manual_seed(5)
+    # A dark background holding nothing but noise, and a lit, textured region across band edges.
+    signal = 0.02 + 0.01 * torch.randn(1, 3, 70, 40, generator=generator)
+    signal[..., 25:45, 8:30] += 0.4 + 0.1 * torch.rand(1, 3, 20, 22, generator=generator)
+    signal = signal.clamp(0, 1)
+    illumination = torch.linspace(0.02, 0.5, 70).view(1, 1, 70, 1).expand(1, 1, 70, 40).contiguous()
+    whole = scene.analyse(signal, 0.01, illumination)
+    assert len(scene.row_bands(70, 40)) == 1
+    monkeypatch.setattr(scene, "BAND_PIXELS", 16 * 40)
+    assert len(scene.row_bands(70, 40)) == 4
+    reads = []
+
+    def signal_rows(top, bottom):
+        reads.append((top, bottom))
+        return signal[..., top:bottom, :]
+
+    banded = scene.analyse_rows(signal_rows, 0.01, illumination)
+    # Each band is read with the widest window's margin, never the whole image.
+    assert all(bottom - top < 70 for top, bottom in reads) and (0, 70) not in reads
+    # The same per-pixel formulas; only where a band's end falls inside a SIMD vector of the whole
+    # image's may log2 and pow round the last bit differently.
+    for name in ("stops", "share", "own_colour"):
+        torch.testing.assert_close(getattr(banded, name), getattr(whole, name), rtol=1e-6, atol=1e-7)
+    assert banded.key == pytest.approx(whole.key, rel=1e-7)
+    # Neither map is trivial: parts of the lift and of the colour kept vary across the bands.
+    assert float(whole.share.max() - whole.share.min()) > 0.2
+    assert float(whole.own_colour.min()) < 0.5 < float(whole.own_colour.max())
