@@ -360,7 +360,7 @@ def render_local(
         height = image.shape[-2]
         result = torch.empty(image.shape, dtype=image.dtype, device=image.device)
         adjusted = torch.empty(scene.stops.shape, dtype=image.dtype, device=image.device)
-        for top, bottom in _bands(height):
+        for top, bottom in _bands(height, image.shape[-1]):
             rows = slice(max(0, top - scenes.CHROMA_RADIUS), min(height, bottom + scenes.CHROMA_RADIUS))
             kept = slice(top - rows.start, bottom - rows.start)
             # The gain and light are per pixel: computed band by band, like the rest, so that none
@@ -379,16 +379,20 @@ def render_local(
         return result, adjusted
 
 
-# The result is rendered in bands of about this many rows: each pixel needs only its neighbours
-# within the chroma blur's radius, so a band with that margin gives the pixels of a whole-image
-# render while its temporaries stay small (a 12 MP photo's would be 144 MB each).
+# The result is rendered in bands of RENDER_BAND_ROWS rows, or fewer on a wide photo (about
+# RENDER_BAND_PIXELS pixels): each pixel needs only its neighbours within the chroma blur's radius,
+# so a band with that margin gives the pixels of a whole-image render while its temporaries stay
+# small (a 12 MP photo's whole-image ones would be 144 MB each).
 RENDER_BAND_ROWS = 256
+RENDER_BAND_PIXELS = 1 << 18
 
 
-def _bands(height: int) -> list[tuple[int, int]]:
-    """Row spans ``[top, bottom)`` of nearly equal height covering ``height`` rows: none much
-    shorter than ``RENDER_BAND_ROWS`` / 2, so the chroma blur never meets a band too short for it."""
-    count = max(1, height // RENDER_BAND_ROWS)
+def _bands(height: int, width: int) -> list[tuple[int, int]]:
+    """Row spans ``[top, bottom)`` of nearly equal height covering ``height`` rows of ``width``
+    pixels: none much shorter than half the band's height (at least 16 rows), so the chroma blur
+    never meets a band too short for it."""
+    rows = max(16, min(RENDER_BAND_ROWS, RENDER_BAND_PIXELS // max(1, width)))
+    count = max(1, height // rows)
     bounds = [round(index * height / count) for index in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
 

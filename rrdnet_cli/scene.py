@@ -124,13 +124,14 @@ def light_map(linear: torch.Tensor, floor: float) -> torch.Tensor:
 
 def smooth_light(brightest: torch.Tensor, floor: float) -> torch.Tensor:
     """The edge-aware light ``log2 l`` ``(1, 1, H, W)`` of the photo's brightest linear channel
-    ``brightest`` ``(1, 1, H, W)``.
+    ``brightest`` ``(1, 1, H, W)``: that channel plus the noise ``floor`` (so that noise alone does
+    not make structure), in stops, smoothed by ``edge_aware``."""
+    return edge_aware(torch.add(brightest, floor).log2_())
 
-    The brightest channel (plus the noise ``floor``, so that noise alone does not make structure),
-    in stops, smoothed by a guided filter guided by itself: flat within regions, sharp at their
-    edges.
-    """
-    stops = torch.add(brightest, floor).log2_()
+
+def edge_aware(stops: torch.Tensor) -> torch.Tensor:
+    """The light ``stops`` ``(1, 1, H, W)`` smoothed by a guided filter guided by itself: flat within
+    regions, sharp at their edges. A new tensor; ``stops`` is only read."""
     height, width = stops.shape[-2:]
     radius = max(1, round(WINDOW_FRACTION * max(height, width) / 2))
     subsample = SUBSAMPLE if min(height, width) >= 8 * SUBSAMPLE else 1
@@ -372,8 +373,10 @@ def analyse_rows(
     """
     height, width = illumination.shape[-2:]
     floor = noise_floor(noise_sigma)
-    maps = torch.empty((3, 1, 1, height, width), dtype=illumination.dtype, device=illumination.device)
-    brightest, texture, own_colour = maps.unbind(0)
+    # Three maps, each its own block: one-channel full-size blocks fit where earlier ones were freed.
+    brightest, texture, own_colour = (
+        torch.empty((1, 1, height, width), dtype=illumination.dtype, device=illumination.device) for _ in range(3)
+    )
     textured = has_texture_window((height, width), noise_sigma)
     for top, bottom in row_bands(height, width):
         start, stop = max(0, top - BAND_MARGIN), min(height, bottom + BAND_MARGIN)
@@ -383,7 +386,8 @@ def analyse_rows(
         if textured:
             texture[..., top:bottom, :] = texture_share(signal, noise_sigma)[..., kept, :]
         own_colour[..., top:bottom, :] = chroma_detail(signal, noise_sigma)[..., kept, :]
-    photo = smooth_light(brightest, floor)
+    # In stops in place: the light map is a new tensor, and this one then takes the tone curve's.
+    photo = edge_aware(brightest.add_(floor).log2_())
     window = 2 * max(1, round(WINDOW_FRACTION * max(height, width) / 4)) + 1
     detail = regional_mean(texture, window) if textured else torch.ones_like(photo)
     # The maps the tone curve reads, written over the ones no longer needed.

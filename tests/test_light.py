@@ -231,7 +231,7 @@ def test_the_local_render_in_bands_equals_the_whole_image_render(monkeypatch):
     scene = analyse(image, level, torch.full((1, 1, 70, 48), 0.2))
     whole, whole_light = light.render_local(image, noise, scene, -1.5, denoised)
     monkeypatch.setattr(light, "RENDER_BAND_ROWS", 16)
-    assert len(light._bands(70)) == 4
+    assert len(light._bands(70, 48)) == 4
     banded, banded_light = light.render_local(image, noise, scene, -1.5, denoised)
     torch.testing.assert_close(banded, whole, rtol=0, atol=1e-5)
     # The same per-pixel formulas; only where a band's end falls inside a SIMD vector of the whole
@@ -251,3 +251,12 @@ def test_the_mean_brightness_in_bands_equals_the_whole_mean(monkeypatch):
     assert len(scene.row_bands(70, 48)) == 4
     assert mean_brightness(image) == pytest.approx(whole, rel=1e-12)
     assert mean_brightness(image.permute(0, 1, 3, 2)) == pytest.approx(whole, rel=1e-12)
+
+
+def test_a_wide_photo_renders_in_thinner_bands():
+    from rrdnet_cli import light
+
+    assert light._bands(512, 768) == [(0, 256), (256, 512)]
+    # About RENDER_BAND_PIXELS a band at 4000 pixels a row: its temporaries stay a few MB.
+    bands = light._bands(3000, 4000)
+    assert bands[0][0] == 0 and bands[-1][1] == 3000 and all(60 <= bottom - top <= 70 for top, bottom in bands)

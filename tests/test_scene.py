@@ -273,6 +273,7 @@ def test_the_analysis_in_bands_equals_the_whole_image_analysis(monkeypatch):
     for name in ("stops", "share", "own_colour"):
         torch.testing.assert_close(getattr(banded, name), getattr(whole, name), rtol=1e-6, atol=1e-7)
     assert banded.key == pytest.approx(whole.key, rel=1e-7)
+    assert banded.slopes == pytest.approx(whole.slopes, rel=1e-6)
     # Neither map is trivial: parts of the lift and of the colour kept vary across the bands.
     assert float(whole.share.max() - whole.share.min()) > 0.2
     assert float(whole.own_colour.min()) < 0.5 < float(whole.own_colour.max())
