@@ -104,6 +104,7 @@ _UPRIGHT = {
 }
 # ITU-R BT.601 luma, as Pillow's convert("L") weighs the channels.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_CONVERT_ROWS = 256
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The signature plus the IHDR chunk, which a PNG always starts with.
 _PNG_HEADER_LENGTH = 8 + 25
@@ -394,12 +395,12 @@ def _decode(opened: Image.Image, data: bytes, name: str) -> LoadedImage:
         array = _UPRIGHT[orientation](array)
     height, width = array.shape[:2]
     channels = array.shape[2]
-    colour = array[:, :, :1] if channels <= 2 else array[:, :, :3]
-    values = np.ascontiguousarray(colour, dtype=np.float32) / maximum
-    if channels <= 2:
-        values = np.repeat(values, 3, axis=2)
+    colour = torch.from_numpy(np.ascontiguousarray(array[:, :, :1] if channels <= 2 else array[:, :, :3]))
     alpha = np.ascontiguousarray(array[:, :, -1]) if channels in (2, 4) else None
-    pixels = torch.from_numpy(values).permute(2, 0, 1).unsqueeze(0).contiguous()
+    # Converted straight into the (1, 3, H, W) float tensor, scaled in place: a 12 MP photo's
+    # intermediate float copies would be 144 MB each.
+    pixels = torch.empty((1, 3, height, width), dtype=torch.float32)
+    pixels[0].copy_(colour.permute(2, 0, 1).expand(3, height, width)).div_(maximum)
     return LoadedImage(
         pixels=pixels,
         format=source_format,
@@ -551,11 +552,17 @@ def to_array(
     pixels: torch.Tensor, grayscale: bool = False, alpha: Optional[np.ndarray] = None, bits: int = 8
 ) -> np.ndarray:
     """``pixels`` ``(1, 3 or 1, H, W)`` in [0, 1] -> ``(H, W, C)`` uint8 or uint16, C as in ``LoadedImage``."""
-    values = pixels[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    if grayscale and values.shape[2] == 3:
-        values = (values @ _LUMA)[:, :, None]
     maximum, dtype = (65535, np.uint16) if bits == 16 else (255, np.uint8)
-    integers = np.rint(values * maximum).astype(dtype)
+    pixels = pixels[0].detach().float().cpu()
+    luma = grayscale and pixels.shape[0] == 3
+    height, width = pixels.shape[-2:]
+    integers = np.empty((height, width, 1 if luma else pixels.shape[0]), dtype=dtype)
+    # Converted a band of rows at a time: a 12 MP photo's float copies would be 144 MB each.
+    for top in range(0, height, _CONVERT_ROWS):
+        values = pixels[:, top : top + _CONVERT_ROWS].clamp(0, 1).permute(1, 2, 0).numpy()
+        if luma:
+            values = (values @ _LUMA)[:, :, None]
+        integers[top : top + _CONVERT_ROWS] = np.rint(values * maximum)
     if alpha is None:
         return integers
     return np.concatenate([integers, _rescale(alpha, dtype)[:, :, None]], axis=2)

@@ -601,3 +601,33 @@ def test_a_stream_longer_than_any_readable_image_is_refused(monkeypatch):
     assert images.read_stream(io.BytesIO(image.getvalue()), "stdin") == image.getvalue()
     with pytest.raises(InputError, match="stdin: more than 800 bytes"):
         images.read_stream(io.BytesIO(image.getvalue() + bytes(100_000)), "stdin")
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("grayscale", [False, True])
+def test_conversion_to_integers_in_bands_equals_the_whole(monkeypatch, bits, grayscale):
+    generator = torch.Generator().manual_seed(3)
+    pixels = torch.rand((1, 3, 21, 13), generator=generator) * 1.2 - 0.1  # some out of [0, 1]
+    maximum, dtype = (65535, np.uint16) if bits == 16 else (255, np.uint8)
+    values = pixels[0].clamp(0, 1).permute(1, 2, 0).numpy()
+    if grayscale:
+        values = (values @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
+    expected = np.rint(values * maximum).astype(dtype)
+    monkeypatch.setattr(images, "_CONVERT_ROWS", 4)
+    converted = images.to_array(pixels, grayscale, bits=bits)
+    assert converted.dtype == dtype and converted.flags.c_contiguous
+    np.testing.assert_array_equal(converted, expected)
+
+
+def test_decoded_pixels_are_the_samples_over_their_maximum(tmp_path):
+    rgb = dark_array(9, 7)
+    gray16 = (np.arange(63, dtype=np.uint16).reshape(9, 7) * 1000).astype(np.uint16)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(gray16).save(tmp_path / "gray16.png")
+    loaded = images.read_image(tmp_path / "rgb.png")
+    expected = torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    assert loaded.pixels.is_contiguous() and torch.equal(loaded.pixels, expected)
+    gray = images.read_image(tmp_path / "gray16.png")
+    assert gray.grayscale and gray.bits == 16
+    expected_gray = torch.from_numpy(gray16.astype(np.float32) / 65535)[None, None].expand(1, 3, 9, 7)
+    assert gray.pixels.is_contiguous() and torch.equal(gray.pixels, expected_gray)

@@ -129,10 +129,10 @@ def test_the_commands_that_fit_tune_the_allocator_at_their_start(mallopt_calls, 
     source = write_dark(tmp_path / "dark.png", 24, 24)
     result = CliRunner().invoke(main, ["enhance", str(source), "-o", str(tmp_path / "out"), *PAPER_FAST])
     assert result.exit_code == 0
-    # No trimming, no mmap for large blocks, one arena for every thread.
+    # No trimming, mmap only for blocks over 32 MiB, one arena for every thread.
     assert mallopt_calls == [
         (runtime._M_TRIM_THRESHOLD, 2**31 - 1),
-        (runtime._M_MMAP_MAX, 0),
+        (runtime._M_MMAP_THRESHOLD, 32 << 20),
         (runtime._M_ARENA_MAX, 1),
     ]
 
