@@ -138,48 +138,51 @@ def wavelet_levels(height: int, width: int) -> int:
 
 
 def bayes_shrink(tile: np.ndarray, sigmas: Sequence[float], levels: int) -> list[np.ndarray]:
-    """``tile`` ``(H, W, 3)`` with each wavelet sub-band of each opponent channel soft-thresholded at
-    BayesShrink's ``sigma² / sqrt(max(variance − sigma², eps))`` (Chang, Yu and Vetterli, 2000), once
-    for each of ``sigmas``: Haar wavelet, ``levels`` levels. Returns one float32 ``(H, W, 3)`` array
-    a sigma.
+    """``tile`` ``(3, H, W)`` (channel planes) with each wavelet sub-band of each opponent channel
+    soft-thresholded at BayesShrink's ``sigma² / sqrt(max(variance − sigma², eps))`` (Chang, Yu and
+    Vetterli, 2000), once for each of ``sigmas``: Haar wavelet, ``levels`` levels. Returns one
+    float32 ``(3, H, W)`` array a sigma.
 
     The forward transform and each sub-band's variance are computed once for all the sigmas: they
-    differ only in the shrinkage and the inverse. (One transform of the three channels together,
-    ``axes=(0, 1)``, gives the same coefficients but ran slower than one a channel.)
+    differ only in the shrinkage and the inverse. Everything stays in float32 and in planes: each
+    channel's transform reads and writes contiguous memory.
     """
     import pywt
 
     if levels == 0:
         return [tile.astype(np.float32, copy=True) for _ in sigmas]
     eps = np.finfo(np.float32).eps
-    opponent = tile @ OPPONENT.T
-    channels = [pywt.wavedec2(opponent[..., channel], "haar", level=levels) for channel in range(3)]
-    energies = [[[float(np.mean(band * band)) for band in bands] for bands in channel[1:]] for channel in channels]
+    height, width = tile.shape[1:]
+    # einsum's own loops, not BLAS: the pieces run on threads already, and BLAS would start (and keep
+    # spinning) threads of its own beside them and torch's.
+    opponent = np.einsum("kc,chw->khw", OPPONENT, tile)
+    channels = [pywt.wavedec2(opponent[channel], "haar", level=levels) for channel in range(3)]
+    energies = [
+        [[float(np.vdot(band, band)) / band.size for band in bands] for bands in channel[1:]] for channel in channels
+    ]
     results = []
     for sigma in sigmas:
         variance = sigma * sigma
         cleaned = np.empty_like(opponent)
         for channel, (coefficients, channel_energies) in enumerate(zip(channels, energies)):
-            # A threshold from the eps branch is a float32 and shrinks its band in float32, one from
-            # the other branch a float64: so a channel's inverse runs in float32 or float64.
             shrunk = [coefficients[0]]
             for bands, band_energies in zip(coefficients[1:], channel_energies):
                 shrunk.append(
                     tuple(
-                        pywt.threshold(band, variance / np.sqrt(max(energy - variance, eps)), "soft")
+                        pywt.threshold(band, np.float32(variance / np.sqrt(max(energy - variance, eps))), "soft")
                         for band, energy in zip(bands, band_energies)
                     )
                 )
-            cleaned[..., channel] = pywt.waverec2(shrunk, "haar")[: tile.shape[0], : tile.shape[1]]
-        results.append(cleaned @ OPPONENT)
+            cleaned[channel] = pywt.waverec2(shrunk, "haar")[:height, :width]
+        results.append(np.einsum("kc,khw->chw", OPPONENT, cleaned))
     return results
 
 
 def _shrunk_at(tile: np.ndarray, sigmas: Sequence[float], shift: tuple[int, int], levels: int) -> list[np.ndarray]:
-    """``tile`` ``(H, W, 3)`` shifted by ``shift``, shrunk at each of ``sigmas`` and shifted back."""
+    """``tile`` ``(3, H, W)`` shifted by ``shift``, shrunk at each of ``sigmas`` and shifted back."""
     back = tuple(-step for step in shift)
     return [
-        np.roll(shrunk, back, axis=(0, 1)) for shrunk in bayes_shrink(np.roll(tile, shift, axis=(0, 1)), sigmas, levels)
+        np.roll(shrunk, back, axis=(1, 2)) for shrunk in bayes_shrink(np.roll(tile, shift, axis=(1, 2)), sigmas, levels)
     ]
 
 
@@ -199,13 +202,14 @@ def denoise_image(
     sigma = strength * noise_level(signal)
     if not sigma > 0:
         return signal.copy()
+    planes = np.ascontiguousarray(signal.transpose(2, 0, 1))
     result = np.empty_like(signal)
 
     def window(tile: tiling.Tile) -> np.ndarray:
-        return signal[tile.window_top : tile.window_bottom, tile.window_left : tile.window_right]
+        return planes[:, tile.window_top : tile.window_bottom, tile.window_left : tile.window_right]
 
     def store(tile: tiling.Tile, cleaned: list[np.ndarray]) -> None:
-        result[tile.top : tile.bottom, tile.left : tile.right] = cleaned[0]
+        result[tile.top : tile.bottom, tile.left : tile.right] = cleaned[0].transpose(1, 2, 0)
 
     _shrink_tiles(window, signal.shape[0], signal.shape[1], (sigma,), tile_size, threads, store)
     return result
@@ -221,9 +225,9 @@ def _shrink_tiles(
     store: Callable[[tiling.Tile, list[np.ndarray]], None],
 ) -> None:
     """Shrink a ``height`` x ``width`` signal at each of ``sigmas`` (all > 0), tile by tile:
-    ``window_of(tile)`` gives a tile's window ``(h, w, 3)`` float32 (its kept part plus ``OVERLAP``),
-    ``store(tile, cleaned)`` takes the kept part at each sigma, ``(bottom − top, right − left, 3)``
-    float32 clipped to [0, 1], as each tile is done; nothing full-size is held here."""
+    ``window_of(tile)`` gives a tile's window ``(3, h, w)`` float32 (its kept part plus
+    ``OVERLAP``), ``store(tile, cleaned)`` takes the kept part at each sigma, ``(3, bottom − top,
+    right − left)`` float32 clipped to [0, 1], as each tile is done; nothing full-size is held here."""
     # One level count for every tile (the smallest window's), so a tile's result does not depend on
     # where the image was cut.
     windows = list(tiling.tiles(height, width, tile_size, OVERLAP))
@@ -248,7 +252,7 @@ def _shrink_tiles(
                 # Added in SHIFTS order whatever the thread count, so the result is the same.
                 by_shift = sums.pop(window)
                 cleaned = [
-                    np.clip(np.sum(np.stack(spins), axis=0)[rows, columns] / len(SHIFTS), 0.0, 1.0)
+                    np.clip(np.sum(np.stack(spins), axis=0)[:, rows, columns] / len(SHIFTS), 0.0, 1.0)
                     for spins in zip(*by_shift)
                 ]
                 store(window, cleaned)
@@ -284,11 +288,11 @@ def denoise_signal(
         rows, columns = slice(tile.window_top, tile.window_bottom), slice(tile.window_left, tile.window_right)
         with torch.no_grad():
             cut = (image[0, :, rows, columns] - noise[0, :, rows, columns]).clamp(0.0, 1.0)
-        return np.ascontiguousarray(cut.permute(1, 2, 0).numpy(), dtype=np.float32)
+        return np.ascontiguousarray(cut.numpy(), dtype=np.float32)
 
     def store(tile: tiling.Tile, cleaned: list[np.ndarray]) -> None:
         for copy, values in zip((gentle, strong), cleaned):
-            copy[0, :, tile.top : tile.bottom, tile.left : tile.right] = torch.from_numpy(values).permute(2, 0, 1)
+            copy[0, :, tile.top : tile.bottom, tile.left : tile.right] = torch.from_numpy(values)
 
     if all(sigma > 0 for sigma in sigmas):
         _shrink_tiles(window, height, width, sigmas, TILE_SIZE, None, store)

@@ -24,15 +24,18 @@ def box_blur(x: torch.Tensor, size: int | tuple[int, int], border: str = "reflec
     same shape, the border extended by ``border`` (``"reflect"``, ``"replicate"`` or
     ``"constant"``, zeros). An even side's window reaches one pixel further down or right.
 
-    Two one-dimensional passes, each an average pooling: the cost does not grow with the area of
-    the window, only with its sides.
+    Two one-dimensional passes, each a convolution of every channel with equal taps: the cost does
+    not grow with the area of the window, only with its sides. (An average pooling gives the same
+    means, to float rounding, but ran four to five times slower on the CPU.)
     """
     height, width = _window(size)
+    channels = x.shape[1]
     for rows, columns in ((1, width), (height, 1)):
         if rows == 1 and columns == 1:
             continue
         padding = ((columns - 1) // 2, columns // 2, (rows - 1) // 2, rows // 2)
-        x = F.avg_pool2d(F.pad(x, padding, mode=border), (rows, columns), stride=1)
+        taps = torch.full((channels, 1, rows, columns), 1.0 / (rows * columns), dtype=x.dtype, device=x.device)
+        x = F.conv2d(F.pad(x, padding, mode=border), taps, groups=channels)
     return x
 
 

@@ -291,16 +291,24 @@ def chroma_detail(signal: torch.Tensor, noise_sigma: float) -> torch.Tensor:
     return smoothstep(excess, *CHROMA_SIGMAS)
 
 
+def _power(base: torch.Tensor, exponent: float) -> torch.Tensor:
+    """``base ** exponent`` for ``base`` > 0, as ``exp2(exponent · log2 base)``: within a few float
+    rounding steps of ``pow``, which ran four times slower on the CPU (a new tensor)."""
+    return torch.exp2(torch.log2(base).mul_(exponent))
+
+
 def to_linear(srgb: torch.Tensor) -> torch.Tensor:
     """sRGB-encoded values (>= 0; any shape, any number of channels) to linear light."""
     srgb = srgb.clamp_min(0.0)
-    return torch.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055).pow(2.4))
+    return torch.where(srgb <= 0.04045, srgb / 12.92, _power((srgb + 0.055) / 1.055, 2.4))
 
 
 def encode_srgb(linear: torch.Tensor) -> torch.Tensor:
     """Linear light (>= 0; any shape, any number of channels) sRGB-encoded, the curve continued
     above 1 (a level past full scale stays past it)."""
-    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(0.0031308).pow(1 / 2.4) - 0.055)
+    return torch.where(
+        linear <= 0.0031308, 12.92 * linear, 1.055 * _power(linear.clamp_min(0.0031308), 1 / 2.4) - 0.055
+    )
 
 
 def to_srgb(linear: torch.Tensor) -> torch.Tensor:

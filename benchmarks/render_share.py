@@ -1,0 +1,116 @@
+"""What the default's rendering adds to a photo's time, against an earlier checkout in the same run.
+
+For each photo, in one process: the default's fit with the paper's rendering
+(``configs/default_plain_render.yaml``: gamma 0.4, no denoising, the same fit), then the default's
+rendering of those same maps (``result.from_maps``: the light that follows the scene, the denoiser,
+the search for the light). Fit and rendering alternate photo by photo, so a machine that slows down
+for a while slows both; the share is the median rendering over the median photo. Each (checkout,
+thread count) runs in its own fresh process, the checkouts alternating, ``--rounds`` times; the
+figure is the median over rounds. One thread is what each worker of a folder run has, two what a
+one-photo command has on a 2-core machine.
+
+    env ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python benchmarks/render_share.py \\
+        --baseline-source /tmp/before --output benchmarks/results/render_share_avx2_emulated.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import common
+
+PLAIN = Path(__file__).resolve().parent / "configs" / "default_plain_render.yaml"
+
+
+def worker(paths: list[str], threads: int, repeats: int) -> dict:
+    """Median seconds of the plain-rendered photo and of the default's rendering, in this process."""
+    import torch
+
+    from rrdnet_cli import enhance, load_config, runtime
+    from rrdnet_cli.result import from_maps
+
+    runtime.tune_allocator()  # as the rrdnet command does
+    torch.set_num_threads(threads)
+    plain, default = load_config(str(PLAIN), device="cpu"), load_config("default", device="cpu")
+    options = {
+        "gamma_floor": default.gamma_floor,
+        "denoise": default.denoise,
+        "tone_mapping": default.tone_mapping,
+        "removed": False,
+    }
+    images = [common.to_tensor(common.load_rgb(Path(path))).contiguous() for path in paths]
+    enhance(images[0], plain, reflectance=False)  # one-off costs: lazy imports, kernel set-up
+    photos, renders = [], []
+    for _ in range(repeats):
+        for image in images:
+            start = time.perf_counter()
+            fitted = enhance(image, plain, reflectance=False)
+            photos.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            maps = (fitted.image, fitted.illumination, None, fitted.noise, fitted.losses)
+            from_maps(*maps, default.gamma, default.brightness, fitted.steps, **options)
+            renders.append(time.perf_counter() - start)
+    return {"photo_seconds": statistics.median(photos), "render_seconds": statistics.median(renders)}
+
+
+def run_worker(source: Path, paths: list[Path], threads: int, repeats: int) -> dict:
+    environment = {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{Path(__file__).resolve().parent}"}
+    command = [sys.executable, __file__, "--worker", json.dumps([str(p) for p in paths]), str(threads), str(repeats)]
+    output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
+        print(json.dumps(worker(json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA, help="benchmark images folder")
+    parser.add_argument("--images", default="synthetic/low", help="folder under --data (768x512 photos)")
+    parser.add_argument("--limit", type=int, default=4, help="photos taken from it (sorted)")
+    parser.add_argument("--baseline-source", type=Path, help="a checkout whose rrdnet_cli is the baseline")
+    parser.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="passes over the photos in a process")
+    parser.add_argument("--output", type=Path, default=common.RESULTS / "render_share.json")
+    args = parser.parse_args()
+    sources = {"current": common.REPO}
+    if args.baseline_source:
+        sources = {"baseline": args.baseline_source.resolve(), **sources}
+    paths = sorted((args.data / args.images).iterdir())[: args.limit]
+    records = []
+    for threads in (int(count) for count in args.threads.split(",")):
+        answers: dict[str, list[dict]] = {name: [] for name in sources}
+        for _ in range(args.rounds):
+            for name, source in sources.items():
+                answers[name].append(run_worker(source, paths, threads, args.repeats))
+        record: dict = {"threads": threads}
+        for name, rounds in answers.items():
+            photo = statistics.median(answer["photo_seconds"] for answer in rounds)
+            render = statistics.median(answer["render_seconds"] for answer in rounds)
+            record[name] = {"photo_seconds": round(photo, 4), "render_seconds": round(render, 4)}
+            record[name]["render_share"] = round(render / photo, 3)
+            record[name]["rounds"] = rounds
+        print("  " + json.dumps({key: value for key, value in record.items()}), file=sys.stderr)
+        records.append(record)
+    common.publish(
+        {
+            "images": [str(path.relative_to(args.data)) for path in paths],
+            "records": records,
+            "sources": {name: str(source) for name, source in sources.items()},
+            "machine": common.machine(jobs=1),
+            "arguments": {key: str(value) for key, value in vars(args).items()},
+        },
+        args.output,
+    )
+
+
+if __name__ == "__main__":
+    main()
