@@ -180,6 +180,8 @@ def bayes_shrink(tile: np.ndarray, sigmas: Sequence[float], levels: int) -> list
 
 def _shrunk_at(tile: np.ndarray, sigmas: Sequence[float], shift: tuple[int, int], levels: int) -> list[np.ndarray]:
     """``tile`` ``(3, H, W)`` shifted by ``shift``, shrunk at each of ``sigmas`` and shifted back."""
+    if not any(shift):
+        return bayes_shrink(tile, sigmas, levels)
     back = tuple(-step for step in shift)
     return [
         np.roll(shrunk, back, axis=(1, 2)) for shrunk in bayes_shrink(np.roll(tile, shift, axis=(1, 2)), sigmas, levels)
@@ -251,11 +253,18 @@ def _shrink_tiles(
                 columns = slice(window.left - window.window_left, window.right - window.window_left)
                 # Added in SHIFTS order whatever the thread count, so the result is the same.
                 by_shift = sums.pop(window)
-                cleaned = [
-                    np.clip(np.sum(np.stack(spins), axis=0)[:, rows, columns] / len(SHIFTS), 0.0, 1.0)
-                    for spins in zip(*by_shift)
-                ]
+                cleaned = [_spun_mean([spin[:, rows, columns] for spin in spins]) for spins in zip(*by_shift)]
                 store(window, cleaned)
+
+
+def _spun_mean(spins: Sequence[np.ndarray]) -> np.ndarray:
+    """The mean of the shrinkages ``spins`` (each ``(3, h, w)``), added in their order, clipped to
+    [0, 1]: a new array."""
+    total = spins[0] + spins[1] if len(spins) > 1 else spins[0].copy()
+    for spin in spins[2:]:
+        total += spin
+    total /= len(spins)
+    return np.clip(total, 0.0, 1.0, out=total)
 
 
 def signal_array(image: torch.Tensor, noise: torch.Tensor) -> np.ndarray:

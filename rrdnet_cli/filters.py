@@ -24,19 +24,26 @@ def box_blur(x: torch.Tensor, size: int | tuple[int, int], border: str = "reflec
     same shape, the border extended by ``border`` (``"reflect"``, ``"replicate"`` or
     ``"constant"``, zeros). An even side's window reaches one pixel further down or right.
 
-    Two one-dimensional passes, each a convolution of every channel with equal taps: the cost does
-    not grow with the area of the window, only with its sides. (An average pooling gives the same
-    means, to float rounding, but ran four to five times slower on the CPU.)
+    Two one-dimensional passes, each a sum of the window's shifted copies: the cost does not grow
+    with the area of the window, only with its sides. (Average pooling, or a convolution with equal
+    taps, gives the same means to float rounding but ran four to ten times slower on the CPU.)
     """
     height, width = _window(size)
-    channels = x.shape[1]
-    for rows, columns in ((1, width), (height, 1)):
-        if rows == 1 and columns == 1:
-            continue
-        padding = ((columns - 1) // 2, columns // 2, (rows - 1) // 2, rows // 2)
-        taps = torch.full((channels, 1, rows, columns), 1.0 / (rows * columns), dtype=x.dtype, device=x.device)
-        x = F.conv2d(F.pad(x, padding, mode=border), taps, groups=channels)
+    if width > 1:
+        x = _window_mean(F.pad(x, ((width - 1) // 2, width // 2, 0, 0), mode=border), width, -1)
+    if height > 1:
+        x = _window_mean(F.pad(x, (0, 0, (height - 1) // 2, height // 2), mode=border), height, -2)
     return x
+
+
+def _window_mean(padded: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """The mean of every ``size`` consecutive values of ``padded`` along ``dim`` (``size`` >= 2): that
+    axis ``size − 1`` shorter. A new tensor."""
+    length = padded.shape[dim] - size + 1
+    total = padded.narrow(dim, 0, length) + padded.narrow(dim, 1, length)
+    for offset in range(2, size):
+        total += padded.narrow(dim, offset, length)
+    return total.mul_(1.0 / size)
 
 
 def gaussian_kernel(size: int, sigma: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -401,25 +401,26 @@ def analyse_rows(
     # The maps the tone curve reads, written over the ones no longer needed.
     stops, share = brightest, texture
     lit_level = math.log2(floor) + CURVE.toe_stops
-    lit_sum, lit_count, all_sum = 0.0, 0, 0.0
+    lit_sum, all_sum = 0.0, 0.0
+    lit_values = []
     for top, bottom in row_bands(height, width):
         rows = (..., slice(top, bottom), slice(None))
         photo_rows = photo[rows]
         fitted = torch.log2(to_linear(illumination[rows]) + floor)
         stops[rows] = torch.maximum(photo_rows, torch.lerp(photo_rows, fitted, FITTED_SHARE))
         share[rows] = presence(photo_rows, floor, detail[rows])
-        lit = photo_rows > lit_level
-        lit_sum += stops[rows][lit].double().sum().item()
-        lit_count += int(lit.sum())
+        # Kept for the slopes' sample below: a mask's selection is one of the analysis's dearer steps.
+        lit_values.append(stops[rows][photo_rows > lit_level])
+        lit_sum += lit_values[-1].double().sum().item()
         all_sum += stops[rows].double().sum().item()
+    lit_count = sum(values.numel() for values in lit_values)
     key = lit_sum / lit_count if lit_count else all_sum / stops.numel()
     # The slopes read a regular sample of the lit content's light (``scene_slopes``), gathered band
     # by band: the values a sample of the whole image's would hold.
     step = max(1, (lit_count or stops.numel()) >> 16)
     sample, seen = [], 0
-    for top, bottom in row_bands(height, width):
-        rows = (..., slice(top, bottom), slice(None))
-        values = stops[rows][photo[rows] > lit_level] if lit_count else stops[rows].flatten()
+    for (top, bottom), lit in zip(row_bands(height, width), lit_values):
+        values = lit if lit_count else stops[..., top:bottom, :].flatten()
         sample.append(values[(-seen) % step :: step])
         seen += values.numel()
     return Scene(stops, key, share, own_colour, scene_slopes(torch.cat(sample), key))
