@@ -197,8 +197,9 @@ def denoise_image(
     in tiles of ``tile_size`` overlapping by ``OVERLAP``, each the mean of its shrinkages at
     ``SHIFTS``. Those (tile, shift) pieces run on ``threads`` threads (default: torch's intra-op
     thread count, which ``--threads`` and the workers set), a few at a time so that memory stays
-    bounded; the result does not depend on the count. (They overlap only a little: PyWavelets
-    holds the GIL for most of a piece.) A signal with no measurable noise is returned unchanged.
+    bounded; the result does not depend on the count. (They overlap only a little: the transforms
+    are bound by memory bandwidth, and PyWavelets' Python-level steps hold the GIL.) A signal with
+    no measurable noise is returned unchanged.
     """
     signal = np.asarray(signal, dtype=np.float32)
     sigma = strength * noise_level(signal)
