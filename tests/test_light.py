@@ -231,11 +231,12 @@ def test_the_local_render_in_bands_equals_the_whole_image_render(monkeypatch):
     scene = analyse(image, level, torch.full((1, 1, 70, 48), 0.2))
     whole, whole_light = light.render_local(image, noise, scene, -1.5, denoised)
     monkeypatch.setattr(light, "RENDER_BAND_ROWS", 16)
+    monkeypatch.setattr(light, "RENDER_MIN_ROWS", 16)
     assert len(light._bands(70, 48)) == 4
     banded, banded_light = light.render_local(image, noise, scene, -1.5, denoised)
     torch.testing.assert_close(banded, whole, rtol=0, atol=1e-5)
     # The same per-pixel formulas; only where a band's end falls inside a SIMD vector of the whole
-    # image's may exp2 and pow round the last bit differently.
+    # image's may exp2 and log2 round the last bit differently.
     torch.testing.assert_close(banded_light, whole_light, rtol=1e-6, atol=0)
     assert float((whole - image).abs().max()) > 0.1  # the render did brighten
 
@@ -256,7 +257,10 @@ def test_the_mean_brightness_in_bands_equals_the_whole_mean(monkeypatch):
 def test_a_wide_photo_renders_in_thinner_bands():
     from rrdnet_cli import light
 
-    assert light._bands(512, 768) == [(0, 256), (256, 512)]
-    # About RENDER_BAND_PIXELS a band at 4000 pixels a row: its temporaries stay a few MB.
+    # About RENDER_BAND_PIXELS a band: 85 rows of 768 pixels, or the least height on a wide photo.
+    bands = light._bands(512, 768)
+    assert len(bands) == 6 and bands[0][0] == 0 and bands[-1][1] == 512
+    assert all(84 <= bottom - top <= 86 for top, bottom in bands)
     bands = light._bands(3000, 4000)
-    assert bands[0][0] == 0 and bands[-1][1] == 3000 and all(60 <= bottom - top <= 70 for top, bottom in bands)
+    assert bands[0][0] == 0 and bands[-1][1] == 3000 and all(48 <= bottom - top <= 49 for top, bottom in bands)
+    assert light._bands(20, 4000) == [(0, 20)]
