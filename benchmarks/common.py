@@ -119,6 +119,20 @@ def yardstick() -> dict:
     return {key: round(value, 4) for key, value in json.loads(completed.stdout.strip().splitlines()[-1]).items()}
 
 
+def run_in_checkout(source: Path, script: str, *arguments: str) -> dict:
+    """``python SCRIPT --worker ARGUMENTS`` in a fresh interpreter that imports ``rrdnet_cli`` from
+    the checkout ``source`` (and ``common`` from here): the JSON of its last printed line."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{Path(__file__).resolve().parent}"}
+    command = [sys.executable, script, "--worker", *arguments]
+    output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
 def rrdnet_command() -> list[str]:
     """The ``rrdnet`` command as users run it: the console script installed beside this
     interpreter, else ``python -m rrdnet_cli`` (a checkout without the install)."""
@@ -148,8 +162,10 @@ def load_rgb(path: Path, max_side: int | None = None) -> np.ndarray:
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` float32 in [0, 1]."""
-    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div(255.0)
+    """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` float32 in [0, 1], contiguous as the command's decoder
+    hands it over (a permuted view would be copied inside enhance: one more full-size copy at the
+    peak of a large photo's memory)."""
+    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).contiguous().float().div_(255.0)
 
 
 def to_array(image: torch.Tensor) -> np.ndarray:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +31,7 @@ def worker(image_path: str, threads: int, repeats: int) -> dict:
     from rrdnet_cli import denoise
 
     torch.set_num_threads(threads)
-    image = common.to_tensor(common.load_rgb(Path(image_path))).contiguous()
+    image = common.to_tensor(common.load_rgb(Path(image_path)))
     noise = torch.zeros_like(image)
     level = denoise.noise_level(denoise.signal_array(image, noise))
     copies = denoise.denoise_signal(image, noise, denoise.AUTO_STRENGTH, level)
@@ -44,13 +42,6 @@ def worker(image_path: str, threads: int, repeats: int) -> dict:
         durations.append(time.perf_counter() - start)
     digest = hashlib.sha256(copies.gentle.numpy().tobytes() + copies.strong.numpy().tobytes()).hexdigest()
     return {"seconds": statistics.median(durations), "digest": digest, "module": denoise.__file__}
-
-
-def run_worker(source: Path, image: Path, threads: int, repeats: int) -> dict:
-    environment = {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{Path(__file__).resolve().parent}"}
-    command = [sys.executable, __file__, "--worker", str(image), str(threads), str(repeats)]
-    output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -76,7 +67,7 @@ def main() -> None:
         digests: dict[str, str] = {}
         for _ in range(args.rounds):
             for name, source in sources.items():
-                answer = run_worker(source, image, threads, args.repeats)
+                answer = common.run_in_checkout(source, __file__, str(image), str(threads), str(args.repeats))
                 times[name].append(answer["seconds"])
                 digests[name] = answer["digest"]
         record = {"threads": threads, **{f"{name}_seconds": statistics.median(times[name]) for name in sources}}

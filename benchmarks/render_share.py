@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,7 +43,7 @@ def worker(paths: list[str], threads: int, repeats: int) -> dict:
         "tone_mapping": default.tone_mapping,
         "removed": False,
     }
-    images = [common.to_tensor(common.load_rgb(Path(path))).contiguous() for path in paths]
+    images = [common.to_tensor(common.load_rgb(Path(path))) for path in paths]
     enhance(images[0], plain, reflectance=False)  # one-off costs: lazy imports, kernel set-up
     photos, renders = [], []
     for _ in range(repeats):
@@ -58,13 +56,6 @@ def worker(paths: list[str], threads: int, repeats: int) -> dict:
             from_maps(*maps, default.gamma, default.brightness, fitted.steps, **options)
             renders.append(time.perf_counter() - start)
     return {"photo_seconds": statistics.median(photos), "render_seconds": statistics.median(renders)}
-
-
-def run_worker(source: Path, paths: list[Path], threads: int, repeats: int) -> dict:
-    environment = {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{Path(__file__).resolve().parent}"}
-    command = [sys.executable, __file__, "--worker", json.dumps([str(p) for p in paths]), str(threads), str(repeats)]
-    output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -90,7 +81,8 @@ def main() -> None:
         answers: dict[str, list[dict]] = {name: [] for name in sources}
         for _ in range(args.rounds):
             for name, source in sources.items():
-                answers[name].append(run_worker(source, paths, threads, args.repeats))
+                listed = json.dumps([str(path) for path in paths])
+                answers[name].append(common.run_in_checkout(source, __file__, listed, str(threads), str(args.repeats)))
         record: dict = {"threads": threads}
         for name, rounds in answers.items():
             photo = statistics.median(answer["photo_seconds"] for answer in rounds)

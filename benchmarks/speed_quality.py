@@ -91,9 +91,7 @@ def _worker_enhance(spec: dict) -> dict:
 
     runtime.tune_allocator()  # as the rrdnet command does
     rgb = _input_rgb(spec)
-    # Contiguous, as the command's decoder hands it over: a permuted view would be copied inside
-    # enhance, one more full-size copy at the peak of a large photo's memory.
-    image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).contiguous().float().div_(255.0)
+    image = common.to_tensor(rgb)
     del rgb
     config = load_config(spec["preset"], device="cpu", **spec.get("overrides", {}))
     start = time.perf_counter()

@@ -369,10 +369,14 @@ def render_local(
             if exposure != 1.0:
                 gain = gain * torch.pow(torch.tensor(exposure, dtype=gain.dtype), 1.0 - band_scene.share)
             gain = gain * boost
-            adjusted[..., top:bottom, :] = scenes.to_srgb(torch.exp2(band_scene.stops) * gain)[..., kept, :]
+            light = torch.exp2(band_scene.stops)
+            lit = scenes.to_srgb(light * gain)
+            adjusted[..., top:bottom, :] = lit[..., kept, :]
             signal = (image[..., rows, :] - (noise[..., rows, :] if noise.dim() == 4 else noise)).clamp(0.0, 1.0)
             if denoised is not None:
-                signal = denoised[..., rows, :].blend(signal, band_scene.srgb_gain(gain))
+                # The blend weighs how many times the gain brightens each pixel's light as sRGB
+                # values: the noise was measured on sRGB values.
+                signal = denoised[..., rows, :].blend(signal, lit / scenes.to_srgb(light).clamp_min(1e-6))
             band = scenes.finish(signal.contiguous(), gain, band_scene.own_colour)
             result[..., top:bottom, :] = band[..., kept, :]
         return result, adjusted
@@ -390,13 +394,9 @@ RENDER_BAND_PIXELS = 1 << 16
 
 
 def _bands(height: int, width: int) -> list[tuple[int, int]]:
-    """Row spans ``[top, bottom)`` of nearly equal height covering ``height`` rows of ``width``
-    pixels (``RENDER_BAND_PIXELS``): none much shorter than ``RENDER_MIN_ROWS`` / 2, so the chroma
-    blur never meets a band too short for it."""
-    rows = max(RENDER_MIN_ROWS, min(RENDER_BAND_ROWS, RENDER_BAND_PIXELS // max(1, width)))
-    count = max(1, height // rows)
-    bounds = [round(index * height / count) for index in range(count + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+    """The render's row spans ``[top, bottom)`` (``scene.row_bands``): none much shorter than
+    ``RENDER_MIN_ROWS`` / 2, so the chroma blur never meets a band too short for it."""
+    return scenes.row_bands(height, width, RENDER_BAND_PIXELS, RENDER_MIN_ROWS, RENDER_BAND_ROWS)
 
 
 def choose_local_light(

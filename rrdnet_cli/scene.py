@@ -117,16 +117,10 @@ def noise_floor(noise_sigma: float) -> float:
 
 
 def light_map(linear: torch.Tensor, floor: float) -> torch.Tensor:
-    """The edge-aware light ``log2 l`` ``(1, 1, H, W)`` of linear RGB ``(1, 3, H, W)``: the light
-    (``smooth_light``) of its brightest channel."""
-    return smooth_light(linear.amax(dim=1, keepdim=True), floor)
-
-
-def smooth_light(brightest: torch.Tensor, floor: float) -> torch.Tensor:
-    """The edge-aware light ``log2 l`` ``(1, 1, H, W)`` of the photo's brightest linear channel
-    ``brightest`` ``(1, 1, H, W)``: that channel plus the noise ``floor`` (so that noise alone does
-    not make structure), in stops, smoothed by ``edge_aware``."""
-    return edge_aware(torch.add(brightest, floor).log2_())
+    """The edge-aware light ``log2 l`` ``(1, 1, H, W)`` of linear RGB ``(1, 3, H, W)``: its brightest
+    channel plus the noise ``floor`` (so that noise alone does not make structure), in stops,
+    smoothed by ``edge_aware``."""
+    return edge_aware(linear.amax(dim=1, keepdim=True).add_(floor).log2_())
 
 
 def edge_aware(stops: torch.Tensor) -> torch.Tensor:
@@ -345,12 +339,6 @@ class Scene:
         """The linear gain ``(1, 1, H, W)`` that brings the key to ``target_key`` (stops)."""
         return gain(self.stops, self.key, target_key, self.share, self.slopes)
 
-    def srgb_gain(self, linear_gain: torch.Tensor) -> torch.Tensor:
-        """How many times ``linear_gain`` ``(1, 1, H, W)`` brightens the sRGB value of each pixel's
-        light: the gain the denoiser's blend weighs (noise is measured on sRGB values)."""
-        light = torch.exp2(self.stops)
-        return to_srgb(light * linear_gain) / to_srgb(light).clamp_min(1e-6)
-
 
 def analyse(signal: torch.Tensor, noise_sigma: float, illumination: torch.Tensor) -> Scene:
     """The scene of the sRGB ``signal`` ``(1, 3, H, W)`` in [0, 1], whose noise level (on sRGB
@@ -387,7 +375,8 @@ def analyse_rows(
         torch.empty((1, 1, height, width), dtype=illumination.dtype, device=illumination.device) for _ in range(3)
     )
     textured = has_texture_window((height, width), noise_sigma)
-    for top, bottom in row_bands(height, width):
+    bands = row_bands(height, width)
+    for top, bottom in bands:
         start, stop = max(0, top - BAND_MARGIN), min(height, bottom + BAND_MARGIN)
         signal = signal_rows(start, stop)
         kept = slice(top - start, bottom - start)
@@ -404,7 +393,7 @@ def analyse_rows(
     lit_level = math.log2(floor) + CURVE.toe_stops
     lit_sum, all_sum = 0.0, 0.0
     lit_values = []
-    for top, bottom in row_bands(height, width):
+    for top, bottom in bands:
         rows = (..., slice(top, bottom), slice(None))
         photo_rows = photo[rows]
         fitted = torch.log2(to_linear(illumination[rows]) + floor)
@@ -420,7 +409,7 @@ def analyse_rows(
     # by band: the values a sample of the whole image's would hold.
     step = max(1, (lit_count or stops.numel()) >> 16)
     sample, seen = [], 0
-    for (top, bottom), lit in zip(row_bands(height, width), lit_values):
+    for (top, bottom), lit in zip(bands, lit_values):
         values = lit if lit_count else stops[..., top:bottom, :].flatten()
         sample.append(values[(-seen) % step :: step])
         seen += values.numel()
@@ -436,11 +425,18 @@ MIN_BAND_ROWS = 16
 BAND_MARGIN = max(CHROMA_RADIUS, TEXTURE_RADIUS)
 
 
-def row_bands(height: int, width: int, pixels: Optional[int] = None) -> list[tuple[int, int]]:
+def row_bands(
+    height: int,
+    width: int,
+    pixels: Optional[int] = None,
+    min_rows: int = MIN_BAND_ROWS,
+    max_rows: Optional[int] = None,
+) -> list[tuple[int, int]]:
     """Row spans ``[top, bottom)`` of nearly equal height covering ``height`` rows, each about
-    ``pixels`` (default ``BAND_PIXELS``) pixels of a row ``width`` long and at least
-    ``MIN_BAND_ROWS`` rows (or the whole image)."""
-    rows = max(MIN_BAND_ROWS, (BAND_PIXELS if pixels is None else pixels) // max(1, width))
+    ``pixels`` (default ``BAND_PIXELS``) pixels of a row ``width`` long, at least ``min_rows`` and
+    at most ``max_rows`` rows (or the whole image)."""
+    rows = (BAND_PIXELS if pixels is None else pixels) // max(1, width)
+    rows = max(min_rows, rows if max_rows is None else min(max_rows, rows))
     count = max(1, height // rows)
     bounds = [round(index * height / count) for index in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
