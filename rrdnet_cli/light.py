@@ -409,20 +409,21 @@ def choose_local_light(
     """The target key (and exposure) for ``brightness``: ``"auto"`` brings the lit content's key to
     ``scene.KEY``; a number is the mean brightness wanted (all RGB values, 0-1), reached in the
     three steps described above ``KEY_SEARCH_STOP`` (the nearest end when out of reach, as
-    ``gamma_for_brightness``). Shapes as in ``render_local``; the brightness is
-    measured on the search grid."""
-    image, noise, denoised, grid_scene = search_grid(image, noise, denoised, scene)
-
-    def at(key: float, exposure: float = 1.0, boost: float = 1.0) -> float:
-        return mean_brightness(render_local(image, noise, grid_scene, key, denoised, exposure, boost)[0])
+    ``gamma_for_brightness``). Shapes as in ``render_local``; a number's brightness is measured on
+    the search grid, ``"auto"``'s is left as NaN: nothing is searched, and ``from_maps`` measures
+    every result whole."""
 
     def choice(key: float, reached: float, target: Optional[float], exposure: float = 1.0, boost: float = 1.0):
         key_gain = max(1.0, 2.0 ** (key - scene.key))
         return LightChoice(1.0, reached, target, exposure=exposure, key=key, key_gain=key_gain, boost=boost)
 
     if brightness == "auto":
-        key = math.log2(scenes.KEY)
-        return choice(key, at(key), None)
+        return choice(math.log2(scenes.KEY), math.nan, None)
+    image, noise, denoised, grid_scene = search_grid(image, noise, denoised, scene)
+
+    def at(key: float, exposure: float = 1.0, boost: float = 1.0) -> float:
+        return mean_brightness(render_local(image, noise, grid_scene, key, denoised, exposure, boost)[0])
+
     if isinstance(brightness, str) or not 0.0 <= brightness <= 1.0:
         raise UsageError(f"brightness {brightness!r}: must be between 0 and 1, or 'auto'")
     low = scene.key - KEY_SEARCH_STOP

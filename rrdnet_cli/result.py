@@ -196,7 +196,8 @@ def _enhancement(
     removed: Optional[torch.Tensor],
     steps: int,
 ) -> Enhancement:
-    # The search may have measured a grid of pixels (light.SEARCH_PIXELS): report the whole.
+    # The search measured a grid of pixels (light.SEARCH_PIXELS), or nothing for the automatic
+    # local light: report the whole result's.
     choice = dataclasses.replace(choice, brightness=mean_brightness(result))
     return Enhancement(
         image=image,

@@ -207,6 +207,24 @@ def test_a_night_sky_stays_dark_while_the_lit_facade_is_brightened_in_its_own_co
     assert enhancement.light.local and "local light" in enhancement.light.describe()
 
 
+def test_the_automatic_light_renders_once_and_reports_the_result_s_own_brightness(monkeypatch):
+    from rrdnet_cli import light
+
+    renders = []
+    original = light.render_local
+
+    def counted(image, *arguments, **options):
+        renders.append(image.shape)
+        return original(image, *arguments, **options)
+
+    monkeypatch.setattr(light, "render_local", counted)
+    monkeypatch.setattr("rrdnet_cli.result.render_local", counted)
+    image = night_scene()
+    enhancement = from_maps(*_maps(image), "auto", "auto", denoise="auto", tone_mapping="local", removed=False)
+    assert renders == [image.shape]  # the whole photo once: no search for a brightness nobody asked
+    assert enhancement.brightness == mean_brightness(enhancement.result)
+
+
 @pytest.mark.parametrize("target", [0.3, 0.45, 0.6, 0.8])
 def test_a_brightness_asked_for_is_reached_on_a_night_scene(target):
     image = night_scene(seed=3)
