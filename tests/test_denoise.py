@@ -218,3 +218,22 @@ def test_a_signal_without_noise_gives_itself_as_both_copies():
     assert denoise.signal_noise_level(image, torch.zeros_like(image)) == 0.0
     copies = denoise_signal(image, torch.zeros_like(image), AUTO_STRENGTH)
     assert torch.equal(copies.gentle, image) and torch.equal(copies.strong, image)
+
+
+def test_the_noise_level_reads_exactly_dwt2_s_finest_diagonal_whatever_the_threads():
+    import pywt
+
+    _, noisy = noisy_flat(0.02, size=64)
+    diagonal = pywt.dwt2(noisy[..., 1], "db2")[1][2]
+    expected = float(np.median(np.abs(diagonal[diagonal != 0]))) / denoise.MAD_TO_SIGMA
+    assert denoise._channel_noise_level(noisy[..., 1]) == expected
+    image = torch.from_numpy(noisy).permute(2, 0, 1)[None].contiguous()
+    threads = torch.get_num_threads()
+    levels = set()
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            levels.add(denoise.signal_noise_level(image, torch.zeros_like(image)))
+    finally:
+        torch.set_num_threads(threads)
+    assert levels == {noise_level(noisy)}
