@@ -372,7 +372,7 @@ def render_local(
             light = torch.exp2(band_scene.stops)
             lit = scenes.to_srgb(light * gain)
             adjusted[..., top:bottom, :] = lit[..., kept, :]
-            signal = (image[..., rows, :] - (noise[..., rows, :] if noise.dim() == 4 else noise)).clamp(0.0, 1.0)
+            signal = (image[..., rows, :] - noise[..., rows, :]).clamp(0.0, 1.0)
             if denoised is not None:
                 # The blend weighs how many times the gain brightens each pixel's light as sRGB
                 # values: the noise was measured on sRGB values.

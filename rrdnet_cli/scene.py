@@ -116,13 +116,6 @@ def noise_floor(noise_sigma: float) -> float:
     return max(MIN_FLOOR, CURVE.floor_sigmas * noise_sigma / 12.92)
 
 
-def light_map(linear: torch.Tensor, floor: float) -> torch.Tensor:
-    """The edge-aware light ``log2 l`` ``(1, 1, H, W)`` of linear RGB ``(1, 3, H, W)``: its brightest
-    channel plus the noise ``floor`` (so that noise alone does not make structure), in stops,
-    smoothed by ``edge_aware``."""
-    return edge_aware(linear.amax(dim=1, keepdim=True).add_(floor).log2_())
-
-
 def edge_aware(stops: torch.Tensor) -> torch.Tensor:
     """The light ``stops`` ``(1, 1, H, W)`` smoothed by a guided filter guided by itself: flat within
     regions, sharp at their edges. A new tensor; ``stops`` is only read."""
@@ -142,26 +135,19 @@ def smoothstep(values: torch.Tensor, start: float, end: float) -> torch.Tensor:
     return position * position * (3.0 - 2.0 * position)
 
 
-def detail_share(signal: torch.Tensor, noise_sigma: float, window: int) -> torch.Tensor:
-    """How much each region of the sRGB ``signal`` ``(1, 3, H, W)`` holds detail above its noise,
-    ``(1, 1, H, W)`` in [0, 1]: the local standard deviation of the luminance beyond the noise's
-    ``noise_sigma``, in multiples of it (0 at ``DETAIL_SIGMAS[0]``, 1 from ``DETAIL_SIGMAS[1]``),
-    averaged over ``window`` pixels, so a textured region counts as a whole."""
-    if not has_texture_window(signal.shape[-2:], noise_sigma):
-        return torch.ones_like(signal[:, :1])
-    return regional_mean(texture_share(signal, noise_sigma), window)
-
-
 def has_texture_window(size: Sequence[int], noise_sigma: float) -> bool:
     """Whether an image of ``size`` ``(H, W)`` holds ``texture_share``'s window and has noise to
-    measure texture against (``detail_share`` is 1 everywhere otherwise)."""
+    measure texture against (otherwise ``analyse`` counts every region as holding detail)."""
     return min(size) >= 2 * TEXTURE_RADIUS + 1 and noise_sigma > 0
 
 
 def texture_share(signal: torch.Tensor, noise_sigma: float) -> torch.Tensor:
-    """``detail_share`` before the regional mean, ``(1, 1, H, W)`` in [0, 1]: how far each pixel's
-    ``TEXTURE_RADIUS`` neighbourhood of the sRGB ``signal`` ``(1, 3, H, W)`` varies beyond the noise.
-    Local: rows ``TEXTURE_RADIUS`` beyond a band are all it needs to be computed band by band."""
+    """How far each pixel's ``TEXTURE_RADIUS`` neighbourhood of the sRGB ``signal`` ``(1, 3, H, W)``
+    holds detail above its noise, ``(1, 1, H, W)`` in [0, 1]: the local standard deviation of the
+    luminance beyond the noise's ``noise_sigma``, in multiples of it (0 at ``DETAIL_SIGMAS[0]``, 1
+    from ``DETAIL_SIGMAS[1]``); ``regional_mean`` then averages it so that a textured region counts
+    as a whole. Local: rows ``TEXTURE_RADIUS`` beyond a band are all it needs to be computed band by
+    band."""
     # The same weights on the sRGB values: the noise is measured there.
     luma = luminance(signal)
     size = 2 * TEXTURE_RADIUS + 1
@@ -189,7 +175,7 @@ def presence(stops: torch.Tensor, floor: float, detail: torch.Tensor) -> torch.T
     """How much of the lift each region of the photo's light map ``stops`` ``(1, 1, H, W)`` takes,
     in [0, 1]: none at ``toe_start`` stops above the noise ``floor``, all from ``toe_stops`` (a
     smoothstep in stops), or all the same where the region holds detail (``detail``,
-    ``detail_share``'s map): what holds nothing but noise keeps its own dark level."""
+    the regional mean of ``texture_share``): what holds nothing but noise keeps its own dark level."""
     share = smoothstep(stops, math.log2(floor) + CURVE.toe_start, math.log2(floor) + CURVE.toe_stops)
     return torch.maximum(share, detail)
 
@@ -344,7 +330,8 @@ def analyse(signal: torch.Tensor, noise_sigma: float, illumination: torch.Tensor
     """The scene of the sRGB ``signal`` ``(1, 3, H, W)`` in [0, 1], whose noise level (on sRGB
     values) is ``noise_sigma``, lit by RRDNet's fitted ``illumination`` ``(1, 1, H, W)``.
 
-    The light is the photo's edge-aware light map (``light_map``) blended, in stops, with the
+    The light is the photo's edge-aware light map (its brightest channel plus the noise floor, so
+    that noise alone does not make structure, in stops, smoothed by ``edge_aware``) blended with the
     fitted illumination by ``FITTED_SHARE`` where the fit sees more light than the photo's map: RRDNet
     puts a black sky's darkness in the reflectance, under a light that needs no lift, while a bright
     subject's light is never taken for less than the photo shows (which would blow it out). Where

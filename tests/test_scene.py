@@ -38,7 +38,7 @@ def _maps(image: torch.Tensor):
 def test_light_map_steps_at_an_edge_instead_of_bleeding_across_it():
     linear = torch.full((1, 3, 48, 48), 0.01)
     linear[..., 24:] = 0.4
-    stops = scene.light_map(linear, floor=1e-4)
+    stops = scene.edge_aware(torch.log2(linear.amax(dim=1, keepdim=True) + 1e-4))
     assert stops[..., :, :20].mean().item() == pytest.approx(math.log2(0.01 + 1e-4), abs=0.25)
     assert stops[..., :, 28:].mean().item() == pytest.approx(math.log2(0.4 + 1e-4), abs=0.25)
 
@@ -112,8 +112,8 @@ def test_detail_share_tells_texture_from_noise():
     flat = (0.05 + noise).clamp(0, 1)
     columns = torch.arange(48).float().view(1, 1, 1, -1)
     textured = (0.05 + 0.05 * torch.sin(columns) + noise).clamp(0, 1)
-    assert scene.detail_share(flat, 0.01, 9).mean().item() < 0.2
-    assert scene.detail_share(textured, 0.01, 9).mean().item() > 0.8
+    assert scene.regional_mean(scene.texture_share(flat, 0.01), 9).mean().item() < 0.2
+    assert scene.regional_mean(scene.texture_share(textured, 0.01), 9).mean().item() > 0.8
 
 
 def test_highlights_are_compressed_below_one_with_the_colour_ratios_kept():
