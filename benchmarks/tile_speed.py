@@ -56,6 +56,8 @@ def main() -> None:
     net = weights.learned_network().to(memory_format=torch.channels_last)
     images = photos(args.data)
     before = common.yardstick()
+    # Recorded before the runs set their own thread counts (each run records its own).
+    machine = common.machine()
     runs = []
     for threads in (int(count) for count in args.threads.split(",")):
         torch.set_num_threads(threads)
@@ -85,7 +87,7 @@ def main() -> None:
     record = {
         "benchmark": "tile_speed",
         "what": "pipeline.decompose, illumination branch only, channels_last, fastest of the rounds (seconds)",
-        "machine": common.machine(),
+        "machine": machine,
         "yardstick_before": before,
         "yardstick_after": common.yardstick(),
         "runs": runs,
