@@ -33,7 +33,7 @@ def worker(image_path: str, threads: int, repeats: int) -> dict:
     torch.set_num_threads(threads)
     image = common.to_tensor(common.load_rgb(Path(image_path)))
     noise = torch.zeros_like(image)
-    level = denoise.noise_level(denoise.signal_array(image, noise))
+    level = denoise.signal_noise_level(image, noise)
     copies = denoise.denoise_signal(image, noise, denoise.AUTO_STRENGTH, level)
     durations = []
     for _ in range(repeats):

@@ -9,8 +9,8 @@ brightened, and where it was brightened g times, enough that the noise left is b
 photo's level. Where the gain exceeds ``HIGH_GAIN`` (the nearly black areas of a night scene) the
 blend moves on to a copy denoised ``HIGH_GAIN_FACTOR`` times harder, all of it from twice that gain.
 
-The denoiser is a wavelet shrinkage (BayesShrink, Haar, on a luminance/opponent-colour basis, over
-PyWavelets), cycle-spun over two shifts, in overlapping tiles (``tiling.tiles``) so that memory
+The denoiser is a wavelet shrinkage (BayesShrink, Haar, on a luminance/opponent-colour basis, in
+torch), cycle-spun over two shifts, in overlapping tiles (``tiling.tiles``) so that memory
 stays bounded whatever the photo's size: non-local means scored a little higher on the synthetic
 pairs at several times the cost.
 """
@@ -24,6 +24,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import tiling
 from .errors import UsageError
@@ -103,18 +104,12 @@ OPPONENT = np.array(
 MAD_TO_SIGMA = 0.6744897501960817
 
 
-def noise_level(signal: np.ndarray) -> float:
-    """The standard deviation of ``signal``'s ``(H, W, 3)`` Gaussian noise, averaged over channels:
-    the median absolute deviation of the finest diagonal wavelet coefficients (Daubechies 2), robust
-    to the image's own edges; 0 for a signal without any."""
-    signal = np.asarray(signal, dtype=np.float32)
-    return float(np.mean([_channel_noise_level(signal[..., channel]) for channel in range(3)]))
-
-
 def signal_noise_level(image: torch.Tensor, noise: torch.Tensor) -> float:
-    """``noise_level`` of the signal ``clamp(I − N, 0, 1)`` (``image``, ``noise`` ``(1, 3, H, W)``),
-    one channel at a time (on torch's intra-op thread count, which ``--threads`` and the workers
-    set): a full-size three-channel copy of the signal is never made."""
+    """The standard deviation of the Gaussian noise in the signal ``clamp(I − N, 0, 1)`` (``image``,
+    ``noise`` ``(1, 3, H, W)``), averaged over channels: the median absolute deviation of the finest
+    diagonal wavelet coefficients (Daubechies 2), robust to the image's own edges; 0 for a signal
+    without any. One channel at a time, on torch's intra-op thread count (which ``--threads`` and
+    the workers set): a full-size three-channel copy of the signal is never made."""
 
     def level(channel: int) -> float:
         with torch.no_grad():
@@ -125,7 +120,7 @@ def signal_noise_level(image: torch.Tensor, noise: torch.Tensor) -> float:
 
 
 def _channel_noise_level(channel: np.ndarray) -> float:
-    """``noise_level`` of one channel ``(H, W)`` float32."""
+    """``signal_noise_level`` of one channel ``(H, W)`` float32."""
     import pywt
 
     # The finest diagonal sub-band alone, exactly dwt2's last detail (the same passes in the same
@@ -139,159 +134,152 @@ def _channel_noise_level(channel: np.ndarray) -> float:
 def wavelet_levels(height: int, width: int) -> int:
     """``WAVELET_LEVELS``, or fewer for a window too small for them (a level needs at least two
     coefficients along each side)."""
-    import pywt
-
-    return max(0, min(WAVELET_LEVELS, pywt.dwt_max_level(min(height, width), "haar")))
+    return max(0, min(WAVELET_LEVELS, min(height, width).bit_length() - 1))
 
 
-def bayes_shrink(tile: np.ndarray, sigmas: Sequence[float], levels: int) -> list[np.ndarray]:
-    """``tile`` ``(3, H, W)`` (channel planes) with each wavelet sub-band of each opponent channel
-    soft-thresholded at BayesShrink's ``sigma² / sqrt(max(variance − sigma², eps))`` (Chang, Yu and
-    Vetterli, 2000), once for each of ``sigmas``: Haar wavelet, ``levels`` levels. Returns one
-    float32 ``(3, H, W)`` array a sigma.
+def haar_forward(planes: torch.Tensor) -> torch.Tensor:
+    """One level of the orthonormal 2-D Haar transform of ``planes`` ``(C, H, W)``: ``(C, 4, h, w)``
+    with ``h, w = ceil(H / 2), ceil(W / 2)``, the approximation first, then the details across rows,
+    across columns and diagonal. An odd side is extended by its last sample, as PyWavelets'
+    symmetric mode does for the Haar wavelet, so the coefficients are PyWavelets' (to float rounding,
+    and in another order of the details).
+
+    Sums and differences of neighbouring rows, then of neighbouring columns, on strided views: the
+    transform is a few passes over memory, where PyWavelets' filter loops ran two to three times
+    slower and held the GIL.
+    """
+    height, width = planes.shape[-2:]
+    if height % 2 or width % 2:
+        planes = F.pad(planes[None], (0, width % 2, 0, height % 2), mode="replicate")[0]
+    row_sums = planes[:, 0::2] + planes[:, 1::2]
+    row_differences = planes[:, 0::2] - planes[:, 1::2]
+    coefficients = planes.new_empty((planes.shape[0], 4, *row_sums.shape[-2:-1], row_sums.shape[-1] // 2))
+    torch.add(row_sums[..., 0::2], row_sums[..., 1::2], out=coefficients[:, 0])
+    torch.add(row_differences[..., 0::2], row_differences[..., 1::2], out=coefficients[:, 1])
+    torch.sub(row_sums[..., 0::2], row_sums[..., 1::2], out=coefficients[:, 2])
+    torch.sub(row_differences[..., 0::2], row_differences[..., 1::2], out=coefficients[:, 3])
+    return coefficients.mul_(0.5)
+
+
+def haar_inverse(approximation: torch.Tensor, details: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``haar_forward``: ``approximation`` ``(C, h, w)`` and ``details`` ``(C, 4, h, w)``
+    (its first band is ignored: the approximation stands in for it, so a coarser level's inverse
+    need not be copied in) give ``(C, 2h, 2w)``; crop it to an odd side's length."""
+    channels, _, height, width = details.shape
+    planes = details.new_empty((channels, height, 2, width, 2))
+    upper = approximation + details[:, 1]
+    lower = approximation - details[:, 1]
+    sums = details[:, 2] + details[:, 3]
+    differences = details[:, 2] - details[:, 3]
+    torch.add(upper, sums, out=planes[:, :, 0, :, 0])
+    torch.sub(upper, sums, out=planes[:, :, 0, :, 1])
+    torch.add(lower, differences, out=planes[:, :, 1, :, 0])
+    torch.sub(lower, differences, out=planes[:, :, 1, :, 1])
+    return planes.mul_(0.5).view(channels, 2 * height, 2 * width)
+
+
+def bayes_shrink(tile: torch.Tensor, sigmas: Sequence[float], levels: int) -> list[torch.Tensor]:
+    """``tile`` ``(3, H, W)`` float32 (channel planes) with each wavelet sub-band of each opponent
+    channel soft-thresholded at BayesShrink's ``sigma² / sqrt(max(variance − sigma², eps))`` (Chang,
+    Yu and Vetterli, 2000), once for each of ``sigmas``: Haar wavelet, ``levels`` levels. Returns one
+    float32 ``(3, H, W)`` tensor a sigma.
 
     The forward transform and each sub-band's variance are computed once for all the sigmas: they
-    differ only in the shrinkage and the inverse. Everything stays in float32 and in planes: each
-    channel's transform reads and writes contiguous memory.
+    differ only in the shrinkage and the inverse.
     """
-    import pywt
-
     if levels == 0:
-        return [tile.astype(np.float32, copy=True) for _ in sigmas]
-    eps = np.finfo(np.float32).eps
-    height, width = tile.shape[1:]
-    # einsum's own loops, not BLAS: the pieces run on threads already, and BLAS would start (and keep
-    # spinning) threads of its own beside them and torch's.
-    opponent = np.einsum("kc,chw->khw", OPPONENT, tile)
-    channels = [pywt.wavedec2(opponent[channel], "haar", level=levels) for channel in range(3)]
+        return [tile.clone() for _ in sigmas]
+    eps = float(np.finfo(np.float32).eps)
+    height, width = tile.shape[-2:]
+    opponent = torch.from_numpy(OPPONENT)
+    approximation = torch.mm(opponent, tile.reshape(3, -1)).view(3, height, width)
+    sizes, levels_coefficients = [], []
+    for _ in range(levels):
+        sizes.append(approximation.shape[-2:])
+        coefficients = haar_forward(approximation)
+        levels_coefficients.append(coefficients)
+        approximation = coefficients[:, 0]
+    # Each band's mean energy, by NumPy's dot product (one contiguous band at a time): the same sum,
+    # whatever torch's thread count.
     energies = [
-        [[float(np.vdot(band, band)) / band.size for band in bands] for bands in channel[1:]] for channel in channels
+        [[float(np.vdot(band, band)) / band.size for band in channel[1:]] for channel in coefficients.numpy()]
+        for coefficients in levels_coefficients
     ]
     results = []
     for sigma in sigmas:
         variance = sigma * sigma
-        cleaned = np.empty_like(opponent)
-        for channel, (coefficients, channel_energies) in enumerate(zip(channels, energies)):
-            shrunk = [coefficients[0]]
-            for bands, band_energies in zip(coefficients[1:], channel_energies):
-                shrunk.append(
-                    tuple(
-                        pywt.threshold(band, np.float32(variance / np.sqrt(max(energy - variance, eps))), "soft")
-                        for band, energy in zip(bands, band_energies)
-                    )
-                )
-            cleaned[channel] = pywt.waverec2(shrunk, "haar")[:height, :width]
-        results.append(np.einsum("kc,khw->chw", OPPONENT, cleaned))
+        cleaned = approximation
+        for coefficients, level_energies, size in zip(
+            reversed(levels_coefficients), reversed(energies), reversed(sizes)
+        ):
+            shrunk = torch.empty_like(coefficients)
+            for channel, channel_energies in enumerate(level_energies):
+                for band, energy in enumerate(channel_energies, start=1):
+                    threshold = float(np.float32(variance / np.sqrt(max(energy - variance, eps))))
+                    torch.ops.aten.softshrink.out(coefficients[channel, band], threshold, out=shrunk[channel, band])
+            cleaned = haar_inverse(cleaned[..., : coefficients.shape[-2], : coefficients.shape[-1]], shrunk)
+            cleaned = cleaned[..., : size[0], : size[1]]
+        results.append(torch.mm(opponent.t(), cleaned.reshape(3, -1)).view(3, height, width))
     return results
 
 
-def _shrunk_at(tile: np.ndarray, sigmas: Sequence[float], shift: tuple[int, int], levels: int) -> list[np.ndarray]:
+def _shrunk_at(tile: torch.Tensor, sigmas: Sequence[float], shift: tuple[int, int], levels: int) -> list[torch.Tensor]:
     """``tile`` ``(3, H, W)`` shifted by ``shift``, shrunk at each of ``sigmas`` and shifted back."""
     if not any(shift):
         return bayes_shrink(tile, sigmas, levels)
     back = tuple(-step for step in shift)
     return [
-        np.roll(shrunk, back, axis=(1, 2)) for shrunk in bayes_shrink(np.roll(tile, shift, axis=(1, 2)), sigmas, levels)
+        torch.roll(shrunk, back, dims=(1, 2))
+        for shrunk in bayes_shrink(torch.roll(tile, shift, dims=(1, 2)), sigmas, levels)
     ]
 
 
-def denoise_image(
-    signal: np.ndarray, strength: float, tile_size: int = TILE_SIZE, threads: Optional[int] = None
-) -> np.ndarray:
-    """``signal`` ``(H, W, 3)`` float in [0, 1], denoised: ``(H, W, 3)`` float32 in [0, 1].
-
-    The threshold is ``strength`` times the noise level estimated on the whole signal; processed
-    in tiles of ``tile_size`` overlapping by ``OVERLAP``, each the mean of its shrinkages at
-    ``SHIFTS``. Those (tile, shift) pieces run on ``threads`` threads (default: torch's intra-op
-    thread count, which ``--threads`` and the workers set), a few at a time so that memory stays
-    bounded; the result does not depend on the count. (They overlap only a little: the transforms
-    are bound by memory bandwidth, and PyWavelets' Python-level steps hold the GIL.) A signal with
-    no measurable noise is returned unchanged.
-    """
-    signal = np.asarray(signal, dtype=np.float32)
-    sigma = strength * noise_level(signal)
-    if not sigma > 0:
-        return signal.copy()
-    planes = np.ascontiguousarray(signal.transpose(2, 0, 1))
-    result = np.empty_like(signal)
-
-    def window(tile: tiling.Tile) -> np.ndarray:
-        return planes[:, tile.window_top : tile.window_bottom, tile.window_left : tile.window_right]
-
-    def store(tile: tiling.Tile, cleaned: list[np.ndarray]) -> None:
-        result[tile.top : tile.bottom, tile.left : tile.right] = cleaned[0].transpose(1, 2, 0)
-
-    _shrink_tiles(window, signal.shape[0], signal.shape[1], (sigma,), tile_size, threads, store)
-    return result
-
-
 def _shrink_tiles(
-    window_of: Callable[[tiling.Tile], np.ndarray],
+    window_of: Callable[[tiling.Tile], torch.Tensor],
     height: int,
     width: int,
     sigmas: Sequence[float],
     tile_size: int,
-    threads: Optional[int],
-    store: Callable[[tiling.Tile, list[np.ndarray]], None],
+    store: Callable[[tiling.Tile, list[torch.Tensor]], None],
 ) -> None:
     """Shrink a ``height`` x ``width`` signal at each of ``sigmas`` (all > 0), tile by tile:
     ``window_of(tile)`` gives a tile's window ``(3, h, w)`` float32 (its kept part plus
     ``OVERLAP``), ``store(tile, cleaned)`` takes the kept part at each sigma, ``(3, bottom − top,
-    right − left)`` float32 clipped to [0, 1], as each tile is done; nothing full-size is held here."""
+    right − left)`` float32 clipped to [0, 1], as each tile is done; nothing full-size is held here.
+    Each tile is the mean of its shrinkages at ``SHIFTS``, added in that order; every step is
+    elementwise or one band's NumPy dot product, so the result does not depend on the thread count."""
     # One level count for every tile (the smallest window's), so a tile's result does not depend on
     # where the image was cut.
     windows = list(tiling.tiles(height, width, tile_size, OVERLAP))
     levels = min(wavelet_levels(w.window_bottom - w.window_top, w.window_right - w.window_left) for w in windows)
-    pieces = [(window, shift) for window in windows for shift in SHIFTS]
-
-    def shrink(piece: tuple[tiling.Tile, tuple[int, int]]) -> list[np.ndarray]:
-        window, shift = piece
-        return _shrunk_at(window_of(window), sigmas, shift, levels)
-
-    sums: dict[tiling.Tile, list[list[np.ndarray]]] = {}
-    workers = max(1, min(threads or torch.get_num_threads(), len(pieces)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for start in range(0, len(pieces), workers):
-            batch = pieces[start : start + workers]
-            for (window, _), shrunk in zip(batch, pool.map(shrink, batch)):
-                sums.setdefault(window, []).append(shrunk)
-                if len(sums[window]) < len(SHIFTS):
-                    continue
-                rows = slice(window.top - window.window_top, window.bottom - window.window_top)
-                columns = slice(window.left - window.window_left, window.right - window.window_left)
-                # Added in SHIFTS order whatever the thread count, so the result is the same.
-                by_shift = sums.pop(window)
-                cleaned = [_spun_mean([spin[:, rows, columns] for spin in spins]) for spins in zip(*by_shift)]
-                store(window, cleaned)
-
-
-def _spun_mean(spins: Sequence[np.ndarray]) -> np.ndarray:
-    """The mean of the shrinkages ``spins`` (each ``(3, h, w)``), added in their order, clipped to
-    [0, 1]: a new array."""
-    total = spins[0] + spins[1] if len(spins) > 1 else spins[0].copy()
-    for spin in spins[2:]:
-        total += spin
-    total /= len(spins)
-    return np.clip(total, 0.0, 1.0, out=total)
-
-
-def signal_array(image: torch.Tensor, noise: torch.Tensor) -> np.ndarray:
-    """``clamp(I − N, 0, 1)`` as an ``(H, W, 3)`` float32 array; ``image``, ``noise`` ``(1, 3, H, W)``."""
-    with torch.no_grad():
-        signal = (image - noise).clamp(0.0, 1.0)[0].permute(1, 2, 0).cpu().numpy()
-    return np.ascontiguousarray(signal, dtype=np.float32)
+    for window in windows:
+        signal = window_of(window)
+        rows = slice(window.top - window.window_top, window.bottom - window.window_top)
+        columns = slice(window.left - window.window_left, window.right - window.window_left)
+        totals: list[torch.Tensor] = []
+        for shift in SHIFTS:
+            for index, shrunk in enumerate(_shrunk_at(signal, sigmas, shift, levels)):
+                if index == len(totals):
+                    totals.append(shrunk[:, rows, columns].clone())
+                else:
+                    totals[index] += shrunk[:, rows, columns]
+        store(window, [total.div_(len(SHIFTS)).clamp_(0.0, 1.0) for total in totals])
 
 
 def denoise_signal(
-    image: torch.Tensor, noise: torch.Tensor, strength: float, level: Optional[float] = None
+    image: torch.Tensor,
+    noise: torch.Tensor,
+    strength: float,
+    level: Optional[float] = None,
+    tile_size: int = TILE_SIZE,
 ) -> Denoised:
     """``clamp(I − N, 0, 1)`` denoised at ``strength`` and ``HIGH_GAIN_FACTOR`` times it (one noise
     estimate for both: ``level``, or ``signal_noise_level`` when not given); ``image``, ``noise``
     and the copies ``(1, 3, H, W)`` on the CPU (float32, or float16 above ``HALF_PRECISION_PIXELS``).
 
-    Both copies come from one forward transform a (tile, shift) (``bayes_shrink``), and each tile's
-    signal is cut from ``image`` and ``noise`` as it is needed: the two copies are the only
-    full-size arrays made.
+    Processed in tiles of ``tile_size`` overlapping by ``OVERLAP``. Both copies come from one forward
+    transform a (tile, shift) (``bayes_shrink``), and each tile's signal is cut from ``image`` and
+    ``noise`` as it is needed: the two copies are the only full-size arrays made.
     """
     if level is None:
         level = signal_noise_level(image, noise)
@@ -301,18 +289,17 @@ def denoise_signal(
     strong = torch.empty((1, 3, height, width), dtype=dtype)
     sigmas = (strength * level, HIGH_GAIN_FACTOR * strength * level)
 
-    def window(tile: tiling.Tile) -> np.ndarray:
+    def window(tile: tiling.Tile) -> torch.Tensor:
         rows, columns = slice(tile.window_top, tile.window_bottom), slice(tile.window_left, tile.window_right)
-        with torch.no_grad():
-            cut = (image[0, :, rows, columns] - noise[0, :, rows, columns]).clamp(0.0, 1.0)
-        return np.ascontiguousarray(cut.numpy(), dtype=np.float32)
+        return (image[0, :, rows, columns] - noise[0, :, rows, columns]).clamp(0.0, 1.0).float().contiguous()
 
-    def store(tile: tiling.Tile, cleaned: list[np.ndarray]) -> None:
+    def store(tile: tiling.Tile, cleaned: list[torch.Tensor]) -> None:
         for copy, values in zip((gentle, strong), cleaned):
-            copy[0, :, tile.top : tile.bottom, tile.left : tile.right] = torch.from_numpy(values)
+            copy[0, :, tile.top : tile.bottom, tile.left : tile.right] = values
 
     if all(sigma > 0 for sigma in sigmas):
-        _shrink_tiles(window, height, width, sigmas, TILE_SIZE, None, store)
+        with torch.no_grad():
+            _shrink_tiles(window, height, width, sigmas, tile_size, store)
     else:
         # No measurable noise: both copies are the signal itself.
         whole = tiling.Tile(0, height, 0, width, 0, height, 0, width)

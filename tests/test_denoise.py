@@ -13,9 +13,8 @@ from rrdnet_cli.denoise import (
     HIGH_GAIN,
     Denoised,
     blend_weight,
-    denoise_image,
     denoise_signal,
-    noise_level,
+    signal_noise_level,
     strength_of,
 )
 from rrdnet_cli.errors import UsageError
@@ -31,26 +30,41 @@ def noisy_flat(sigma=0.02, size=48, seed=0):
     return clean, np.clip(clean + sigma * generator.standard_normal(clean.shape), 0, 1).astype(np.float32)
 
 
+def as_tensor(pixels):
+    """``(H, W, 3)`` pixels as the package's ``(1, 3, H, W)`` tensor."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].contiguous()
+
+
+def denoised(pixels, strength=AUTO_STRENGTH, **options):
+    """``pixels`` ``(H, W, 3)`` denoised at ``strength`` (the gentle copy), ``(1, 3, H, W)``."""
+    image = as_tensor(pixels)
+    return denoise_signal(image, torch.zeros_like(image), strength, **options).gentle
+
+
 def test_noise_level_is_estimated_from_the_image():
     _, noisy = noisy_flat(0.02)
-    assert noise_level(noisy) == pytest.approx(0.02, rel=0.25)
-    assert noise_level(noisy_flat(0.0)[1]) < 1e-3
+    image = as_tensor(noisy)
+    assert signal_noise_level(image, torch.zeros_like(image)) == pytest.approx(0.02, rel=0.25)
+    flat = as_tensor(noisy_flat(0.0)[1])
+    assert signal_noise_level(flat, torch.zeros_like(flat)) < 1e-3
 
 
 def test_denoising_brings_the_image_closer_to_the_clean_one():
     clean, noisy = noisy_flat(0.03)
-    cleaned = denoise_image(noisy, AUTO_STRENGTH)
-    assert cleaned.shape == noisy.shape and cleaned.dtype == np.float32
-    assert np.abs(cleaned - clean).mean() < 0.5 * np.abs(noisy - clean).mean()
+    cleaned = denoised(noisy)
+    clean, noisy = as_tensor(clean), as_tensor(noisy)
+    assert cleaned.shape == noisy.shape and cleaned.dtype == torch.float32
+    assert (cleaned - clean).abs().mean() < 0.5 * (noisy - clean).abs().mean()
     assert 0.0 <= cleaned.min() and cleaned.max() <= 1.0
 
 
 def test_tiles_give_nearly_the_untiled_result():
     _, noisy = noisy_flat(0.03, size=64)
-    whole = denoise_image(noisy, AUTO_STRENGTH, tile_size=1024)
-    tiled = denoise_image(noisy, AUTO_STRENGTH, tile_size=24)
+    whole = denoised(noisy, tile_size=1024)
+    tiled = denoised(noisy, tile_size=24)
     # Each tile estimates its own BayesShrink thresholds, so the two differ by a fraction of the noise.
-    assert np.abs(whole - tiled).mean() < 3e-3
+    assert not torch.equal(whole, tiled)
+    assert (whole - tiled).abs().mean() < 3e-3
 
 
 def test_blend_weight_is_zero_where_nothing_was_brightened():
@@ -75,8 +89,8 @@ def test_the_strong_copy_removes_more_noise_from_one_estimate():
     clean, noisy = noisy_flat(0.03)
     image = torch.from_numpy(noisy).permute(2, 0, 1)[None]
     copies = denoise_signal(image, torch.zeros_like(image), AUTO_STRENGTH)
-    reference = torch.from_numpy(denoise_image(noisy, AUTO_STRENGTH)).permute(2, 0, 1)[None]
-    assert torch.equal(copies.gentle, reference)  # the gentle copy is the configured strength's
+    harder = denoise_signal(image, torch.zeros_like(image), denoise.HIGH_GAIN_FACTOR * AUTO_STRENGTH)
+    assert torch.equal(copies.strong, harder.gentle)  # the strong copy is the harder strength's
     flat = (slice(None), slice(None), slice(4, 44), slice(4, 20))  # inside the left half, away from the edge
     assert copies.strong[flat].std() < 0.8 * copies.gentle[flat].std()
 
@@ -129,18 +143,25 @@ def test_cycle_spinning_beats_one_shrinkage(monkeypatch):
     clean = np.repeat(np.repeat(x[None, :, None], 64, axis=0), 3, axis=2)
     clean[:, 33:] += 0.15
     noisy = np.clip(clean + 0.04 * generator.standard_normal(clean.shape), 0, 1).astype(np.float32)
-    spun = denoise_image(noisy, AUTO_STRENGTH)
+    spun = denoised(noisy)
     monkeypatch.setattr(denoise, "SHIFTS", ((0, 0),))
-    single = denoise_image(noisy, AUTO_STRENGTH)
-    assert not np.array_equal(spun, single)
-    assert np.mean((spun - clean) ** 2) < 0.95 * np.mean((single - clean) ** 2)
+    single = denoised(noisy)
+    clean = as_tensor(clean)
+    assert not torch.equal(spun, single)
+    assert ((spun - clean) ** 2).mean() < 0.95 * ((single - clean) ** 2).mean()
 
 
 def test_the_thread_count_does_not_change_the_result():
-    _, noisy = noisy_flat(0.03, size=64)
-    one = denoise_image(noisy, AUTO_STRENGTH, tile_size=24, threads=1)
-    for threads in (2, 3, 8):
-        assert np.array_equal(denoise_image(noisy, AUTO_STRENGTH, tile_size=24, threads=threads), one)
+    _, noisy = noisy_flat(0.03, size=200)  # large enough for torch to split its loops
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            results.append(denoised(noisy, tile_size=96))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(result, results[0]) for result in results[1:])
 
 
 @pytest.mark.parametrize("size", [(5, 5), (6, 9), (12, 16)])
@@ -150,8 +171,8 @@ def test_tiny_images_are_denoised_without_a_warning(size):
     noisy = (0.2 + 0.05 * generator.standard_normal((*size, 3))).clip(0, 1).astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        cleaned = denoise_image(noisy, AUTO_STRENGTH)
-    assert cleaned.shape == noisy.shape
+        cleaned = denoised(noisy)
+    assert cleaned.shape == (1, 3, *size)
 
 
 def per_channel_shrink(tile, sigma, levels):
@@ -181,20 +202,26 @@ def per_channel_shrink(tile, sigma, levels):
 def test_one_transform_shrinks_at_every_strength_as_each_alone():
     _, noisy = noisy_flat(0.03, size=40)
     noisy = noisy[:, :37]  # odd width: the inverse is cropped
-    planes = np.ascontiguousarray(noisy.transpose(2, 0, 1))
+    planes = as_tensor(noisy)[0]
     # 0.002: most bands above the threshold's variance; 0.2: every band takes the eps branch.
     sigmas = (0.002, 0.03, 0.2)
     for shrunk, sigma in zip(denoise.bayes_shrink(planes, sigmas, 3), sigmas):
-        assert shrunk.dtype == np.float32 and shrunk.shape == planes.shape
-        # The same coefficients and thresholds; the opponent transforms may sum in another order.
-        np.testing.assert_allclose(shrunk.transpose(1, 2, 0), per_channel_shrink(noisy, sigma, 3), rtol=0, atol=2e-6)
+        assert shrunk.dtype == torch.float32 and shrunk.shape == planes.shape
+        # PyWavelets' coefficients and thresholds, to the rounding of sums taken in another order.
+        np.testing.assert_allclose(
+            shrunk.permute(1, 2, 0).numpy(), per_channel_shrink(noisy, sigma, 3), rtol=0, atol=2e-6
+        )
 
 
-def test_the_noise_level_of_the_signal_is_read_channel_by_channel():
-    _, noisy = noisy_flat(0.02)
-    image = torch.from_numpy(noisy).permute(2, 0, 1)[None].contiguous()
+def test_the_noise_level_is_that_of_the_clamped_signal():
+    clean, noisy = noisy_flat(0.02)
+    image = as_tensor(noisy)
     noise = 0.01 * torch.ones_like(image)
-    assert denoise.signal_noise_level(image, noise) == noise_level(denoise.signal_array(image, noise))
+    noise[..., :4, :] = -2.0  # clamped to 1: a flat band that adds no noise
+    signal = (image - noise).clamp(0.0, 1.0)
+    assert signal_noise_level(image, noise) == signal_noise_level(signal, torch.zeros_like(signal))
+    # A noise map that holds the photo's noise leaves none in the signal.
+    assert signal_noise_level(image, image - as_tensor(clean)) < 1e-3 < signal_noise_level(image, noise)
 
 
 def test_copies_of_a_large_signal_are_kept_in_half_precision(monkeypatch):
@@ -227,7 +254,7 @@ def test_the_noise_level_reads_exactly_dwt2_s_finest_diagonal_whatever_the_threa
     diagonal = pywt.dwt2(noisy[..., 1], "db2")[1][2]
     expected = float(np.median(np.abs(diagonal[diagonal != 0]))) / denoise.MAD_TO_SIGMA
     assert denoise._channel_noise_level(noisy[..., 1]) == expected
-    image = torch.from_numpy(noisy).permute(2, 0, 1)[None].contiguous()
+    image = as_tensor(noisy)
     threads = torch.get_num_threads()
     levels = set()
     try:
@@ -236,4 +263,21 @@ def test_the_noise_level_reads_exactly_dwt2_s_finest_diagonal_whatever_the_threa
             levels.add(denoise.signal_noise_level(image, torch.zeros_like(image)))
     finally:
         torch.set_num_threads(threads)
-    assert levels == {noise_level(noisy)}
+    channels = [denoise._channel_noise_level(noisy[..., channel]) for channel in range(3)]
+    assert levels == {float(np.mean(channels))}
+
+
+@pytest.mark.parametrize("size", [(8, 12), (7, 10), (9, 5)])
+def test_the_haar_transform_is_pywavelets_and_inverts_exactly(size):
+    import pywt
+
+    generator = np.random.default_rng(4)
+    planes = generator.random((2, *size), dtype=np.float32)
+    coefficients = denoise.haar_forward(torch.from_numpy(planes))
+    for channel in range(2):
+        approximation, (across_rows, across_columns, diagonal) = pywt.dwt2(planes[channel], "haar")
+        expected = np.stack([approximation, across_rows, across_columns, diagonal])
+        # PyWavelets' detail bands, up to their sign (which soft thresholding does not see).
+        np.testing.assert_allclose(np.abs(coefficients[channel].numpy()), np.abs(expected), rtol=0, atol=1e-6)
+    rebuilt = denoise.haar_inverse(coefficients[:, 0], coefficients)[:, : size[0], : size[1]]
+    torch.testing.assert_close(rebuilt, torch.from_numpy(planes), rtol=0, atol=1e-6)

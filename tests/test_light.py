@@ -219,14 +219,14 @@ def test_a_fixed_gamma_renders_as_the_paper():
 
 def test_the_local_render_in_bands_equals_the_whole_image_render(monkeypatch):
     from rrdnet_cli import light
-    from rrdnet_cli.denoise import noise_level, signal_array
+    from rrdnet_cli.denoise import signal_noise_level
     from rrdnet_cli.scene import analyse
 
     generator = torch.Generator().manual_seed(3)
     image = (0.08 * torch.rand(1, 3, 70, 48, generator=generator)).clamp(0, 1)
     image[..., 20:40, 10:30] += 0.3  # a lit region, so bands differ in gain
     noise = torch.zeros_like(image)
-    level = noise_level(signal_array(image, noise))
+    level = signal_noise_level(image, noise)
     denoised = denoise_signal(image, noise, AUTO_STRENGTH, level)
     scene = analyse(image, level, torch.full((1, 1, 70, 48), 0.2))
     whole, whole_light = light.render_local(image, noise, scene, -1.5, denoised)
