@@ -141,8 +141,8 @@ def haar_forward(planes: torch.Tensor) -> torch.Tensor:
     """One level of the orthonormal 2-D Haar transform of ``planes`` ``(C, H, W)``: ``(C, 4, h, w)``
     with ``h, w = ceil(H / 2), ceil(W / 2)``, the approximation first, then the details across rows,
     across columns and diagonal. An odd side is extended by its last sample, as PyWavelets'
-    symmetric mode does for the Haar wavelet, so the coefficients are PyWavelets' (to float rounding,
-    and in another order of the details).
+    symmetric mode does for the Haar wavelet, so the coefficients are PyWavelets' to float rounding
+    (its details in another order, and some with the other sign, which soft thresholding ignores).
 
     Sums and differences of neighbouring rows, then of neighbouring columns, on strided views: the
     transform is a few passes over memory, where PyWavelets' filter loops ran two to three times
@@ -216,6 +216,7 @@ def bayes_shrink(tile: torch.Tensor, sigmas: Sequence[float], levels: int) -> li
             for channel, channel_energies in enumerate(level_energies):
                 for band, energy in enumerate(channel_energies, start=1):
                     threshold = float(np.float32(variance / np.sqrt(max(energy - variance, eps))))
+                    # Written straight into the band's place: no copy of the shrunk band.
                     torch.ops.aten.softshrink.out(coefficients[channel, band], threshold, out=shrunk[channel, band])
             cleaned = haar_inverse(cleaned[..., : coefficients.shape[-2], : coefficients.shape[-1]], shrunk)
             cleaned = cleaned[..., : size[0], : size[1]]
