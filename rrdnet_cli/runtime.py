@@ -56,7 +56,7 @@ def tune_allocator() -> bool:
     blocks (a large photo's full-size maps) are still mapped and returned when freed: kept in the
     heap they left holes that the next, differently sized maps did not fit (a 12 MP photo's peak
     was up to 300 MB higher, varying from run to run). One arena for all threads: otherwise each
-    thread that allocates (the denoiser's workers, torch's) keeps its own arena's peak, which no
+    thread that allocates (the noise estimate's workers, torch's) keeps its own arena's peak, which no
     other thread can reuse (on a 12 MP photo about 500 MB more at the peak). Returns whether it
     applied.
     """
