@@ -48,3 +48,20 @@ def test_darkest_and_brightest_bound_the_exposure():
     darkest = max(script.dark_task(rng, photos, 24, (0.001, 0.002))[0].mean().item() for _ in range(5))
     brightest = min(script.dark_task(rng, photos, 24, (0.3, 0.35))[0].mean().item() for _ in range(5))
     assert darkest < 0.1 < brightest
+
+
+def test_the_cosine_inner_schedule_anneals_after_the_first_step():
+    script = load_script()
+
+    def start(schedule, inner_steps):
+        # One meta-iteration with a whole outer step: the start becomes the inner fit's result.
+        options = ["--iterations", "1", "--outer-step", "1.0", "--inner-steps", inner_steps]
+        return train(script, *options, "--inner-schedule", schedule)
+
+    # The first step is taken at the full rate either way; over two steps the cosine takes its
+    # second at half the rate, so it ends between one step and two constant ones.
+    one_constant, one_cosine = start("constant", "1"), start("cosine", "1")
+    assert all(torch.equal(one_constant[key], one_cosine[key]) for key in one_constant)
+    two_constant, two_cosine = start("constant", "2"), start("cosine", "2")
+    assert any(not torch.equal(two_constant[key], two_cosine[key]) for key in two_constant)
+    assert any(not torch.equal(one_cosine[key], two_cosine[key]) for key in one_cosine)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from rrdnet_cli import load_config, losses, weights
 from rrdnet_cli.model import RRDNet
+from rrdnet_cli.optimiser import Adam
 from rrdnet_cli.pipeline import loss_terms, run_network, use_bf16
 
 # scikit-image's bundled photos, with the licence each one's documentation states.
@@ -121,11 +122,13 @@ def train(args: argparse.Namespace) -> RRDNet:
         image, noise_scale = dark_task(rng, photos, args.side, (args.darkest, args.brightest))
         net = copy.deepcopy(start)
         priors = losses.image_priors(image, config.blur_size, config.blur_sigma)
-        optimizer = torch.optim.Adam(net.parameters(), lr=args.inner_learning_rate)
+        # The package's Adam: torch's updates, and the preset's cosine schedule where asked.
+        cosine_steps = args.inner_steps if args.inner_schedule == "cosine" else 0
+        optimizer = Adam(net.parameters(), args.inner_learning_rate, cosine_steps=cosine_steps)
         for _ in range(args.inner_steps):
             outputs = run_network(net, image, bf16, noise=config.fits_noise)
             total = loss_terms(image, outputs, priors, config, noise_scale).total
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             total.backward()
             optimizer.step()
         # Reptile's outer step, decayed linearly to zero.
@@ -152,6 +155,12 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--inner-steps", type=int, default=8)
     parser.add_argument("--inner-learning-rate", type=float, default=0.003)
+    parser.add_argument(
+        "--inner-schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="of the inner learning rate (cosine: annealed to 0 over the inner steps, as the preset's)",
+    )
     parser.add_argument("--outer-step", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0, help="seed of the task sampling")
     parser.add_argument("--side", type=int, default=128, help="longer side of the fitted copies")
