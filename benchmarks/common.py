@@ -133,6 +133,24 @@ def run_in_checkout(source: Path, script: str, *arguments: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def checkouts(baseline_source: Path | None) -> dict[str, Path]:
+    """The checkouts a same-run comparison times: ``{"current": REPO}``, after
+    ``{"baseline": baseline_source}`` when one is given (a folder holding a ``rrdnet_cli``)."""
+    current = {"current": REPO}
+    return current if baseline_source is None else {"baseline": baseline_source.resolve(), **current}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM), in MiB."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rrdnet_command() -> list[str]:
     """The ``rrdnet`` command as users run it: the console script installed beside this
     interpreter, else ``python -m rrdnet_cli`` (a checkout without the install)."""

@@ -59,9 +59,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--output", type=Path, default=common.RESULTS / "denoise_speed_avx2_emulated.json")
     args = parser.parse_args()
-    sources = {"current": common.REPO}
-    if args.baseline_source:
-        sources = {"baseline": args.baseline_source.resolve(), **sources}
+    sources = common.checkouts(args.baseline_source)
     image = args.data / args.image
     records = []
     with tempfile.TemporaryDirectory() as folder:

@@ -27,15 +27,6 @@ import numpy as np
 import common
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident memory (VmHWM), in MiB."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def worker(image_path: str, width: int, height: int, save: str) -> dict:
     """Time ``enhance()`` on the photo enlarged to ``width`` x ``height``; save its 8-bit result."""
     import torch
@@ -52,7 +43,7 @@ def worker(image_path: str, width: int, height: int, save: str) -> dict:
     start = time.perf_counter()
     enhancement = enhance(image, config, reflectance=False)
     seconds = time.perf_counter() - start
-    peak = peak_rss_mib()
+    peak = common.peak_rss_mib()
     levels = (enhancement.result[0].permute(1, 2, 0) * 255.0).round().to(torch.uint8)
     np.save(save, levels.numpy())
     return {"seconds": seconds, "peak_rss_mib": peak}
@@ -71,9 +62,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=common.RESULTS / "large_speed.json")
     args = parser.parse_args()
     width, height = (int(side) for side in args.size.lower().split("x"))
-    sources = {"current": common.REPO}
-    if args.baseline_source:
-        sources = {"baseline": args.baseline_source.resolve(), **sources}
+    sources = common.checkouts(args.baseline_source)
     machine = common.machine(jobs=1)
     runs: dict[str, list[dict]] = {name: [] for name in sources}
     with tempfile.TemporaryDirectory() as folder:

@@ -72,9 +72,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="passes over the photos in a process")
     parser.add_argument("--output", type=Path, default=common.RESULTS / "render_share.json")
     args = parser.parse_args()
-    sources = {"current": common.REPO}
-    if args.baseline_source:
-        sources = {"baseline": args.baseline_source.resolve(), **sources}
+    sources = common.checkouts(args.baseline_source)
     paths = sorted((args.data / args.images).iterdir())[: args.limit]
     records = []
     for threads in (int(count) for count in args.threads.split(",")):

@@ -59,17 +59,6 @@ FIDELITY_IMAGES = ",".join(
 )
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident memory (VmHWM), in MiB."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 # ----------------------------------------------------------------------------------------------
 # Worker side: one case per process.
 
@@ -100,7 +89,7 @@ def _worker_enhance(spec: dict) -> dict:
     seconds = time.perf_counter() - start
     if spec.get("save"):
         np.save(spec["save"], common.to_array(enhancement.result))
-    answer = {"seconds": seconds, "steps": enhancement.steps, "peak_rss_mib": peak_rss_mib()}
+    answer = {"seconds": seconds, "steps": enhancement.steps, "peak_rss_mib": common.peak_rss_mib()}
     if spec.get("again"):
         # The same image once more in this process: what each image after the first of a batch
         # costs (the first pays one-off costs: lazy imports, first allocations, oneDNN's kernel set-up).
@@ -130,13 +119,13 @@ def _worker_paper_steps(spec: dict) -> dict:
     per_step = float(np.median(durations))
     # What a run costs besides its steps (priors, first step's warm-up, final pass).
     overhead = total - per_step * len(stamps)
-    return {"seconds_per_step": per_step, "overhead_seconds": overhead, "peak_rss_mib": peak_rss_mib()}
+    return {"seconds_per_step": per_step, "overhead_seconds": overhead, "peak_rss_mib": common.peak_rss_mib()}
 
 
 def _worker_reference_steps(spec: dict) -> dict:
     """Seconds per step of a loop written the way the published code is (median after the first)."""
     durations = common.reference_like_step_seconds(common.to_tensor(_input_rgb(spec)), spec["steps"] + 1)
-    return {"seconds_per_step": float(np.median(durations[1:])), "peak_rss_mib": peak_rss_mib()}
+    return {"seconds_per_step": float(np.median(durations[1:])), "peak_rss_mib": common.peak_rss_mib()}
 
 
 WORKERS = {
