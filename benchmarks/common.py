@@ -12,7 +12,9 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -131,6 +133,19 @@ def run_in_checkout(source: Path, script: str, *arguments: str) -> dict:
     command = [sys.executable, script, "--worker", *arguments]
     output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
     return json.loads(output.strip().splitlines()[-1])
+
+
+def answer_as_worker(worker: Callable[..., dict], *types: Callable[[str], Any]) -> bool:
+    """The other end of ``run_in_checkout``: when this process was started as ``SCRIPT --worker
+    ARGUMENTS``, call ``worker`` with the arguments, each converted by its ``types`` entry, print
+    its answer as one JSON line and return True; otherwise return False."""
+    import json
+    import sys
+
+    if sys.argv[1:2] != ["--worker"] or len(sys.argv) != 2 + len(types):
+        return False
+    print(json.dumps(worker(*(kind(value) for kind, value in zip(types, sys.argv[2:])))))
+    return True
 
 
 def checkouts(baseline_source: Path | None) -> dict[str, Path]:

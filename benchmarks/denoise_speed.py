@@ -47,8 +47,7 @@ def worker(image_path: str, threads: int, repeats: int, save: str) -> dict:
 
 
 def main() -> None:
-    if len(sys.argv) == 6 and sys.argv[1] == "--worker":
-        print(json.dumps(worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])))
+    if common.answer_as_worker(worker, str, int, int, str):
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA, help="benchmark images folder")

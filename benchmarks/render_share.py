@@ -59,8 +59,7 @@ def worker(paths: list[str], threads: int, repeats: int) -> dict:
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
-        print(json.dumps(worker(json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))))
+    if common.answer_as_worker(worker, json.loads, int, int):
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA, help="benchmark images folder")

@@ -257,13 +257,12 @@ def _shrink_tiles(
         signal = window_of(window)
         rows = slice(window.top - window.window_top, window.bottom - window.window_top)
         columns = slice(window.left - window.window_left, window.right - window.window_left)
-        totals: list[torch.Tensor] = []
-        for shift in SHIFTS:
-            for index, shrunk in enumerate(_shrunk_at(signal, sigmas, shift, levels)):
-                if index == len(totals):
-                    totals.append(shrunk[:, rows, columns].clone())
-                else:
-                    totals[index] += shrunk[:, rows, columns]
+        # One shift's shrinkages at a time, added in SHIFTS' order.
+        spins = (_shrunk_at(signal, sigmas, shift, levels) for shift in SHIFTS)
+        totals = [shrunk[:, rows, columns].clone() for shrunk in next(spins)]
+        for spin in spins:
+            for total, shrunk in zip(totals, spin):
+                total += shrunk[:, rows, columns]
         store(window, [total.div_(len(SHIFTS)).clamp_(0.0, 1.0) for total in totals])
 
 
