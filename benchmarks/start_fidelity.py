@@ -1,15 +1,16 @@
 """Fidelity to ``paper`` of the ``default`` fit from other starting weights: for trying a new start
 (``training/train_initial_weights.py``) before it replaces the shipped one.
 
-For each start (an ``.npz`` written by the training script; ``shipped`` for the package's own) and
-each photo, ``default`` is fitted from that start (fp32, with any ``--overrides KEY=VALUE,...``) and
+For each start (an ``.npz`` written by the training script; ``shipped`` for the package's own), each
+set of ``--overrides KEY=VALUE,...`` (repeatable; none: the preset as it is) and each photo,
+``default`` is fitted from that start (fp32, with those overrides) and
 rendered as ``paper`` is (gamma 0.4, no denoising), at ``--max-side``, and scored in PSNR against
 ``paper``'s result. The ``paper`` results are the ones ``speed_quality.py`` caches in
 ``benchmarks/cache/`` (a photo without one is skipped: computing it takes 25 minutes here). One
 thread, in this process. Prints one JSON line and writes the figures to ``--output``.
 
     .venv/bin/python benchmarks/start_fidelity.py --starts shipped,/tmp/start.npz \\
-        [--overrides iterations=24,learning_rate=0.007] [--output FILE]
+        [--overrides iterations=24,learning_rate=0.007 --overrides frozen_layers=0 ...] [--output FILE]
 """
 
 from __future__ import annotations
@@ -51,13 +52,15 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA, help="benchmark images folder")
     parser.add_argument("--starts", default="shipped", help="comma-separated .npz files, or shipped")
     parser.add_argument("--images", default=PHOTOS, help=f"comma-separated, under --data (all: {FIDELITY_IMAGES})")
-    parser.add_argument("--overrides", type=overrides_of, default={}, help="KEY=VALUE,... of the preset")
+    parser.add_argument(
+        "--overrides", type=overrides_of, action="append", help="KEY=VALUE,... of the preset (repeatable)"
+    )
     parser.add_argument("--max-side", type=int, default=384)
     parser.add_argument("--paper-steps", type=int, default=1000)
     parser.add_argument("--output", type=Path, default=common.RESULTS / "start_fidelity.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    overrides = args.overrides
+    override_sets = args.overrides or [{}]
     photos, skipped = {}, []
     for name in args.images.split(","):
         rgb = common.load_rgb(args.data / name, args.max_side)
@@ -68,14 +71,15 @@ def main() -> None:
             photos[name] = (rgb, reference[0])
     records = []
     for start in args.starts.split(","):
-        scores = fidelity_from(start, photos, overrides)
-        values = list(scores.values())
-        summary = {"mean": round(statistics.mean(values), 3), "worst": min(values)} if values else {}
-        records.append({"start": start, "psnr_vs_paper": scores, **summary})
+        for overrides in override_sets:
+            scores = fidelity_from(start, photos, overrides)
+            values = list(scores.values())
+            summary = {"mean": round(statistics.mean(values), 3), "worst": min(values)} if values else {}
+            records.append({"start": start, "overrides": overrides, "psnr_vs_paper": scores, **summary})
     common.publish(
         {
             "benchmark": "start_fidelity",
-            "overrides": overrides,
+            "overrides": override_sets if len(override_sets) > 1 else override_sets[0],
             "max_side": args.max_side,
             "records": records,
             "skipped_without_paper_reference": skipped,

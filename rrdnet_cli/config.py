@@ -171,6 +171,14 @@ class Config:
         "(the branch is not run: a third less work where the fit would leave N at zero anyway)",
         choices=("fitted", "zero"),
     )
+    frozen_layers: int = _option(
+        0,
+        "the first this many convolutions of each branch keep their starting weights: their output "
+        "is computed once per image and each step fits only the rest (0: all fitted, the paper)",
+        minimum=0,
+        # RRDNet's branches have five convolutions; at least the last is fitted.
+        maximum=4,
+    )
     tile_size: int = _option(
         0, "final full-resolution pass in tiles of this side (0: one pass)", minimum=0, maximum=MAX_SIDE
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -32,6 +35,7 @@ class RRDNet(nn.Module):
 
     # Five 3x3 convolutions: each output pixel sees 11x11 input pixels.
     receptive_field = 11
+    convolutions = 5
 
     def __init__(self) -> None:
         super().__init__()
@@ -42,16 +46,52 @@ class RRDNet(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.maps(image)  # type: ignore[return-value]
 
+    def _branches(
+        self, illumination: bool, reflectance: bool, noise: bool
+    ) -> list[tuple[nn.Sequential, Callable[[torch.Tensor], torch.Tensor]]]:
+        chosen = [
+            (self.illumination_net, torch.sigmoid, illumination),
+            (self.reflectance_net, torch.sigmoid, reflectance),
+            (self.noise_net, torch.tanh, noise),
+        ]
+        return [(branch, squash) for branch, squash, asked in chosen if asked]
+
     def maps(
-        self, image: torch.Tensor, reflectance: bool = True, noise: bool = True, illumination: bool = True
+        self,
+        image: torch.Tensor,
+        reflectance: bool = True,
+        noise: bool = True,
+        illumination: bool = True,
+        *,
+        features: Optional[tuple[torch.Tensor, ...]] = None,
+        layers_done: int = 0,
     ) -> tuple[torch.Tensor, ...]:
         """Illumination, reflectance and noise, in that order, where asked: a branch not asked for
-        is not run (each is a third of the work)."""
-        outputs = []
-        if illumination:
-            outputs.append(torch.sigmoid(self.illumination_net(image)))
-        if reflectance:
-            outputs.append(torch.sigmoid(self.reflectance_net(image)))
-        if noise:
-            outputs.append(torch.tanh(self.noise_net(image)))
-        return tuple(outputs)
+        is not run (each is a third of the work).
+
+        With ``features`` (``features(image, layers_done, ...)`` for the same branches), each
+        branch starts from them and runs only its convolutions after the first ``layers_done``.
+        """
+        branches = self._branches(illumination, reflectance, noise)
+        inputs = features if features is not None else (image,) * len(branches)
+        return tuple(squash(branch[2 * layers_done :](x)) for (branch, squash), x in zip(branches, inputs, strict=True))
+
+    def features(
+        self,
+        image: torch.Tensor,
+        layers: int,
+        reflectance: bool = True,
+        noise: bool = True,
+        illumination: bool = True,
+    ) -> tuple[torch.Tensor, ...]:
+        """Each asked branch's activations after its first ``layers`` convolutions (and their
+        ReLUs), in the order of ``maps``: ``(1, C, H, W)`` each."""
+        return tuple(branch[: 2 * layers](image) for branch, _ in self._branches(illumination, reflectance, noise))
+
+    def parameters_after(self, layers: int) -> list[nn.Parameter]:
+        """The parameters of every branch's convolutions after its first ``layers``."""
+        return [
+            parameter
+            for branch in (self.illumination_net, self.reflectance_net, self.noise_net)
+            for parameter in branch[2 * layers :].parameters()
+        ]

@@ -83,11 +83,33 @@ def _autocast(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def run_network(net: RRDNet, image: torch.Tensor, bf16: bool, noise: bool = True) -> Outputs:
+@dataclass(frozen=True)
+class FrozenFeatures:
+    """Every fitted branch's activations after its first ``layers`` convolutions, which the fit
+    leaves at their starting weights (``config.frozen_layers``): computed once per image seen, so
+    no step runs or differentiates those layers."""
+
+    image: torch.Tensor
+    layers: int
+    features: tuple[torch.Tensor, ...]
+
+    @classmethod
+    def of(cls, net: RRDNet, image: torch.Tensor, layers: int, bf16: bool, noise: bool) -> FrozenFeatures:
+        with torch.no_grad(), _autocast(image.device, bf16):
+            return cls(image, layers, net.features(image, layers, noise=noise))
+
+
+def run_network(
+    net: RRDNet, image: torch.Tensor, bf16: bool, noise: bool = True, frozen: Optional[FrozenFeatures] = None
+) -> Outputs:
     """The three maps of ``net`` on ``image``; without ``noise`` the noise branch is not run and N
-    is a zero scalar (it broadcasts wherever the losses use it)."""
+    is a zero scalar (it broadcasts wherever the losses use it). With ``frozen`` (computed for this
+    image) the branches start from those features."""
     with _autocast(image.device, bf16):
-        outputs = net.maps(image, noise=noise)
+        if frozen is None:
+            outputs = net.maps(image, noise=noise)
+        else:
+            outputs = net.maps(image, noise=noise, features=frozen.features, layers_done=frozen.layers)
     # The losses stay in fp32: sums over many pixels would lose their small changes in bf16.
     outputs = tuple(output.float() for output in outputs)
     if not noise:
@@ -195,15 +217,22 @@ def optimise(
         seen_pixels = target.shape[-2] * target.shape[-1]
     noise_scale = 1.0 if seen_pixels == full_pixels else math.sqrt(seen_pixels / full_pixels)
     cosine = config.learning_rate_schedule == "cosine"
-    optimizer = Adam(net.parameters(), config.learning_rate, cosine_steps=config.iterations if cosine else 0)
+    optimizer = Adam(
+        net.parameters_after(config.frozen_layers),
+        config.learning_rate,
+        cosine_steps=config.iterations if cosine else 0,
+    )
     history: list[torch.Tensor] = []
     totals: list[float] = []
     seen, seen_priors = target, priors
+    frozen: Optional[FrozenFeatures] = None
     steps = 0
     for step in range(config.iterations):
         if sampler is not None:
             seen, seen_priors = sampler.sample()
-        outputs = run_network(net, seen, bf16, noise=config.fits_noise)
+        if config.frozen_layers and (frozen is None or frozen.image is not seen):
+            frozen = FrozenFeatures.of(net, seen, config.frozen_layers, bf16, config.fits_noise)
+        outputs = run_network(net, seen, bf16, noise=config.fits_noise, frozen=frozen)
         terms = loss_terms(seen, outputs, seen_priors, config, noise_scale)
         total_value = terms.total.item()
         if not math.isfinite(total_value):
@@ -300,9 +329,10 @@ def decompose(
     margin = RRDNet.receptive_field // 2
     smaller = downscale_to_pixels(image, pass_pixels)
 
-    def run(x: torch.Tensor, **branches: bool) -> list[torch.Tensor]:
+    def run(x: torch.Tensor, reflectance: bool, noise: bool, illumination: bool = True) -> list[torch.Tensor]:
         def network(window: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            return net.maps(window.contiguous(memory_format=torch.channels_last), **branches)
+            window = window.contiguous(memory_format=torch.channels_last)
+            return net.maps(window, reflectance=reflectance, noise=noise, illumination=illumination)
 
         return list(tiling.forward_tiled(network, x, tile_size, margin))
 

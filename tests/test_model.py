@@ -40,3 +40,23 @@ def test_maps_runs_only_the_branches_asked_for():
     assert [x.shape[1] for x in net.maps(image, noise=False)] == [1, 3]
     assert torch.equal(net.maps(image, noise=False)[1], reflectance)
     assert len(net.maps(image, reflectance=False, noise=False)) == 1
+
+
+def test_maps_from_the_features_of_the_first_layers_are_the_maps():
+    torch.manual_seed(0)
+    net = RRDNet()
+    image = torch.rand(1, 3, 12, 16)
+    whole = net.maps(image, noise=False)
+    for layers in range(RRDNet.convolutions):
+        features = net.features(image, layers, noise=False)
+        assert [x.shape[1] for x in features] == [[3, 16, 32, 64, 32][layers]] * 2
+        later = net.maps(image, noise=False, features=features, layers_done=layers)
+        assert all(torch.equal(a, b) for a, b in zip(later, whole))
+
+
+def test_parameters_after_the_first_layers():
+    net = RRDNet()
+    assert len(net.parameters_after(0)) == len(list(net.parameters())) == 30
+    later = net.parameters_after(2)
+    assert len(later) == 3 * 3 * 2
+    assert later[0] is net.illumination_net[4].weight and later[-1] is net.noise_net[8].bias

@@ -147,7 +147,9 @@ def test_a_zero_noise_map_never_runs_the_noise_branch(monkeypatch):
     monkeypatch.setattr(
         RRDNet,
         "maps",
-        lambda self, x, reflectance=True, noise=True: calls.append(noise) or original(self, x, reflectance, noise),
+        lambda self, x, reflectance=True, noise=True, **rest: (
+            calls.append(noise) or original(self, x, reflectance, noise, **rest)
+        ),
     )
     zero = enhance(image, _fast(noise_map="zero"), reflectance=False)
     assert calls and not any(calls)
@@ -295,6 +297,8 @@ def test_downscale():
         ("convergence_tolerance", -0.1),
         ("convergence_window", 0),
         ("crops_per_step", True),
+        ("frozen_layers", 5),
+        ("frozen_layers", -1),
     ],
 )
 def test_new_fields_validate(key, value):
@@ -396,3 +400,28 @@ def test_a_photo_within_the_final_pass_pixels_is_passed_whole(tiny_config):
     whole = enhance(image, tiny_config)
     capped = enhance(image, tiny_config.replace(final_pass_pixels=64 * 64))
     assert torch.equal(whole.result, capped.result)
+
+
+@pytest.mark.parametrize("strategy", ["full", "crops"])
+def test_frozen_layers_keep_their_weights_and_fit_as_if_held_fixed(strategy):
+    """The features computed once per image seen give the fit that holding those layers' weights
+    fixed gives, and only the later layers move."""
+    from rrdnet_cli.pipeline import initial_network
+
+    image = _image()
+    config = _fast(strategy=strategy, frozen_layers=2)
+    start = initial_network(config, image)
+    frozen = initial_network(config, image)
+    cached = enhance(image, config, net=frozen)
+    held = initial_network(config, image)
+    for branch in (held.illumination_net, held.reflectance_net, held.noise_net):
+        for parameter in branch[:4].parameters():
+            parameter.requires_grad_(False)
+    fixed = enhance(image, config.replace(frozen_layers=0), net=held)
+    torch.testing.assert_close(cached.result, fixed.result, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(cached.losses, fixed.losses, rtol=1e-5)
+    for name, before in start.state_dict().items():
+        after = frozen.state_dict()[name]
+        branch, layer = name.split(".")[:2]
+        # The noise branch is not run at all (noise_map zero).
+        assert torch.equal(before, after) == (int(layer) < 4 or branch == "noise_net"), name

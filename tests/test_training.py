@@ -65,3 +65,18 @@ def test_the_cosine_inner_schedule_anneals_after_the_first_step():
     two_constant, two_cosine = start("constant", "2"), start("cosine", "2")
     assert any(not torch.equal(two_constant[key], two_cosine[key]) for key in two_constant)
     assert any(not torch.equal(one_cosine[key], two_cosine[key]) for key in one_cosine)
+
+
+def test_frozen_layers_are_neither_fitted_nor_moved_by_the_outer_step():
+    script = load_script()
+    options = ["--iterations", "1", "--outer-step", "1.0", "--inner-steps", "2"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # train() draws the first stage's random start from this seed
+        from rrdnet_cli.model import RRDNet
+
+        start = RRDNet().state_dict()
+    held = train(script, *options, "--frozen-layers", "2")
+    for key, value in held.items():
+        branch, layer = key.split(".")[:2]
+        # The noise branch is not run (--noise-map zero), so it keeps its start too.
+        assert torch.equal(value, start[key]) == (int(layer) < 4 or branch == "noise_net"), key

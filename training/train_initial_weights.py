@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from rrdnet_cli import load_config, losses, weights
 from rrdnet_cli.model import RRDNet
 from rrdnet_cli.optimiser import Adam
-from rrdnet_cli.pipeline import loss_terms, run_network, use_bf16
+from rrdnet_cli.pipeline import FrozenFeatures, loss_terms, run_network, use_bf16
 
 # scikit-image's bundled photos, with the licence each one's documentation states.
 PHOTOS = {
@@ -124,9 +124,13 @@ def train(args: argparse.Namespace) -> RRDNet:
         priors = losses.image_priors(image, config.blur_size, config.blur_sigma)
         # The package's Adam: torch's updates, and the preset's cosine schedule where asked.
         cosine_steps = args.inner_steps if args.inner_schedule == "cosine" else 0
-        optimizer = Adam(net.parameters(), args.inner_learning_rate, cosine_steps=cosine_steps)
+        # Held layers (--frozen-layers) are not fitted, so Reptile's outer step leaves them too.
+        optimizer = Adam(net.parameters_after(args.frozen_layers), args.inner_learning_rate, cosine_steps=cosine_steps)
+        frozen = None
+        if args.frozen_layers:
+            frozen = FrozenFeatures.of(net, image, args.frozen_layers, bf16, config.fits_noise)
         for _ in range(args.inner_steps):
-            outputs = run_network(net, image, bf16, noise=config.fits_noise)
+            outputs = run_network(net, image, bf16, noise=config.fits_noise, frozen=frozen)
             total = loss_terms(image, outputs, priors, config, noise_scale).total
             optimizer.zero_grad()
             total.backward()
@@ -160,6 +164,13 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["constant", "cosine"],
         default="constant",
         help="of the inner learning rate (cosine: annealed to 0 over the inner steps, as the preset's)",
+    )
+    parser.add_argument(
+        "--frozen-layers",
+        type=int,
+        choices=range(5),
+        default=0,
+        help="convolutions of each branch held at the start's weights in the inner steps (the preset's frozen_layers)",
     )
     parser.add_argument("--outer-step", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0, help="seed of the task sampling")
