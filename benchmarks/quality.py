@@ -9,7 +9,9 @@ For every image of ``synthetic/low`` (paired with ``synthetic/high``) and of ``r
 paired with ``real/lol_high``, the captured ground truth, where it holds the same name) it fits
 the decomposition once (cached in ``benchmarks/cache/`` as a saved decomposition, keyed by the
 pixels and every config value that affects the fit), then renders it several ways; only the
-rendering changes, so every RRDNet variant shares one decomposition:
+rendering changes, so every RRDNet variant shares one decomposition (fitted as the preset's own
+rendering fits it: under the local light ``default``'s final pass carries the illumination from
+the fit's copy, so the paper-style renderings below read that light too):
 
 * ``default``: the ``--config`` preset's own rendering (``rrdnet_cli.result.from_maps`` with that
   config's render-time settings, ``RENDER_KEYS``: what ``rrdnet enhance`` writes);
@@ -143,6 +145,8 @@ def learned_weights_digest() -> str:
 def cached_decomposition(loaded, name: str, config, cache: Path) -> tuple[decomposition.Decomposition, float, bool]:
     """The decomposition of ``loaded``: from the cache, or fitted now (seconds, whether cached)."""
     fit_settings = {key: value for key, value in config.to_dict().items() if key not in LIGHT_KEYS}
+    # The final pass depends on the rendering: the local light's may be carried from the fit's copy.
+    fit_settings["light_follows_scene"] = config.light_follows_scene
     if config.initial_weights == "learned":
         # The shipped start is no setting: fits made from earlier weights must not be reused.
         fit_settings["learned_weights"] = learned_weights_digest()
@@ -154,7 +158,9 @@ def cached_decomposition(loaded, name: str, config, cache: Path) -> tuple[decomp
     if path.is_file():
         return decomposition.load(path), 0.0, True
     started = time.perf_counter()
-    enhancement = enhance(loaded.pixels, config.replace(gamma=FIXED_GAMMA))
+    # Fitted as the preset renders, so that its own rendering of the decomposition is what
+    # ``rrdnet enhance`` writes (the other renderings share that decomposition).
+    enhancement = enhance(loaded.pixels, config)
     seconds = time.perf_counter() - started
     saved = decomposition.Decomposition.from_enhancement(enhancement, loaded, config, name)
     decomposition.save(saved, path)

@@ -182,6 +182,14 @@ class Config:
     tile_size: int = _option(
         0, "final full-resolution pass in tiles of this side (0: one pass)", minimum=0, maximum=MAX_SIDE
     )
+    final_pass: str = _option(
+        "full",
+        "full: the final pass runs the network on the image (on a copy above final_pass_pixels); "
+        "auto: the same, but where the light follows the scene (gamma auto, tone_mapping local), "
+        "which takes only the fitted light's large structure, the illumination is computed on the "
+        "fit's own downscaled copy and carried to full size by the guided upsampling",
+        choices=("full", "auto"),
+    )
     final_pass_pixels: int = _option(
         0,
         "run the final pass's illumination on a copy of at most this many pixels and carry it to full "
@@ -189,6 +197,11 @@ class Config:
         minimum=0,
         maximum=MAX_SIDE * MAX_SIDE,
     )
+
+    @property
+    def light_follows_scene(self) -> bool:
+        """Whether the result is rendered by the local light (``gamma`` auto, ``tone_mapping`` local)."""
+        return self.gamma == "auto" and self.tone_mapping == "local"
 
     @property
     def fits_noise(self) -> bool:

@@ -46,6 +46,8 @@ class RRDNet(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.maps(image)  # type: ignore[return-value]
 
+    # A branch alternates convolution and ReLU: its first k convolutions, with their ReLUs, are its
+    # first 2k modules, which is how features, maps and parameters_after slice it.
     def _branches(
         self, illumination: bool, reflectance: bool, noise: bool
     ) -> list[tuple[nn.Sequential, Callable[[torch.Tensor], torch.Tensor]]]:

@@ -308,26 +308,42 @@ def carry_illumination(illumination: torch.Tensor, image: torch.Tensor) -> torch
     return carried.exp2_().clamp_(illumination.min(), illumination.max())
 
 
+def final_pass_copy(image: torch.Tensor, config: Config) -> torch.Tensor:
+    """What the final pass runs the illumination branch on: ``image`` ``(1, 3, H, W)`` itself, or a
+    reduced copy whose illumination ``carry_illumination`` takes to full size.
+
+    A copy of at most ``final_pass_pixels``; with ``final_pass: auto`` and the local light, the
+    fit's own downscaled copy, where smaller: that rendering takes the fitted light in stops at a
+    quarter of its weight, over an edge-aware light map of the photo itself, so the network's
+    full-size detail barely reaches the picture, and its pass would cost a third of the photo.
+    """
+    if config.final_pass == "auto" and config.light_follows_scene:
+        fitted = downscale(image, config.optimisation_side)
+        if config.final_pass_pixels == 0 or fitted.shape[-2] * fitted.shape[-1] <= config.final_pass_pixels:
+            return fitted
+    return downscale_to_pixels(image, config.final_pass_pixels)
+
+
 def decompose(
     net: RRDNet,
     image: torch.Tensor,
     tile_size: int,
     reflectance: bool = True,
     noise: bool = True,
-    pass_pixels: int = 0,
+    reduced: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
     """The fitted network's illumination, reflectance and noise for ``image``, in fp32.
 
     Tiled when ``tile_size`` > 0, with the receptive-field radius as overlap: equal to the
     untiled pass (up to float rounding), while memory stays bounded for any image size. A branch
     not asked for is not run: no ``reflectance``, ``None`` in its place; no ``noise``, zeros.
-    With ``pass_pixels`` > 0 and a larger image, the illumination is computed on a copy of that
-    many pixels and carried to full size by ``carry_illumination`` (the network's cost is per
-    pixel, the upsampling's a few operations a pixel); reflectance and noise, where asked, are
-    still the network's at full size (they hold the photo's fine detail).
+    With a ``reduced`` copy of the image (``final_pass_copy``), the illumination is computed on it
+    and carried to full size by ``carry_illumination`` (the network's cost is per pixel, the
+    upsampling's a few operations a pixel); reflectance and noise, where asked, are still the
+    network's at full size (they hold the photo's fine detail).
     """
     margin = RRDNet.receptive_field // 2
-    smaller = downscale_to_pixels(image, pass_pixels)
+    smaller = image if reduced is None else reduced
 
     def run(x: torch.Tensor, reflectance: bool, noise: bool, illumination: bool = True) -> list[torch.Tensor]:
         def network(window: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -369,7 +385,12 @@ def fit(
     # each tile in that layout.
     net.to(memory_format=torch.channels_last)
     outputs = decompose(
-        net, image, config.tile_size, reflectance or fitted.whole_image, config.fits_noise, config.final_pass_pixels
+        net,
+        image,
+        config.tile_size,
+        reflectance or fitted.whole_image,
+        config.fits_noise,
+        final_pass_copy(image, config),
     )
     final = final_loss_row(net, fitted, image, outputs, config)
     if not torch.isfinite(final.total):

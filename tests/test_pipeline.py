@@ -384,13 +384,14 @@ def test_a_reduced_final_pass_runs_the_network_on_fewer_pixels(monkeypatch):
 
     monkeypatch.setattr(net, "maps", counting)
     full = decompose(net, image, 0, reflectance=False, noise=False)[0]
-    reduced, reflectance, noise = decompose(net, image, 0, reflectance=False, noise=False, pass_pixels=1536)
+    copy = downscale_to_pixels(image, 1536)
+    reduced, reflectance, noise = decompose(net, image, 0, reflectance=False, noise=False, reduced=copy)
     assert seen[1][0] == 32 * 48 and len(seen) == 2
     assert reduced.shape == full.shape and reflectance is None and not noise.any()
     # Close to the full-size pass: the network's illumination is smooth at this scale.
     assert (reduced - full).abs().mean() < 0.02
     # Reflectance, when asked, is still the network's at full size.
-    _, reflectance, _ = decompose(net, image, 0, reflectance=True, noise=False, pass_pixels=1536)
+    _, reflectance, _ = decompose(net, image, 0, reflectance=True, noise=False, reduced=copy)
     assert seen[-1] == (64 * 96, {"reflectance": True, "noise": False, "illumination": False})
     assert torch.allclose(reflectance, decompose(net, image, 0, noise=False)[1])
 
@@ -425,3 +426,42 @@ def test_frozen_layers_keep_their_weights_and_fit_as_if_held_fixed(strategy):
         branch, layer = name.split(".")[:2]
         # The noise branch is not run at all (noise_map zero).
         assert torch.equal(before, after) == (int(layer) < 4 or branch == "noise_net"), name
+
+
+def test_the_local_light_carries_the_illumination_from_the_fits_own_copy():
+    from rrdnet_cli.pipeline import final_pass_copy
+
+    image = _image(48, 64)
+    config = _fast(optimisation_side=32, final_pass="auto")
+    assert config.light_follows_scene
+    assert final_pass_copy(image, config).shape == (1, 3, 24, 32)
+    # The paper's rendering, or final_pass full, keeps the network's full-size pass.
+    assert final_pass_copy(image, config.replace(gamma=0.4)) is image
+    assert final_pass_copy(image, config.replace(tone_mapping="global")) is image
+    assert final_pass_copy(image, config.replace(final_pass="full")) is image
+    # final_pass_pixels still caps the copy where it is the smaller.
+    assert final_pass_copy(image, config.replace(final_pass_pixels=4096, optimisation_side=0)) is image
+
+
+def test_a_carried_final_pass_runs_the_network_on_the_copy_only(monkeypatch):
+    from rrdnet_cli.model import RRDNet
+
+    image = _image(48, 64)
+    config = _fast(optimisation_side=32, final_pass="auto", tile_size=0)
+    passes = []
+    original = RRDNet.maps
+
+    def counting(self, x, *args, **kwargs):
+        if not torch.is_grad_enabled():  # the final pass, not a step
+            passes.append(tuple(x.shape[-2:]))
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(RRDNet, "maps", counting)
+    carried = enhance(image, config, reflectance=False)
+    assert passes and all(shape == (24, 32) for shape in passes)
+    passes.clear()
+    full = enhance(image, config.replace(final_pass="full"), reflectance=False)
+    assert (48, 64) in passes
+    assert carried.illumination.shape == full.illumination.shape == (1, 1, 48, 64)
+    # The picture hardly moves: the local light takes the fitted light at a quarter weight.
+    assert float((carried.result - full.result).abs().mean()) < 0.01
