@@ -1,16 +1,16 @@
 """What the default's rendering adds to a photo's time, against an earlier checkout in the same run.
 
 For each photo, in one process: the default's fit with the paper's rendering (``PLAIN``: gamma
-0.4, one light for the whole photo, no denoising; each checkout's own ``default`` fit), then the default's
-rendering of those same maps (``result.from_maps``: the light that follows the scene, the denoiser,
-the search for the light), then the whole default photo (``enhance`` with ``default``: its own final
-pass, which under the local light is carried from the fit's copy, and its rendering). They
-alternate photo by photo, so a machine that slows down for a while slows all three; the share is
-the median rendering over the median plain photo, and ``default_over_plain`` what the whole default
-photo takes beyond the plain one (negative: less). Each (checkout,
-thread count) runs in its own fresh process, the checkouts alternating, ``--rounds`` times; the
-figure is the median over rounds. One thread is what each worker of a folder run has, two what a
-one-photo command has on a 2-core machine.
+0.4, one light for the whole photo, no denoising; each checkout's own ``default`` fit), then the
+default's rendering of those same maps (``result.from_maps``: the light that follows the scene,
+the denoiser, the search for the light), then the whole default photo (``enhance`` with
+``default``: its own final pass, which under the local light is carried from the fit's copy, and
+its rendering). They alternate photo by photo, so a machine that slows down for a while slows all
+three; the share is the median rendering over the median plain photo, and ``default_over_plain``
+what the whole default photo takes beyond the plain one (negative: less). Each (checkout, thread
+count) runs in its own fresh process, the checkouts alternating, ``--rounds`` times; the figure is
+the median over rounds. One thread is what each worker of a folder run has, two what a one-photo
+command has on a 2-core machine.
 
     env ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python benchmarks/render_share.py \\
         --baseline-source /tmp/before --output benchmarks/results/render_share_avx2_emulated.json
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -100,7 +99,7 @@ def main() -> None:
             record[name]["render_share"] = round(render / photo, 3)
             # The whole default photo (its own final pass and rendering) against the same fit
             # rendered the paper's way: what the default's rendering adds in the end.
-            whole = statistics.median(answer.get("default_photo_seconds", math.nan) for answer in rounds)
+            whole = statistics.median(answer["default_photo_seconds"] for answer in rounds)
             record[name]["default_photo_seconds"] = round(whole, 4)
             record[name]["default_over_plain"] = round(whole / photo - 1, 3)
             record[name]["rounds"] = rounds
