@@ -299,6 +299,7 @@ def test_downscale():
         ("crops_per_step", True),
         ("frozen_layers", 5),
         ("frozen_layers", -1),
+        ("final_pass", "half"),
     ],
 )
 def test_new_fields_validate(key, value):
