@@ -179,7 +179,8 @@ class Optimisation:
     """What the Adam steps leave behind for the final loss row.
 
     ``history``: one ``(5,)`` loss row per step; ``seen`` and ``priors``: what the last step saw
-    (the image, its downscaled copy or the last crops) with its ``noise_scale``; ``whole_image``:
+    (the image, its downscaled copy or the last crops) with its ``noise_scale``; ``copy``: the
+    downscaled copy the fit was made on (the image itself when not downscaled); ``whole_image``:
     the steps saw the image itself in fp32, so the final full-resolution pass is also the final
     loss pass.
     """
@@ -190,6 +191,7 @@ class Optimisation:
     priors: losses.ImagePriors
     noise_scale: float
     bf16: bool
+    copy: torch.Tensor
     whole_image: bool
 
 
@@ -248,7 +250,8 @@ def optimise(
         if _converged(totals, config.convergence_window, config.convergence_tolerance):
             break
     whole_image = sampler is None and whole and not bf16
-    return Optimisation(history, steps, seen, seen_priors, noise_scale, bf16, whole_image)
+    copy = image if whole else target
+    return Optimisation(history, steps, seen, seen_priors, noise_scale, bf16, copy, whole_image)
 
 
 def final_loss_row(
@@ -308,19 +311,19 @@ def carry_illumination(illumination: torch.Tensor, image: torch.Tensor) -> torch
     return carried.exp2_().clamp_(illumination.min(), illumination.max())
 
 
-def final_pass_copy(image: torch.Tensor, config: Config) -> torch.Tensor:
+def final_pass_copy(image: torch.Tensor, config: Config, fitted_copy: torch.Tensor) -> torch.Tensor:
     """What the final pass runs the illumination branch on: ``image`` ``(1, 3, H, W)`` itself, or a
     reduced copy whose illumination ``carry_illumination`` takes to full size.
 
     A copy of at most ``final_pass_pixels``; with ``final_pass: auto`` and the local light, the
-    fit's own downscaled copy, where smaller: that rendering takes the fitted light in stops at a
-    quarter of its weight, over an edge-aware light map of the photo itself, so the network's
-    full-size detail barely reaches the picture, and its pass would cost a third of the photo.
+    fit's own downscaled copy (``fitted_copy``, ``Optimisation.copy``), where smaller: that
+    rendering takes the fitted light in stops at a quarter of its weight, over an edge-aware light
+    map of the photo itself, so the network's full-size detail barely reaches the picture, and its
+    pass would cost a third of the photo.
     """
     if config.final_pass == "auto" and config.light_follows_scene:
-        fitted = downscale(image, config.optimisation_side)
-        if config.final_pass_pixels == 0 or fitted.shape[-2] * fitted.shape[-1] <= config.final_pass_pixels:
-            return fitted
+        if config.final_pass_pixels == 0 or fitted_copy.shape[-2] * fitted_copy.shape[-1] <= config.final_pass_pixels:
+            return fitted_copy
     return downscale_to_pixels(image, config.final_pass_pixels)
 
 
@@ -390,7 +393,7 @@ def fit(
         config.tile_size,
         reflectance or fitted.whole_image,
         config.fits_noise,
-        final_pass_copy(image, config),
+        final_pass_copy(image, config, fitted.copy),
     )
     final = final_loss_row(net, fitted, image, outputs, config)
     if not torch.isfinite(final.total):
