@@ -110,14 +110,16 @@ print(json.dumps({"import_torch": imported - start, "conv_passes": time.perf_cou
 """
 
 
-def yardstick() -> dict:
+def yardstick(python: str | None = None) -> dict:
     """Seconds of ``YARDSTICK`` in a fresh interpreter (with this process's environment, so an
-    emulated CPU's caps apply): ``import_torch`` and ``conv_passes``."""
+    emulated CPU's caps apply): ``import_torch`` and ``conv_passes``. ``python``: that interpreter
+    (another environment's torch) instead of this one."""
     import json
     import subprocess
     import sys
 
-    completed = subprocess.run([sys.executable, "-c", YARDSTICK], capture_output=True, text=True, check=True)
+    command = [python or sys.executable, "-c", YARDSTICK]
+    completed = subprocess.run(command, capture_output=True, text=True, check=True)
     return {key: round(value, 4) for key, value in json.loads(completed.stdout.strip().splitlines()[-1]).items()}
 
 

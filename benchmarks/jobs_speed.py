@@ -14,11 +14,14 @@ could do at best if nothing coordinated them.
 
 A setting ending in ``:NAME`` runs the package of another checkout, given as ``--checkout
 NAME=PATH`` (say, a ``git worktree`` of an earlier commit): the code before and after a change,
-timed in the same rounds.
+timed in the same rounds. Or this checkout's package under another interpreter, given as
+``--interpreter NAME=PYTHON`` (a virtual environment with another build of torch, the package
+installed in it): that torch's figures and its own yardstick beside this one's.
 
     .venv/bin/python benchmarks/jobs_speed.py                          # 8 photos, default preset
     .venv/bin/python benchmarks/jobs_speed.py --iterations 2 --limit 3 # a smoke run
     .venv/bin/python benchmarks/jobs_speed.py --jobs "auto:before,auto" --checkout before=../rrdnet-before
+    .venv/bin/python benchmarks/jobs_speed.py --limit 1 --jobs "1,1:cpu" --interpreter cpu=../cpu-venv/bin/python
 """
 
 from __future__ import annotations
@@ -54,6 +57,13 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         metavar="NAME=PATH",
         help="a checkout whose package the settings ending in :NAME run",
     )
+    parser.add_argument(
+        "--interpreter",
+        action="append",
+        default=[],
+        metavar="NAME=PYTHON",
+        help="an interpreter (another environment's torch) under which the settings ending in :NAME run",
+    )
     parser.add_argument("--config", help="passed to rrdnet enhance")
     parser.add_argument("--iterations", type=int, help="passed to rrdnet enhance")
     parser.add_argument("--device", default="cpu", help="passed to rrdnet enhance")
@@ -61,13 +71,22 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_once(photos: Path, output: Path, setting: str, passed: list[str], checkouts: dict[str, Path]) -> float:
-    """One timed run of ``setting``: ``JOBS[xTHREADS][@CONFIG][:CHECKOUT]`` (that config instead of
-    --config, the package of ``checkouts[CHECKOUT]`` instead of this one), or ``halves[@CONFIG]``:
-    two one-thread commands at once on ``photos/../half-0`` and ``half-1``."""
+def run_once(
+    photos: Path,
+    output: Path,
+    setting: str,
+    passed: list[str],
+    checkouts: dict[str, Path],
+    interpreters: dict[str, str],
+) -> float:
+    """One timed run of ``setting``: ``JOBS[xTHREADS][@CONFIG][:NAME]`` (that config instead of
+    --config; the package of ``checkouts[NAME]`` instead of this one, or ``interpreters[NAME]``
+    instead of this interpreter), or ``halves[@CONFIG]``: two one-thread commands at once on
+    ``photos/../half-0`` and ``half-1``."""
     shutil.rmtree(output, ignore_errors=True)
-    setting, _, checkout = setting.partition(":")
-    package_root = checkouts[checkout] if checkout else REPO
+    setting, _, name = setting.partition(":")
+    package_root = checkouts.get(name, REPO)
+    python = interpreters.get(name, sys.executable)
     jobs, _, config = setting.partition("@")
     jobs, _, threads = jobs.partition("x")
     if config:
@@ -87,7 +106,7 @@ def run_once(photos: Path, output: Path, setting: str, passed: list[str], checko
     started = time.perf_counter()
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "rrdnet_cli", "enhance", str(folder), "-o", str(into), "-q", *options, *passed],
+            [python, "-m", "rrdnet_cli", "enhance", str(folder), "-o", str(into), "-q", *options, *passed],
             env=environment,
             # The checkout's own folder: `python -m` puts it first on the path (and a relative
             # config path is read there).
@@ -114,10 +133,27 @@ def _with_config(setting: str, config: str) -> str:
     return f"{head}@{config}{colon}{checkout}"
 
 
+def _named_interpreter(text: str) -> tuple[str, str]:
+    name, _, python = text.partition("=")
+    if not name or not python or not os.access(python, os.X_OK):
+        raise SystemExit(f"--interpreter {text}: expected NAME=PYTHON of an executable interpreter")
+    return name, python
+
+
+def _describe_interpreter(python: str) -> dict:
+    """The interpreter and the version of its torch."""
+    found = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True)
+    return {"python": python, "torch": found.stdout.strip() or None}
+
+
 def _describe_checkout(path: Path) -> dict:
     """Where a checkout is and, when it is a git checkout, its commit."""
     found = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
     return {"path": str(path), "commit": found.stdout.strip() if found.returncode == 0 else None}
+
+
+def _medians(yardsticks: list[dict]) -> dict:
+    return {key: round(statistics.median(y[key] for y in yardsticks), 4) for key in yardsticks[0]}
 
 
 def jobs_2_ceiling(per_minute: dict[str, float]) -> dict:
@@ -139,19 +175,21 @@ def main(argv=None) -> dict:
     settings = arguments.jobs.split(",")
     passed = ["--device", arguments.device]
     checkouts = dict(_named_path(text) for text in arguments.checkout)
+    interpreters = dict(_named_interpreter(text) for text in arguments.interpreter)
     settings = [
         setting if "@" in setting or not arguments.config else _with_config(setting, arguments.config)
         for setting in settings
     ]
     for setting in settings:
         name = setting.partition(":")[2]
-        if name and name not in checkouts:
-            raise SystemExit(f"setting {setting}: no --checkout {name}=PATH given")
+        if name and name not in checkouts and name not in interpreters:
+            raise SystemExit(f"setting {setting}: no --checkout {name}=PATH nor --interpreter {name}=PYTHON given")
     if arguments.iterations is not None:
         passed += ["--iterations", str(arguments.iterations)]
     sources = sorted(path for path in arguments.data.iterdir() if path.is_file())[: arguments.limit]
     seconds: dict[str, list[float]] = {setting: [] for setting in settings}
     yardsticks = [yardstick()]
+    other_yardsticks = {name: [yardstick(python)] for name, python in interpreters.items()}
     with tempfile.TemporaryDirectory(prefix="rrdnet-jobs-") as folder:
         photos = Path(folder) / "photos"
         photos.mkdir()
@@ -164,8 +202,11 @@ def main(argv=None) -> dict:
             # Alternate the order every round, so that no setting always runs first.
             order = settings if round_number % 2 == 0 else list(reversed(settings))
             for setting in order:
-                seconds[setting].append(run_once(photos, Path(folder) / "out", setting, passed, checkouts))
+                timed = run_once(photos, Path(folder) / "out", setting, passed, checkouts, interpreters)
+                seconds[setting].append(timed)
     yardsticks.append(yardstick())
+    for name, python in interpreters.items():
+        other_yardsticks[name].append(yardstick(python))
     per_minute = {setting: 60 * len(sources) / statistics.median(times) for setting, times in seconds.items()}
     baseline = settings[0]
     report = {
@@ -175,6 +216,7 @@ def main(argv=None) -> dict:
         "options": passed,
         "rounds": arguments.rounds,
         "checkouts": {name: _describe_checkout(path) for name, path in checkouts.items()},
+        "interpreters": {name: _describe_interpreter(python) for name, python in interpreters.items()},
         "seconds": {setting: [round(value, 2) for value in times] for setting, times in seconds.items()},
         "photos_per_minute": {setting: round(value, 2) for setting, value in per_minute.items()},
         "ratio_to_jobs_" + baseline: {
@@ -184,7 +226,9 @@ def main(argv=None) -> dict:
             setting: round(statistics.median(times) / len(sources), 3) for setting, times in seconds.items()
         },
         # common.YARDSTICK before and after the rounds, to compare machines.
-        "yardstick": {key: round(statistics.median(y[key] for y in yardsticks), 4) for key in yardsticks[0]},
+        "yardstick": _medians(yardsticks),
+        # The same yardstick under each --interpreter (its own torch).
+        "yardstick_by_interpreter": {name: _medians(runs) for name, runs in other_yardsticks.items()},
         "cpu": machine(jobs=None),  # each setting names its own jobs
     }
     report.update(jobs_2_ceiling(per_minute))
