@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from .errors import ConfigError, Interrupted, OutputError, RRDNetError, UsageErr
 
 # Everything above is light: help, the version and option errors never import torch, NumPy or
 # Pillow (tests/test_processes.py). A command imports the modules it uses when it runs
-# (_holding_ctrl_c).
+# (_importing_heavy_modules).
 if TYPE_CHECKING:
     from tqdm import tqdm
 
@@ -40,6 +41,8 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE
 # The signal that stopped the run, for the conventional exit code 128 + its number.
 _stopping_signal = signal.SIGINT
 _NOT_INSTALLED = object()
+# Whether ``run`` turned the garbage collector off for the imports (_settle_collector).
+_collector_held = False
 
 
 def _say(line: str) -> None:
@@ -58,8 +61,9 @@ def _error(message: str) -> None:
 
 
 @contextlib.contextmanager
-def _holding_ctrl_c() -> Iterator[None]:
-    """Hold SIGINT back while a command imports its heavy modules, then deliver it.
+def _importing_heavy_modules() -> Iterator[None]:
+    """Around a command's imports of torch and the core: hold SIGINT back, then deliver it; and
+    where ``run`` held the garbage collector off, settle it (``_settle_collector``).
 
     torch's import takes seconds, and a Ctrl-C in the middle of it would end in a traceback (even
     a RecursionError) or leave a module half imported. Held back, it arrives after the imports as
@@ -71,8 +75,27 @@ def _holding_ctrl_c() -> Iterator[None]:
     try:
         yield
     finally:
+        _settle_collector()
         if hold:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _settle_collector() -> None:
+    """Set aside for good every object the imports made (``gc.freeze``), then turn the garbage
+    collector back on, if ``run`` turned it off.
+
+    torch's import makes about 250,000 objects, none of them garbage, and the collector's passes
+    over them, while they are made and at each full collection after, took 0.15 s of a one-photo
+    command. Frozen, they are never traversed again; what the command allocates afterwards is
+    collected as usual. The price: the few cycles the imports leave unreachable (about 7,000
+    objects) are never freed. Process-wide, so only the command's entry does it: ``main``, as tests
+    and callers invoke it, leaves the collector alone.
+    """
+    global _collector_held
+    if _collector_held:
+        _collector_held = False
+        gc.freeze()
+        gc.enable()
 
 
 def _interrupt_on_sigterm(signum, frame):
@@ -170,7 +193,8 @@ class OneLineErrors(click.Group):
 
 
 def run() -> None:
-    """The ``rrdnet`` command: ``main``, then a quick exit.
+    """The ``rrdnet`` command: ``main`` with the garbage collector off until the command's imports
+    are done (``_settle_collector``), then a quick exit.
 
     With torch loaded, the interpreter's own exit (tearing down thousands of modules and objects)
     takes about half a second, a fifth of a one-photo command. By the time ``main`` returns every
@@ -178,6 +202,10 @@ def run() -> None:
     and ends at once with ``main``'s exit code. Only this entry point does so: ``main`` itself, as
     tests and callers invoke it, exits normally.
     """
+    global _collector_held
+    if gc.isenabled():
+        _collector_held = True
+        gc.disable()
     try:
         main()
         code: object = 0
@@ -515,7 +543,7 @@ def enhance(
     config = load_config(config_name, **overrides)
     to_stdout = str(output_dir) == "-"
     _check_arguments(inputs, files_from, to_stdout, json_lines)
-    with _holding_ctrl_c():
+    with _importing_heavy_modules():
         from . import runtime, workers
         from .batch import run_batch
         from .jobs import OutputOptions
@@ -597,7 +625,7 @@ def _check_arguments(inputs, files_from, to_stdout, json_lines) -> None:
 
 def _gather_jobs(inputs, recursive, files_from, shard, to_stdout, output_dir, on_duplicate=None) -> list[Job]:
     """The jobs the enhance command's arguments name."""
-    with _holding_ctrl_c():
+    with _importing_heavy_modules():
         from .inputs import collect_inputs, read_path_list, select_shard
 
     stdin = getattr(sys.stdin, "buffer", None)
@@ -642,7 +670,7 @@ def relight(decomposition_file, output, gamma, brightness, denoise, quiet):
     """Render a new result from a saved decomposition FILE (enhance --save-decomposition), instantly."""
     if gamma is None and brightness is None:
         raise click.UsageError("give --gamma G|auto or --brightness T")
-    with _holding_ctrl_c():
+    with _importing_heavy_modules():
         from . import runtime
         from .decomposition import relight_file
     runtime.tune_allocator()
@@ -706,7 +734,7 @@ def serve(host, port, max_upload_mb, max_megapixels, fits, queue_size, config_na
     """Open a local web page to drop photos in, compare before and after, and set the light live."""
     config = load_config(config_name, **overrides)
     try:
-        with _holding_ctrl_c():
+        with _importing_heavy_modules():
             import torch
 
             from . import runtime
@@ -758,7 +786,7 @@ def serve(host, port, max_upload_mb, max_megapixels, fits, queue_size, config_na
 @click.pass_context
 def eval_command(ctx, enhanced_dir, reference_dir, json_file):
     """Measure the images in ENHANCED_DIR: NIQE and mean brightness, and PSNR/SSIM with --reference."""
-    with _holding_ctrl_c():
+    with _importing_heavy_modules():
         from .evaluate import evaluate_folder, format_table
 
     report = evaluate_folder(enhanced_dir, reference_dir, report=json_file)

@@ -1,3 +1,4 @@
+import gc
 import io
 import json
 from pathlib import Path
@@ -30,6 +31,14 @@ def test_single_file_with_maps(tmp_path):
         with Image.open(tmp_path / "out" / "maps" / f"dark_{name}.png") as image:
             assert image.size == (44, 36)
     assert "1 done, 0 failed" in result.stderr
+
+
+def test_main_leaves_the_garbage_collector_as_it_found_it(tmp_path):
+    # Only the `rrdnet` entry (cli.run) turns the collector off and freezes the imports.
+    frozen = gc.get_freeze_count()
+    result = run("enhance", write_dark(tmp_path / "dark.png"), "-o", tmp_path / "out", *DEFAULT_FAST)
+    assert result.exit_code == 0, result.output
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
 
 
 def test_folder_recursive_and_glob(tmp_path):

@@ -460,6 +460,43 @@ def test_workers_end_when_their_parent_is_killed(tmp_path, how):
         assert list(out.rglob("*.png")) == [] and leftovers(out) == []
 
 
+# The real entry, with each job reporting the collector's state as it starts.
+WATCH_COLLECTOR = """
+import gc, json, sys
+from rrdnet_cli import cli, jobs
+record, arguments = sys.argv[1], sys.argv[2:]
+original = jobs.run_job
+def watched(*args, **kwargs):
+    with open(record, "a") as file:
+        file.write(json.dumps({"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}) + "\\n")
+    return original(*args, **kwargs)
+jobs.run_job = watched
+sys.argv = ["rrdnet", *arguments]
+cli.run()
+"""
+
+
+def test_the_command_works_with_the_collector_on_and_its_imports_set_aside(tmp_path):
+    # cli.run holds the garbage collector off through the imports, then freezes what they made
+    # and turns it back on: the photos' own garbage is collected as usual.
+    source = write_dark(tmp_path / "dark.png")
+    record = tmp_path / "collector.jsonl"
+    arguments = ["enhance", source, "-o", tmp_path / "out", "--jobs", "1", *PAPER_FAST]
+    done = subprocess.run(
+        [sys.executable, "-c", WATCH_COLLECTOR, record, *arguments],
+        capture_output=True,
+        env=cli_environment(),
+        timeout=PROCESS_LIMIT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    states = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len(states) == 1
+    assert states[0]["enabled"] is True
+    assert states[0]["frozen"] > 10_000  # torch's objects, at the least
+    assert (tmp_path / "out" / "dark.png").is_file()
+
+
 def test_the_command_exits_with_mains_code_after_delivering_its_output(tmp_path):
     # The `rrdnet` entry ends the process at once after main (cli.run): nothing buffered may be lost.
     source = write_dark(tmp_path / "dark.png")
