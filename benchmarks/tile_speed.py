@@ -53,7 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     runtime.tune_allocator()
     tile_sizes = [int(size) for size in args.tiles.split(",")]
-    net = weights.learned_network().to(memory_format=torch.channels_last)
+    net = weights.learned_network()
+    net.to_layout(torch.channels_last)
     images = photos(args.data)
     before = common.yardstick()
     # Recorded before the runs set their own thread counts (each run records its own).

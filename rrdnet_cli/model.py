@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Optional
+from typing import Any, Optional, cast
 
 import torch
 from torch import nn
@@ -89,6 +89,11 @@ class RRDNet(nn.Module):
         """Each asked branch's activations after its first ``layers`` convolutions (and their
         ReLUs), in the order of ``maps``: ``(1, C, H, W)`` each."""
         return tuple(branch[: 2 * layers](image) for branch, _ in self._branches(illumination, reflectance, noise))
+
+    def to_layout(self, layout: torch.memory_format) -> None:
+        """Its convolutions' weights in ``layout`` (channels_last or contiguous), in place."""
+        # Module.to takes memory_format, but not every torch's type stubs say so (2.13's do not).
+        cast(Any, self).to(memory_format=layout)
 
     def parameters_after(self, layers: int) -> list[nn.Parameter]:
         """The parameters of every branch's convolutions after its first ``layers``."""

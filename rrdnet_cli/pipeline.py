@@ -208,7 +208,7 @@ def optimise(
     # The layout the small fit runs fastest in (the caller's image may be in the final pass's).
     layout = runtime.preferred_memory_format(image.device, bf16)
     target = target.contiguous(memory_format=layout)
-    net.to(memory_format=layout)
+    net.to_layout(layout)
     priors = losses.image_priors(target, config.blur_size, config.blur_sigma)
     full_pixels = image.shape[-2] * image.shape[-1]
     sampler = None
@@ -386,7 +386,7 @@ def fit(
     # The final pass runs fastest in channels_last on every CPU measured, AVX2 included, where the
     # plain layout suits the small fit better (runtime.preferred_memory_format); decompose hands it
     # each tile in that layout.
-    net.to(memory_format=torch.channels_last)
+    net.to_layout(torch.channels_last)
     outputs = decompose(
         net,
         image,

@@ -60,3 +60,18 @@ def test_parameters_after_the_first_layers():
     later = net.parameters_after(2)
     assert len(later) == 3 * 3 * 2
     assert later[0] is net.illumination_net[4].weight and later[-1] is net.noise_net[8].bias
+
+
+def test_to_layout_moves_the_weights_and_keeps_the_outputs():
+    torch.manual_seed(0)
+    net, image = RRDNet(), torch.rand(1, 3, 12, 16)
+    before = net(image)
+    net.to_layout(torch.channels_last)
+    weights = [parameter for parameter in net.parameters() if parameter.dim() == 4]
+    assert len(weights) == 15
+    assert all(weight.is_contiguous(memory_format=torch.channels_last) for weight in weights)
+    assert not all(weight.is_contiguous() for weight in weights)
+    for old, new in zip(before, net(image), strict=True):
+        torch.testing.assert_close(old, new)
+    net.to_layout(torch.contiguous_format)
+    assert all(weight.is_contiguous() for weight in weights)
