@@ -122,7 +122,7 @@ def train(args: argparse.Namespace) -> RRDNet:
         image, noise_scale = dark_task(rng, photos, args.side, (args.darkest, args.brightest))
         net = copy.deepcopy(start)
         priors = losses.image_priors(image, config.blur_size, config.blur_sigma)
-        # The package's Adam: torch's updates, and the preset's cosine schedule where asked.
+        # The package's Adam: torch's updates, and the cosine schedule where asked.
         cosine_steps = args.inner_steps if args.inner_schedule == "cosine" else 0
         # Held layers (--frozen-layers) are not fitted, so Reptile's outer step leaves them too.
         optimizer = Adam(net.parameters_after(args.frozen_layers), args.inner_learning_rate, cosine_steps=cosine_steps)
@@ -163,7 +163,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--inner-schedule",
         choices=["constant", "cosine"],
         default="constant",
-        help="of the inner learning rate (cosine: annealed to 0 over the inner steps, as the preset's)",
+        help="of the inner learning rate (cosine: annealed to 0 over the inner steps)",
     )
     parser.add_argument(
         "--frozen-layers",
