@@ -50,7 +50,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import decomposition, images, pipeline, runtime, sheet
+from . import decomposition, images, pipeline, runtime, sheet, spawning
 from .config import Config
 from .errors import ConfigError, InputError, OptimisationError, RRDNetError, UsageError, naming
 from .workers import join_or_kill
@@ -342,7 +342,9 @@ def _worker_main(connection: Connection, threads: int) -> None:
 class _Worker:
     def __init__(self, context, threads: int, config: Config) -> None:
         self.connection, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child, threads), daemon=True)
+        # Spawned: its imports through spawning.run.
+        arguments = (__name__, _worker_main.__name__, child, threads)
+        self.process = context.Process(target=spawning.run, args=arguments, daemon=True)
         # Started with SIGINT blocked (the new process inherits the mask), so that a Ctrl-C during
         # its start-up prints no traceback there; once running it ignores SIGINT.
         if hasattr(signal, "pthread_sigmask"):

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, NoReturn, Optional
 
-from . import images, runtime
+from . import images, runtime, spawning
 from .config import Config
 from .errors import naming
 from .jobs import (
@@ -267,8 +267,11 @@ class _Worker:
     def __init__(self, context, threads: int) -> None:
         self.connection, child = context.Pipe()
         forked = context.get_start_method() == "fork"
-        arguments = (child, threads, self.connection) if forked else (child, threads)
-        self.process = context.Process(target=_worker_main, args=arguments, kwargs={"parent": os.getpid()}, daemon=True)
+        target: Callable[..., Any] = _worker_main
+        arguments: tuple = (child, threads, self.connection)
+        if not forked:  # a fresh interpreter: its imports through spawning.run
+            target, arguments = spawning.run, (__name__, _worker_main.__name__, child, threads)
+        self.process = context.Process(target=target, args=arguments, kwargs={"parent": os.getpid()}, daemon=True)
         # Started with SIGINT blocked, which the new process inherits, so a Ctrl-C during its
         # start-up cannot print a traceback there (it ignores SIGINT for good once running). Blocked
         # rather than ignored here: a Ctrl-C that arrives meanwhile stays pending for this process
