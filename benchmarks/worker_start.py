@@ -20,16 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from rrdnet_cli import load_config
-from rrdnet_cli.batch import run_batch
-from rrdnet_cli.inputs import collect_inputs
-from rrdnet_cli.jobs import OutputOptions
-from rrdnet_cli.workers import Plan
-
-from common import DEFAULT_DATA, RESULTS, machine, publish
+# A spawned worker imports this script again (as ``__mp_main__``) before it runs: nothing heavy up
+# here, so that it starts as the command's own workers do (whose main module imports no torch).
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
+    from common import DEFAULT_DATA, RESULTS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA / "synthetic" / "low", help="folder of photos")
     parser.add_argument("--limit", type=int, default=8, help="photos taken from the folder (sorted)")
@@ -42,6 +39,14 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
+    from rrdnet_cli import load_config
+    from rrdnet_cli.batch import run_batch
+    from rrdnet_cli.inputs import collect_inputs
+    from rrdnet_cli.jobs import OutputOptions
+    from rrdnet_cli.workers import Plan
+
+    from common import machine, publish
+
     arguments = parse_arguments(argv)
     overrides = {"iterations": arguments.iterations} if arguments.iterations is not None else {}
     config = load_config(arguments.config, device="cpu", **overrides)
