@@ -175,6 +175,11 @@ def rrdnet_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "rrdnet_cli"]
 
 
+def arguments_of(args, leave_out: tuple[str, ...] = ()) -> dict[str, str]:
+    """A script's parsed command line as a record's ``"arguments"``: every value as text."""
+    return {key: str(value) for key, value in vars(args).items() if key not in leave_out}
+
+
 def publish(record: dict, output: Path) -> None:
     """Print ``record`` as one JSON line and write it to ``output`` (a results file)."""
     print(json.dumps(record))

@@ -86,7 +86,7 @@ def main() -> None:
             "size": list(size),
             "records": records,
             "machine": common.machine(jobs=1),
-            "arguments": {key: str(value) for key, value in vars(args).items()},
+            "arguments": common.arguments_of(args),
         },
         args.output,
     )

@@ -89,7 +89,7 @@ def main() -> None:
             **record,
             "sources": {name: str(source) for name, source in sources.items()},
             "machine": machine,
-            "arguments": {key: str(value) for key, value in vars(args).items()},
+            "arguments": common.arguments_of(args),
         },
         args.output,
     )

@@ -111,7 +111,7 @@ def main() -> None:
             "records": records,
             "sources": {name: str(source) for name, source in sources.items()},
             "machine": common.machine(jobs=1),
-            "arguments": {key: str(value) for key, value in vars(args).items()},
+            "arguments": common.arguments_of(args),
         },
         args.output,
     )

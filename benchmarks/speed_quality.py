@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         "speed": speed_records,
         "compare": compare_records,
         "large": large,
-        "arguments": {key: str(value) for key, value in vars(args).items() if key != "worker"},
+        "arguments": common.arguments_of(args, leave_out=("worker",)),
     }
     args.results.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({**summary, "machine": machine}))

@@ -84,7 +84,7 @@ def main() -> None:
             "records": records,
             "skipped_without_paper_reference": skipped,
             "machine": common.machine(jobs=1),
-            "arguments": {key: str(value) for key, value in vars(args).items()},
+            "arguments": common.arguments_of(args),
         },
         args.output,
     )
