@@ -350,9 +350,15 @@ class NumberOrKeyword(click.ParamType):
     def __init__(self, metavar: str, keywords: tuple[str, ...]) -> None:
         self.name, self.keywords = metavar, keywords
 
+    def get_metavar(self, param, ctx=None):
+        # Click would show the name upper-cased ('G|AUTO'), not the keywords' own spelling.
+        return self.name
+
     def convert(self, value, param, ctx):
-        if isinstance(value, float) or value in self.keywords:
+        if isinstance(value, float):
             return value
+        if str(value).lower() in self.keywords:
+            return str(value).lower()
         try:
             return float(value)
         except ValueError:
@@ -471,7 +477,8 @@ def _shard_option(ctx, param, value):
 @click.option(
     "--save-maps",
     is_flag=True,
-    help="Also write illumination, adjusted illumination, reflectance and noise to OUTPUT_DIR/maps/.",
+    help="Also write illumination, adjusted illumination, reflectance, noise and what the denoising removed to "
+    "OUTPUT_DIR/maps/.",
 )
 @click.option(
     "--skip-existing/--overwrite",

@@ -110,6 +110,7 @@ class FileResult:
             record["brightness"] = self.light.brightness
             if self.light.target is not None:
                 record["target_brightness"] = self.light.target
+                record["brightness_reached"] = self.light.reached
         return record
 
 

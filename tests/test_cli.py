@@ -132,6 +132,14 @@ def test_denoise_option_takes_auto_off_or_a_strength(tmp_path):
         assert run("config", "show", "--denoise", wrong).exit_code == 2, wrong
 
 
+def test_help_spells_the_keywords_as_they_are_typed():
+    assert "--gamma G|auto" in run("enhance", "--help").output
+    assert "--denoise auto|off|STRENGTH" in run("relight", "--help").output
+    # Upper case is taken as well.
+    shown = run("config", "show", "--gamma", "AUTO", "--denoise", "Off").output
+    assert "gamma: auto" in shown and "denoise: 'off'" in shown
+
+
 def test_relight_denoise_defaults_to_the_saved_config(tmp_path):
     source = write_dark(tmp_path / "dark.png", 36, 44)
     result = run("enhance", source, "-o", tmp_path / "out", "--save-decomposition", *DEFAULT_FAST)

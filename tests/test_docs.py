@@ -108,7 +108,7 @@ def test_batch_page_python_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # One photo: the plan is then one process, and the test starts no worker interpreter.
     _dark_file(tmp_path / "shots" / "sub" / "y.jpg")
-    exec(compile(block, "docs/batch.md", "exec"), {})
+    exec(compile(block, "docs/batch.md", "exec"), {"__name__": "__main__"})  # as a script runs
     assert [path.relative_to(tmp_path) for path in (tmp_path / "bright").rglob("*.*")] == [Path("bright/sub/y.jpg")]
 
 

@@ -63,6 +63,14 @@ def test_file_results_as_json():
     assert "key_gain" not in done.to_json()
     local = LightChoice(1.0, 0.4, None, key=-1.2, key_gain=6.25)
     assert FileResult(Path("a.png"), Path("out/a.png"), Status.DONE, 1.0, light=local).to_json()["key_gain"] == 6.25
+    assert "brightness_reached" not in done.to_json()
+
+
+@pytest.mark.parametrize(("brightness", "reached"), [(0.42, True), (0.3, False)])
+def test_a_target_brightness_says_whether_it_was_reached(brightness, reached):
+    asked = LightChoice(0.4, brightness, target=0.42)
+    record = FileResult(Path("a.png"), Path("out/a.png"), Status.DONE, 1.0, light=asked).to_json()
+    assert record["target_brightness"] == 0.42 and record["brightness_reached"] is reached
 
 
 def test_run_job_returns_each_status_and_never_raises(tmp_path, tiny_config):
