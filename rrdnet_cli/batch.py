@@ -138,7 +138,7 @@ def run_batch(
     """
     check_outputs(jobs, options)
     resolve_device(config.device)  # a bad device is the whole run's error, not each file's
-    if jobs:
+    if any(job.error is None for job in jobs):
         prepare_output_dir(options)
     summary = BatchSummary()
     started = time.perf_counter()

@@ -120,7 +120,7 @@ def _images_under(folder: Path, skip_side_folders: bool) -> list[Path]:
         relative = path.relative_to(folder)
         if skip_side_folders and len(relative.parts) > 1 and relative.parts[0] in SIDE_FOLDERS:
             continue
-        if path.is_file() and path.suffix.lower() in images.IMAGE_SUFFIXES:
+        if path.is_file() and path.suffix.lower() in images.READ_SUFFIXES:
             found.append(path)
     return found
 
@@ -229,7 +229,7 @@ def check_report_path(
     target = Path(report).resolve()
     inputs = {path.resolve() for _, result, reference in pairs for path in (result, reference) if path is not None}
     inside = any(target.is_relative_to(Path(folder).resolve()) for folder in folders)
-    if target in inputs or (inside and target.suffix.lower() in images.IMAGE_SUFFIXES):
+    if target in inputs or (inside and target.suffix.lower() in images.READ_SUFFIXES):
         raise UsageError(
             f"{report}: the JSON report would overwrite an image being evaluated; give another --json path"
         )

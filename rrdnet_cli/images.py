@@ -43,6 +43,9 @@ from .settings import DEFAULT_QUALITY
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP"}
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tiff", "BMP": ".bmp"}
 IMAGE_SUFFIXES = frozenset("." + extension for extension in FORMATS)
+# What a folder is searched for: the extensions of every format read (READ_FORMATS), so that a
+# folder holds the images its files' names promise.
+READ_SUFFIXES = IMAGE_SUFFIXES | {".gif", ".pbm", ".pgm", ".ppm", ".pnm", ".ico"}
 # The decoders an input may use: the formats we write plus simple, widely used raster formats.
 # Everything else Pillow knows is refused before decoding: its EPS/PS and PDF support runs
 # Ghostscript, and rarely used decoders are attack surface an image enhancer does not need.

@@ -48,9 +48,7 @@ def _files_in(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[Pat
 
 def _images_in(folder: Path, recursive: bool, exclude: Optional[Path]) -> tuple[list[Path], list[tuple[Path, OSError]]]:
     files, unlisted = _files_in(folder, recursive)
-    found = sorted(
-        path for path in files if path.suffix.lower() in images.IMAGE_SUFFIXES and not _inside(path, exclude)
-    )
+    found = sorted(path for path in files if path.suffix.lower() in images.READ_SUFFIXES and not _inside(path, exclude))
     return found, sorted(unlisted, key=lambda item: item[0])
 
 
@@ -148,10 +146,21 @@ class _Collected:
             source = kept.source
         self.aliases.setdefault(key, []).append(source)
 
+    def fail(self, source: Path, message: str) -> None:
+        """A job that fails with ``message``: an input that names no image fails alone, as an
+        unreadable file does, and the batch goes on with the others."""
+        self.jobs.append(Job(source, Path(source.name), error=message))
+
     def add_folder(self, path: Path) -> None:
         found, unlisted = _images_in(path, self.recursive, self.excluded)
         if not found and not unlisted:
-            raise UsageError(self._nothing_in(path))
+            if _inside(path, self.excluded):
+                raise UsageError(
+                    f"{path}: no images to enhance: the folder is the output folder or inside it, "
+                    "whose files are never taken as inputs; give another -o"
+                )
+            hint = "" if self.recursive else " (use -r/--recursive to include subfolders)"
+            self.fail(path, f"{path}: no images found ({', '.join(sorted(images.READ_SUFFIXES))}){hint}")
         for image in found:
             self.add(image, image.relative_to(path))
         self._add_unlisted(unlisted, path)
@@ -161,16 +170,6 @@ class _Collected:
         for folder, error in unlisted:
             message = str(os_failure(InputError, folder, "cannot list the folder", error))
             self.jobs.append(Job(folder, folder.relative_to(root), error=message))
-
-    def _nothing_in(self, path: Path) -> str:
-        if _inside(path, self.excluded):
-            return (
-                f"{path}: no images to enhance: the folder is the output folder or inside it, "
-                "whose files are never taken as inputs; give another -o"
-            )
-        hint = "" if self.recursive else " (use -r/--recursive to include subfolders)"
-        suffixes = ", ".join(sorted(images.IMAGE_SUFFIXES))
-        return f"{path}: no images found ({suffixes}){hint}"
 
     def add_stdin(self, stdin: Optional[BinaryIO]) -> None:
         if stdin is None:
@@ -197,7 +196,7 @@ class _Collected:
             root = _literal_start(pattern)
             unlisted = sorted(_files_in(root, recursive=True)[1], key=lambda item: item[0])
         if not matches and not unlisted:
-            raise UsageError(f"{pattern}: pattern matches no files")
+            self.fail(Path(pattern), f"{pattern}: pattern matches no files")
         for match in matches:
             self.add(match, Path(match.name))
         self._add_unlisted(unlisted, root)
@@ -241,7 +240,9 @@ def collect_inputs(
     image from ``stdin``. Files under ``exclude`` (the output folder) are never picked up from a
     folder, so a re-run does not enhance its own outputs. A folder that cannot be listed becomes a
     job that fails (``Job.error``). Inputs that are one file through a symbolic link are enhanced
-    once (see ``_Collected``); ``on_duplicate(input, kept)`` hears of each one left out.
+    once (see ``_Collected``); ``on_duplicate(input, kept)`` hears of each one left out. An input
+    that names no image (a missing file, a pattern that matches none, a folder without images)
+    becomes a job that fails with that message, so the others still run.
     """
     collected = _Collected(recursive, exclude)
     for text in inputs:
@@ -255,7 +256,7 @@ def collect_inputs(
         elif _GLOB_CHARACTERS & set(text):
             collected.add_pattern(text)
         else:
-            raise UsageError(f"{text}: no such file or folder")
+            collected.fail(path, f"{text}: no such file or folder")
     for position, text in enumerate(listed, start=1):
         number = getattr(text, "line", position)
         path = Path(text)
@@ -264,7 +265,7 @@ def collect_inputs(
         elif kind is not None:
             collected.add(path, _listed_relative(path))
         else:
-            raise UsageError(f"{text}: no such file or folder (path list, line {number})")
+            collected.fail(path, f"{text}: no such file or folder (path list, line {number})")
     if not collected.jobs:
         raise UsageError("no inputs given")
     if on_duplicate is not None:

@@ -125,9 +125,10 @@ def plan_batch(
     cores: Optional[int] = None,
     may_fork: bool = False,
 ) -> Plan:
-    """``plan`` for a batch: counts the files left to do (after ``skip_existing``) and the device.
+    """``plan`` for a batch: counts the files left to do (after ``skip_existing``, and not those
+    that failed before they could be read) and the device.
     Forking is used only on Linux (elsewhere a fork is unsafe or missing)."""
-    pending = [job for job in jobs if not skipped(job, options)]
+    pending = [job for job in jobs if job.error is None and not skipped(job, options)]
     in_process = options.stream is not None or any(job.data is not None for job in jobs)
     cuda = runtime.resolve_device(config.device).type == "cuda"
     return plan(

@@ -109,9 +109,30 @@ def test_output_equal_to_input_is_refused(tmp_path):
     assert source.read_bytes() == before
 
 
-def test_missing_input_is_a_usage_error(tmp_path):
-    result = run("enhance", tmp_path / "nope.png")
-    assert result.exit_code == 2 and "nope.png" in single_line_error(result)
+def test_a_missing_input_fails_alone(tmp_path):
+    write_dark(tmp_path / "good.png")
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{tmp_path / 'gone.png'}\n")
+    result = run(
+        "enhance",
+        tmp_path / "nope.png",
+        tmp_path / "good.png",
+        "--files-from",
+        listed,
+        "-o",
+        tmp_path / "out",
+        *DEFAULT_FAST,
+    )
+    assert result.exit_code == 1 and "1 done, 2 failed" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rrdnet: error:")]
+    assert errors == [
+        f"rrdnet: error: {tmp_path / 'nope.png'}: no such file or folder",
+        f"rrdnet: error: {tmp_path / 'gone.png'}: no such file or folder (path list, line 1)",
+    ]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["good.png"]
+    # Nothing to do at all: exit 1, and no output folder made.
+    alone = run("enhance", tmp_path / "nope.png", "-o", tmp_path / "none")
+    assert alone.exit_code == 1 and "no such file or folder" in alone.stderr and not (tmp_path / "none").exists()
 
 
 def test_config_show_prints_effective_yaml(tmp_path):
@@ -300,11 +321,11 @@ def test_every_kind_of_bad_input_in_one_batch(tmp_path):
     assert black.max() <= 5 and white.min() >= 245
 
 
-def test_folder_without_images_is_a_usage_error(tmp_path):
+def test_folder_without_images_fails(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "notes.txt").write_text("no images here")
-    result = run("enhance", tmp_path / "in", *PAPER)
-    assert result.exit_code == 2 and "no images found" in single_line_error(result)
+    result = run("enhance", tmp_path / "in", "-o", tmp_path / "out", *PAPER)
+    assert result.exit_code == 1 and "no images found" in result.stderr and "0 done, 1 failed" in result.stderr
 
 
 def test_unwritable_output_folder(tmp_path):

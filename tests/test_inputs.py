@@ -33,14 +33,25 @@ def test_files_and_globs_without_duplicates(tree):
     assert relatives(jobs) == ["b.png"]
 
 
-def test_missing_input_and_empty_folder(tmp_path):
-    with pytest.raises(UsageError, match="no such file"):
-        collect_inputs([str(tmp_path / "missing.png")])
+def test_inputs_that_name_no_image_fail_alone(tmp_path):
+    write_dark(tmp_path / "shots" / "a.png")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UsageError, match="no images found"):
-        collect_inputs([str(tmp_path / "empty")])
-    with pytest.raises(UsageError, match="matches no files"):
-        collect_inputs([str(tmp_path / "*.png")])
+    given = [tmp_path / "missing.png", tmp_path / "empty", tmp_path / "shots", tmp_path / "*.jpg"]
+    jobs = collect_inputs([str(path) for path in given])
+    assert [job.source for job in jobs] == [*given[:2], tmp_path / "shots" / "a.png", given[3]]
+    errors = [job.error for job in jobs]
+    assert errors[0] == f"{given[0]}: no such file or folder" and errors[2] is None
+    assert errors[1].startswith(f"{given[1]}: no images found (") and "use -r" in errors[1]
+    assert errors[3] == f"{given[3]}: pattern matches no files"
+    with pytest.raises(UsageError, match="no inputs given"):
+        collect_inputs([])
+
+
+def test_a_folder_holds_every_format_read(tmp_path):
+    for name in ("a.gif", "b.PPM", "c.pgm", "d.ico", "e.png"):
+        write_dark(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert relatives(collect_inputs([str(tmp_path)])) == ["a.gif", "b.PPM", "c.pgm", "d.ico", "e.png"]
 
 
 def test_output_folder_inside_the_input_is_not_an_input(tree):
@@ -108,8 +119,8 @@ def test_listed_paths_keep_their_tree(tmp_path, monkeypatch):
     jobs = collect_inputs([], listed=["shots/a/x.png", "shots/b/x.png", str(tmp_path / "shots" / "a" / "x.png")])
     assert relatives(jobs) == ["shots/a/x.png", "shots/b/x.png"]
     check_outputs(jobs, OutputOptions(Path("out")))
-    with pytest.raises(UsageError, match="line 1"):
-        collect_inputs([], listed=["missing.png"])
+    (missing,) = collect_inputs([], listed=["missing.png"])
+    assert missing.error == "missing.png: no such file or folder (path list, line 1)"
 
 
 def test_path_list_drops_a_utf8_byte_order_mark(tmp_path, monkeypatch):
@@ -128,8 +139,8 @@ def test_path_list_errors_count_blank_lines(tmp_path, monkeypatch):
     listing.write_bytes(b"a.png\n\n  \nmissing.png\n")
     listed = read_path_list(str(listing))
     assert [path.line for path in listed] == [1, 4]
-    with pytest.raises(UsageError, match="missing.png: no such file or folder \\(path list, line 4\\)"):
-        collect_inputs([], listed=listed)
+    found, missing = collect_inputs([], listed=listed)
+    assert found.error is None and missing.error == "missing.png: no such file or folder (path list, line 4)"
 
 
 def test_a_device_or_endless_stream_as_path_list_is_refused_quickly(monkeypatch):

@@ -65,6 +65,9 @@ def test_plan_counts_only_the_files_left_to_do(tmp_path, tiny_config, monkeypatc
     assert plan_batch(jobs, tiny_config, OutputOptions(tmp_path / "out", skip_existing=True)) == Plan(2, 4)
     stream = OutputOptions(stream=io.BytesIO())
     assert plan_batch(jobs[:1], tiny_config, stream, worker_setting=4, threads=2) == Plan(1, 2)
+    # An input that failed before it could be read needs no worker.
+    with_missing = collect_inputs([str(tmp_path / "in" / "b.png"), str(tmp_path / "gone.png")])
+    assert plan_batch(with_missing, tiny_config, OutputOptions(tmp_path / "out")) == Plan(1, None)
 
 
 def test_workers_are_forked_only_where_asked_and_on_linux(tmp_path, tiny_config, monkeypatch):
