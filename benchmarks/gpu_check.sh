@@ -2,7 +2,7 @@
 # The checks to run first in a session that is lent a GPU machine (the device tool's `run`): the
 # test suite on that machine's own Python and torch, the CUDA path on the benchmark photos
 # (compared with the CPU's pictures), and the speed benchmarks on CUDA against that machine's CPU.
-# One command, about 8 minutes there; what comes back is under $OUT (6 files).
+# One command, about 8 minutes there; what comes back is under $OUT (7 files).
 #
 # That machine reaches no package registry and has most of the runtime already (torch, Pillow,
 # NumPy, SciPy, scikit-image, tifffile, Click, PyYAML, tqdm, pytest, hypothesis); the two
@@ -59,6 +59,9 @@ timeout 150 "$PYTHON" benchmarks/jobs_speed.py --data "$DATA" --limit 1 --rounds
     --output "$OUT/one_photo_device.json" >/dev/null 2>>"$OUT/smoke.log"
 timeout 150 "$PYTHON" benchmarks/jobs_speed.py --data "$DATA" --rounds 2 --jobs 1,2,4 --device "$DEVICE" \
     --output "$OUT/folder_device.json" >/dev/null 2>>"$OUT/smoke.log"
+# Whether one process fitting the photos as a group would pay there (it does not on a CPU).
+timeout 120 "$PYTHON" benchmarks/grouped_fit.py --data "$DATA" --device "$DEVICE" \
+    --output "$OUT/grouped_fit_device.json" >/dev/null 2>>"$OUT/smoke.log"
 timeout 120 "$PYTHON" benchmarks/jobs_speed.py --data "$DATA" --rounds 2 --jobs 1,auto --device cpu \
     --output "$OUT/folder_cpu.json" >/dev/null 2>>"$OUT/smoke.log"
 rm -rf "$WORK"
