@@ -77,7 +77,7 @@ def check_outputs(jobs: Sequence[Job], options: OutputOptions) -> None:
             )
         return
     jobs = [job for job in jobs if job.error is None]
-    sources = {job.source.resolve(): job for job in jobs if job.data is None}
+    sources = {images.real_path(job.source): job for job in jobs if job.data is None}
     claimed: dict[Path, Job] = {}
     for job in jobs:
         for destination in [output_path(job, options), *extra_paths(job, options).values()]:
@@ -85,7 +85,7 @@ def check_outputs(jobs: Sequence[Job], options: OutputOptions) -> None:
                 raise UsageError(
                     f"{job.name}: output {destination} would be outside the output folder {options.output_dir}"
                 )
-            key = destination.resolve()
+            key = images.real_path(destination)
             if key in sources:
                 raise UsageError(f"{job.name}: output {destination} would overwrite an input")
             if key in claimed:

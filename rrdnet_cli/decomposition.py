@@ -425,7 +425,7 @@ def _same_file(source: Path, destination: Path) -> bool:
     try:
         return os.path.samefile(source, destination)
     except OSError:  # one of them does not exist (yet): the resolved names decide
-        return source.resolve() == destination.resolve()
+        return images.real_path(source) == images.real_path(destination)
 
 
 def relight_file(

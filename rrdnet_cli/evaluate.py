@@ -226,9 +226,9 @@ def check_report_path(
     ``folders`` (a reference left unmatched is still someone's file), before anything is scored."""
     if str(report) == "-":
         return
-    target = Path(report).resolve()
-    inputs = {path.resolve() for _, result, reference in pairs for path in (result, reference) if path is not None}
-    inside = any(target.is_relative_to(Path(folder).resolve()) for folder in folders)
+    target = images.real_path(report)
+    inputs = {images.real_path(path) for _, result, reference in pairs for path in (result, reference) if path}
+    inside = any(target.is_relative_to(images.real_path(folder)) for folder in folders)
     if target in inputs or (inside and target.suffix.lower() in images.READ_SUFFIXES):
         raise UsageError(
             f"{report}: the JSON report would overwrite an image being evaluated; give another --json path"

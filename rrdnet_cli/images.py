@@ -730,6 +730,12 @@ def _temporary_stem(path: Path) -> str:
     return kept.decode("utf-8", "ignore") + "~" + digest
 
 
+def real_path(path: str | Path) -> Path:
+    """``path`` made absolute, with its symbolic links followed as far as they go: where
+    ``Path.resolve`` raises on a loop of links (a user's folder may hold one), this stops at it."""
+    return Path(os.path.realpath(path))
+
+
 def describe_file_type(mode: int) -> str:
     """What ``st_mode`` says a path is, in words, for messages: "a FIFO", "a character device"."""
     for test, words in (

@@ -22,7 +22,7 @@ _GLOB_CHARACTERS = frozenset("*?[")
 
 
 def _inside(path: Path, folder: Optional[Path]) -> bool:
-    return folder is not None and path.resolve().is_relative_to(folder)
+    return folder is not None and images.real_path(path).is_relative_to(folder)
 
 
 def _files_in(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[Path, OSError]]]:
@@ -39,11 +39,21 @@ def _files_in(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[Pat
                     path = current / entry.name
                     if recursive and entry.is_dir(follow_symlinks=False):
                         pending.append(path)
-                    elif entry.is_file():
+                    elif _is_file(entry):
                         files.append(path)
         except OSError as error:  # unreadable, vanished, or a path too long for the system
             unlisted.append((current, error))
     return files, unlisted
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """Whether a folder entry is a file to consider; an entry that cannot be followed (a loop of
+    symbolic links) counts as one, so that reading it fails alone, naming it, and the folder's other
+    files are still found."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
 
 
 def _images_in(folder: Path, recursive: bool, exclude: Optional[Path]) -> tuple[list[Path], list[tuple[Path, OSError]]]:
@@ -127,13 +137,13 @@ class _Collected:
 
     def __init__(self, recursive: bool, exclude: Optional[Path]) -> None:
         self.recursive = recursive
-        self.excluded = exclude.resolve() if exclude is not None else None
+        self.excluded = images.real_path(exclude) if exclude is not None else None
         self.jobs: list[Job] = []
         self.seen: dict[Path, int] = {}
         self.aliases: dict[Path, list[Path]] = {}
 
     def add(self, source: Path, relative: Path) -> None:
-        key = source.resolve()
+        key = images.real_path(source)
         if key not in self.seen:
             self.seen[key] = len(self.jobs)
             self.jobs.append(Job(source, relative))

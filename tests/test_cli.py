@@ -321,6 +321,17 @@ def test_every_kind_of_bad_input_in_one_batch(tmp_path):
     assert black.max() <= 5 and white.min() >= 245
 
 
+def test_a_loop_of_links_in_a_folder_fails_alone(tmp_path):
+    for name in ("a.png", "b.png", "c.png"):
+        write_dark(tmp_path / "in" / name)
+    (tmp_path / "in" / "loop1.png").symlink_to("loop2.png")
+    (tmp_path / "in" / "loop2.png").symlink_to("loop1.png")
+    result = run("enhance", tmp_path / "in", "-o", tmp_path / "out", *DEFAULT_FAST)
+    assert result.exit_code == 1 and "3 done, 2 failed" in result.stderr
+    assert "loop1.png: cannot read (Too many levels of symbolic links)" in result.stderr
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+
+
 def test_folder_without_images_fails(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "notes.txt").write_text("no images here")
