@@ -47,7 +47,10 @@ _collector_held = False
 
 def _say(line: str) -> None:
     """One line on stderr for people. A progress bar on screen is tqdm's, and tqdm.write keeps it
-    intact; with tqdm not imported there is none, and it is not imported just to print a line."""
+    intact; with tqdm not imported there is none, and it is not imported just to print a line.
+    With stderr closed (``2>&-``) nothing is said: tqdm would write to stdout instead."""
+    if sys.stderr is None:
+        return
     if "tqdm" in sys.modules:
         from tqdm import tqdm
 
@@ -203,6 +206,7 @@ def run() -> None:
     tests and callers invoke it, exits normally.
     """
     global _collector_held
+    _hold_closed_stderr()
     if gc.isenabled():
         _collector_held = True
         gc.disable()
@@ -218,6 +222,19 @@ def run() -> None:
         except (OSError, ValueError):
             pass  # a closed or broken pipe: nothing left to deliver
     os._exit(code if isinstance(code, int) else (0 if code is None else EXIT_FAILED))
+
+
+def _hold_closed_stderr() -> None:
+    """Put /dev/null on a closed stderr's descriptor (``2>&-``). Nothing is said then, but the
+    descriptor would otherwise go to the next file opened, an output image say, and receive
+    whatever a library prints to stderr."""
+    try:
+        os.fstat(2)
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        if devnull != 2:
+            os.dup2(devnull, 2)
+            os.close(devnull)
 
 
 def _exit_code(failed: int) -> int:
@@ -584,7 +601,8 @@ def enhance(
     _use_threads(ctx, plan)
     reporter.config(config)
     steps = config.iterations if plan.worker_count == 1 else 0  # workers report no steps
-    with Progress(not quiet and sys.stderr.isatty(), len(jobs), steps) as progress:
+    on_screen = not quiet and sys.stderr is not None and sys.stderr.isatty()
+    with Progress(on_screen, len(jobs), steps) as progress:
         try:
             summary = run_batch(
                 jobs,

@@ -184,6 +184,17 @@ def test_closed_standard_streams_are_one_line_errors(tmp_path, redirect, code, m
     assert error_lines(completed.stderr.decode()) == [message]
 
 
+def test_a_closed_stderr_silences_the_run_but_spoils_nothing(tmp_path):
+    write_dark(tmp_path / "a.png", 32, 32)
+    command = shlex.join(cli_command("enhance", "a.png", "missing.png", "-o", "out", *PAPER_FAST)) + " 2>&-"
+    completed = subprocess.run(command, shell=True, env=cli_environment(), cwd=tmp_path, timeout=PROCESS_LIMIT)
+    # The missing file's failure goes unsaid, but it is still the exit code; the image is whole.
+    assert completed.returncode == 1
+    assert [path.name for path in (tmp_path / "out").iterdir()] == ["a.png"]
+    with Image.open(tmp_path / "out" / "a.png") as written:
+        written.load()
+
+
 @pytest.mark.parametrize("command", [["enhance", "dark.png"], ["relight", "dark.npz", "-o", "x.png", "--gamma", "0.5"]])
 def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, command):
     # Deterministic: SIGINT arrives while the command imports torch, as a Ctrl-C in the first seconds.
