@@ -45,12 +45,21 @@ _NOT_INSTALLED = object()
 _collector_held = False
 
 
+# Control characters as escapes: a file name may hold a newline, and every message is one line.
+_ESCAPED = {code: f"\\x{code:02x}" for code in (*range(32), 127)} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
 def _say(line: str) -> None:
     """One line on stderr for people. A progress bar on screen is tqdm's, and tqdm.write keeps it
     intact; with tqdm not imported there is none, and it is not imported just to print a line.
     With stderr closed (``2>&-``) nothing is said: tqdm would write to stdout instead."""
     if sys.stderr is None:
         return
+    line = line.translate(_ESCAPED)
     if "tqdm" in sys.modules:
         from tqdm import tqdm
 

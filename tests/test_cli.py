@@ -321,6 +321,14 @@ def test_every_kind_of_bad_input_in_one_batch(tmp_path):
     assert black.max() <= 5 and white.min() >= 245
 
 
+def test_a_name_with_a_newline_is_still_a_one_line_error(tmp_path):
+    (tmp_path / "bad\nname.png").write_bytes(b"junk")
+    result = run("enhance", tmp_path / "bad\nname.png", "-o", tmp_path / "out")
+    error, summary = result.stderr.splitlines()  # the newline shown as \n, not started anew
+    assert result.exit_code == 1 and summary.startswith("rrdnet: 0 done, 1 failed")
+    assert error.startswith(f"rrdnet: error: {tmp_path}/bad\\nname.png: not an image")
+
+
 def test_a_loop_of_links_in_a_folder_fails_alone(tmp_path):
     for name in ("a.png", "b.png", "c.png"):
         write_dark(tmp_path / "in" / name)
