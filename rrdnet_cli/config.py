@@ -74,7 +74,8 @@ class Config:
     """Everything that decides an enhancement's numbers (plus where it runs)."""
 
     iterations: int = _option(1000, "Adam steps on the full image", minimum=0, maximum=MAX_ITERATIONS)
-    learning_rate: float = _option(1e-3, "Adam learning rate", minimum=0.0, exclusive=True)
+    # Above 1 a fit only diverges, and near float32's limit the rate itself overflows.
+    learning_rate: float = _option(1e-3, "Adam learning rate", minimum=0.0, exclusive=True, maximum=1.0)
     illumination_weight: float = _option(1.0, "weight of the illumination loss", minimum=0.0)
     reflectance_weight: float = _option(1.0, "weight of the reflectance loss", minimum=0.0)
     noise_weight: float = _option(5000.0, "weight of the noise loss", minimum=0.0)
@@ -113,6 +114,8 @@ class Config:
         "denoise where the light was raised: 'auto', 'off', or a strength (multiple of the estimated noise level)",
         minimum=0.0,
         exclusive=True,
+        # 100 times the noise level already clears every detail; far larger ones overflow.
+        maximum=100.0,
         keywords=("auto", "off"),
     )
     blur_size: int = _option(
@@ -392,7 +395,9 @@ def _resolve(name_or_path: str) -> Path:
 
 class _StrictLoader(yaml.SafeLoader):
     """YAML's safe subset without anchors and aliases: a config never needs them, and nested
-    aliases let a few hundred bytes expand to gigabytes (a "billion laughs")."""
+    aliases let a few hundred bytes expand to gigabytes (a "billion laughs"). A key given twice is
+    refused (YAML would keep the last one without a word), and ``1e-3`` is a number, as in YAML 1.2
+    and Python (YAML 1.1 wants a dot: ``1.0e-3``)."""
 
     def construct_yaml_int(self, node):
         try:
@@ -409,8 +414,26 @@ class _StrictLoader(yaml.SafeLoader):
             raise yaml.YAMLError(f"anchors are not allowed in a config (line {event.start_mark.line + 1})")
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.YAMLError(f"key {shown(key)} is given twice (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """``text`` read as a config is: YAML's safe subset, strictly (``_StrictLoader``). Raises
+    ``yaml.YAMLError`` (or ``RecursionError``, nested too deeply)."""
+    return yaml.load(text, Loader=_StrictLoader)
 
 
 def _load_yaml(path: Path) -> Any:
@@ -428,7 +451,7 @@ def _load_yaml(path: Path) -> Any:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a YAML config (not UTF-8 text)") from None
     try:
-        return yaml.load(text, Loader=_StrictLoader)
+        return parse_yaml(text)
     except yaml.YAMLError as error:
         first_line = str(error).splitlines()[0] if str(error) else "invalid YAML"
         raise ConfigError(f"{path}: invalid YAML: {first_line[:MAX_SHOWN]}") from None

@@ -46,7 +46,7 @@ import yaml
 from PIL import Image
 
 from . import images
-from .config import MAX_CONFIG_BYTES, MAX_SHOWN, Config, check_value
+from .config import MAX_CONFIG_BYTES, MAX_SHOWN, Config, check_value, parse_yaml
 from .errors import ConfigError, InputError, UsageError, cannot_write
 from .result import LOSS_COLUMNS, Enhancement, from_maps
 
@@ -333,7 +333,7 @@ def load(path: str | Path) -> Decomposition:
 def saved_config_problem(decomposition: Decomposition) -> Optional[str]:
     """Why the decomposition's saved config cannot be read, or None when it can."""
     try:
-        values = yaml.safe_load(decomposition.config_yaml)
+        values = parse_yaml(decomposition.config_yaml)
     except yaml.YAMLError as error:
         return f"invalid YAML: {str(error).splitlines()[0][:MAX_SHOWN] if str(error) else 'unreadable'}"
     except (ValueError, RecursionError) as error:
@@ -350,7 +350,7 @@ def saved_setting(decomposition: Decomposition, key: str, notes: Optional[list[s
     default = getattr(Config(), key)
     if saved_config_problem(decomposition) is not None:
         return default
-    values = yaml.safe_load(decomposition.config_yaml) or {}
+    values = parse_yaml(decomposition.config_yaml) or {}
     try:
         return check_value(key, values.get(key, default), source="saved config")
     except ConfigError as error:

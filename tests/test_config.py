@@ -179,6 +179,23 @@ def test_alias_bomb_is_refused_quickly_and_briefly(tmp_path):
     assert len(str(caught.value)) < 300
 
 
+def test_a_key_given_twice_is_refused(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("gamma: 0.5\nseed: 1\ngamma: 0.7\n")
+    with pytest.raises(ConfigError, match=r"invalid YAML: key 'gamma' is given twice \(line 3\)"):
+        load_config(path)
+
+
+def test_numbers_in_exponent_form_need_no_dot(tmp_path):
+    path = tmp_path / "exponents.yaml"
+    path.write_text("learning_rate: 5e-3\niterations: 2E2\ngamma: '1e-1'\n")
+    with pytest.raises(ConfigError, match="'gamma': expected a number or 'auto', got '1e-1'"):
+        load_config(path)  # quoted, it stays a string
+    path.write_text("learning_rate: 5e-3\niterations: 2E2\n")
+    config = load_config(path)
+    assert config.learning_rate == 0.005 and config.iterations == 200 and isinstance(config.iterations, int)
+
+
 def test_long_values_are_cut_in_messages(tmp_path):
     path = tmp_path / "long.yaml"
     path.write_text("gamma: [" + ", ".join(["1"] * 5000) + "]\n")
@@ -239,6 +256,8 @@ def test_unreadable_config_file(tmp_path, monkeypatch):
         ("convergence_window: 100001\n", "'convergence_window': must be at most 100000"),
         ("optimisation_side: 65537\n", "'optimisation_side': must be at most 65536"),
         ("tile_size: 65537\n", "'tile_size': must be at most 65536"),
+        ("learning_rate: 3.0e+38\n", "'learning_rate': must be at most 1.0"),
+        ("denoise: 1.0e+18\n", "'denoise': must be at most 100.0"),
         ("strategy: crops\ncrop_size: 100000\n", "'crop_size': must be at most 4096"),
         ("strategy: crops\ncrops_per_step: 1000000\n", "'crops_per_step': must be at most 256"),
         ("strategy: crops\ncrop_size: 1024\ncrops_per_step: 32\n", "'crops_per_step': 32 crops of 1024x1024 pixels"),
@@ -256,9 +275,16 @@ def test_every_size_count_and_step_key_has_an_upper_bound(tmp_path, text, needle
 
 def test_the_bounds_still_take_real_settings():
     config = load_config(
-        "paper", iterations=100_000, strategy="crops", crop_size=4096, crops_per_step=1, tile_size=65536
+        "paper",
+        iterations=100_000,
+        strategy="crops",
+        crop_size=4096,
+        crops_per_step=1,
+        tile_size=65536,
+        learning_rate=1.0,
+        denoise=100.0,
     )
-    assert config.iterations == 100_000 and config.crop_size == 4096
+    assert config.iterations == 100_000 and config.crop_size == 4096 and config.learning_rate == 1.0
     assert load_config("paper", strategy="crops", crop_size=256, crops_per_step=256).crops_per_step == 256
     with pytest.raises(ConfigError, match="'iterations': must be at most 100000, got 1000000000000"):
         load_config("paper", iterations=10**12)

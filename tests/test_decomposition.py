@@ -231,6 +231,12 @@ def test_relight_refuses_to_write_over_its_own_decomposition(tmp_path, saved):
         ("[unclosed", "the saved config cannot be read (invalid YAML"),
         ("- a list", "the saved config cannot be read (expected a mapping"),
         ("brightness: 7", "saved config: key 'brightness': must be at most 1.0, got 7.0; using the default, 0.5"),
+        # Read as strictly as a config file: nine levels of aliases would expand to 9^9 items.
+        (
+            "\n".join([f"a{d}: &a{d} [{', '.join([f'*a{d - 1}'] * 9)}]" if d else "a0: &a0 [1]" for d in range(10)])
+            + "\nbrightness: *a9",
+            "the saved config cannot be read (invalid YAML: anchors are not allowed in a config (line 1))",
+        ),
     ],
 )
 def test_relight_notes_a_saved_config_it_cannot_use(tmp_path, saved, config, needle):
