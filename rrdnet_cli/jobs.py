@@ -156,7 +156,8 @@ def stretched(values: torch.Tensor) -> torch.Tensor:
     return (values - values.min()) / (values.max() - values.min()).clamp_min(1e-12)
 
 
-def save_maps(enhancement: Enhancement, paths: dict[str, Path]) -> None:
+def save_maps(enhancement: Enhancement, paths: dict[str, Path], written: list[Path]) -> None:
+    """Write each asked map to its path, adding the path to ``written`` once it is there."""
     # Noise and what the denoising removed are signed: stretch them to [0, 1] for viewing, as the
     # reference does for the noise.
     maps = {
@@ -171,6 +172,7 @@ def save_maps(enhancement: Enhancement, paths: dict[str, Path]) -> None:
         # None only for the reflectance of a fit asked not to make it, which no saved map does.
         assert pixels is not None, f"the {name} map was not computed"
         images.save_image(images.to_pil(pixels), path)
+        written.append(path)
 
 
 def _enhance_checked(
@@ -197,17 +199,30 @@ def _write_outputs(
 ) -> None:
     """Write the ``extra_paths`` files, then the image.
 
-    The image comes last: its existence is what marks the input finished for skip_existing.
+    The image comes last: its existence is what marks the input finished for skip_existing. When a
+    write fails or the run is stopped, the files already written for this input are removed: a
+    file that fails leaves no output.
     """
-    maps = {key: path for key, path in extras.items() if key in MAP_NAMES}
-    if maps:
-        save_maps(enhancement, maps)
-    if "decomposition" in extras:
-        saved = decomposition.Decomposition.from_enhancement(enhancement, loaded, config, name)
-        decomposition.save(saved, extras["decomposition"])
-    if "sheet" in extras:
-        save_contact_sheet(enhancement, extras["sheet"], sheet_title(name, enhancement))
-    images.write_like(enhancement.result, destination, loaded, quality=quality)
+    written: list[Path] = []
+    try:
+        maps = {key: path for key, path in extras.items() if key in MAP_NAMES}
+        if maps:
+            save_maps(enhancement, maps, written)
+        if "decomposition" in extras:
+            saved = decomposition.Decomposition.from_enhancement(enhancement, loaded, config, name)
+            decomposition.save(saved, extras["decomposition"])
+            written.append(extras["decomposition"])
+        if "sheet" in extras:
+            save_contact_sheet(enhancement, extras["sheet"], sheet_title(name, enhancement))
+            written.append(extras["sheet"])
+        images.write_like(enhancement.result, destination, loaded, quality=quality)
+    except BaseException:
+        for path in written:
+            try:
+                path.unlink()
+            except OSError:
+                pass  # gone already, or its folder went with the disk: nothing left to remove
+        raise
 
 
 def enhance_file(

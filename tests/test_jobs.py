@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rrdnet_cli import UsageError, jobs
+from rrdnet_cli import OutputError, UsageError, images, jobs
 from rrdnet_cli.jobs import (
     FileResult,
     Job,
@@ -129,3 +129,25 @@ def test_extra_files_do_not_change_the_image(tmp_path):
     run_job(job, config, OutputOptions(tmp_path / "full", save_maps=True, contact_sheet=True))
     assert (tmp_path / "full" / "maps" / "a_reflectance.png").is_file()
     assert (tmp_path / "plain" / "a.png").read_bytes() == (tmp_path / "full" / "a.png").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "failure", [OutputError("out/a.png: cannot write (No space left on device)"), KeyboardInterrupt()]
+)
+def test_a_file_that_fails_or_is_stopped_leaves_none_of_its_outputs(tmp_path, tiny_config, monkeypatch, failure):
+    job = Job(write_dark(tmp_path / "in" / "a.png"), Path("a.png"))
+    options = OutputOptions(tmp_path / "out", save_maps=True, save_decomposition=True, contact_sheet=True)
+
+    def image_write_fails(*args, **kwargs):
+        # The maps, decomposition and sheet are written by now: the image comes last.
+        assert len(list((tmp_path / "out").rglob("*.*"))) == 7
+        raise failure
+
+    monkeypatch.setattr(images, "write_like", image_write_fails)
+    if isinstance(failure, KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            run_job(job, tiny_config, options)
+    else:
+        result = run_job(job, tiny_config, options)
+        assert result.status is Status.FAILED and "No space left" in result.error
+    assert [path for path in (tmp_path / "out").rglob("*") if path.is_file()] == []
