@@ -533,6 +533,9 @@ def _exif_for_output(exif: Optional[Image.Exif], size: tuple[int, int]) -> Optio
             details[_PIXEL_Y_DIMENSION] = size[1]
         _keep_text_bytes(exif)
         _keep_text_bytes(details)
+        # Written in the classic TIFF layout even from a BigTIFF: EXIF blocks are classic, and
+        # Pillow cannot read a BigTIFF one back (a TIFF output failed to encode).
+        exif.bigtiff = False
         return exif.tobytes() if len(exif) else None
     except Exception:
         return None

@@ -208,6 +208,18 @@ def test_16_bit_tiff_round_trip(tmp_path, layout):
     np.testing.assert_array_equal(written, 65535 - array if layout == "miniswhite" else array)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_bigtiff_goes_back_out_with_its_tags(tmp_path, dtype):
+    array = dark_array(18, 22).astype(dtype) * (257 if dtype == np.uint16 else 1)
+    tifffile.imwrite(tmp_path / "in.tiff", array, photometric="rgb", bigtiff=True, software="camera 1")
+    loaded = read_image(tmp_path / "in.tiff")
+    for name in ("out.tiff", "out.jpg", "out.png"):
+        write_like(loaded.pixels, tmp_path / name, loaded)
+        with Image.open(tmp_path / name) as written:
+            assert written.size == (22, 18) and written.getexif().get(305) == "camera 1", name
+    assert tifffile.imread(tmp_path / "out.tiff").dtype == dtype
+
+
 def test_16_bit_to_8_bit_formats(tmp_path):
     array = random_uint16((18, 22, 4))
     (tmp_path / "in.png").write_bytes(imagecodecs.png_encode(array))
