@@ -427,7 +427,8 @@ def _decode_with_pillow(
     # Decoding is lazy in Pillow; load() here makes truncation errors surface now.
     opened.load()
     mode = opened.mode
-    if mode.startswith("I;16"):
+    # Pillow opens a 16-bit PGM (maxval above 255) in mode I, its samples scaled to 0-65535.
+    if mode.startswith("I;16") or (mode == "I" and opened.format == "PPM"):
         return np.asarray(opened).astype(np.uint16)[:, :, None], 65535, icc_profile
     if mode in ("I", "F"):
         kind = "floating-point" if mode == "F" else "integer"

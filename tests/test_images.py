@@ -220,6 +220,17 @@ def test_a_bigtiff_goes_back_out_with_its_tags(tmp_path, dtype):
     assert tifffile.imread(tmp_path / "out.tiff").dtype == dtype
 
 
+@pytest.mark.parametrize("maxval", [4095, 65535])
+def test_a_16_bit_pgm_is_read_as_16_bit_gray(tmp_path, maxval):
+    samples = np.array([[0, 1, maxval // 2], [maxval, 7, 100]], ">u2")
+    (tmp_path / "in.pgm").write_bytes(b"P5\n3 2\n%d\n" % maxval + samples.tobytes())
+    loaded = read_image(tmp_path / "in.pgm")
+    assert loaded.bits == 16 and loaded.grayscale
+    np.testing.assert_allclose(loaded.pixels[0, 0].numpy(), samples / maxval, atol=1 / 65535)
+    write_like(loaded.pixels, tmp_path / "out.png", loaded)
+    assert imagecodecs.png_decode((tmp_path / "out.png").read_bytes()).dtype == np.uint16
+
+
 def test_16_bit_to_8_bit_formats(tmp_path):
     array = random_uint16((18, 22, 4))
     (tmp_path / "in.png").write_bytes(imagecodecs.png_encode(array))
