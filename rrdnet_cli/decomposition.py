@@ -20,7 +20,8 @@ key                       dtype, shape                 what
 ``source_name``           str, ()                      the input file's name
 ``source_format``         str, ()                      its Pillow format (PNG, JPEG, ...)
 ``source_grayscale``      bool, ()                     whether it was a grey-level image
-``source_alpha``          uint8, (H, W) or (0, 0)      its alpha channel, if any
+``source_bits``           int64, ()                    8 or 16, its bits per sample (absent: 8)
+``source_alpha``          uint8, (H, W) or (0, 0)      its alpha channel, if any (uint16 at 16 bits)
 ``source_exif``           uint8, (n,)                  its EXIF block (n = 0: none)
 ``source_icc_profile``    uint8, (n,)                  its ICC profile (n = 0: none)
 ========================  ===========================  ==========================================
@@ -117,7 +118,8 @@ def save(decomposition: Decomposition, path: str | Path) -> None:
         "source_name": np.array(decomposition.source_name),
         "source_format": np.array(source.format),
         "source_grayscale": np.array(bool(source.grayscale)),
-        "source_alpha": np.asarray(alpha, dtype=np.uint8),
+        "source_bits": np.array(source.bits, dtype=np.int64),
+        "source_alpha": np.asarray(alpha),
         "source_exif": _bytes_array(source.exif),
         "source_icc_profile": _bytes_array(source.icc_profile),
     }
@@ -147,13 +149,16 @@ _FIELDS = {
     "source_name": ("U", ()),
     "source_format": ("U", ()),
     "source_grayscale": ("b", ()),
+    "source_bits": ("iu", ()),
     "source_alpha": ("u", "A"),
     "source_exif": ("u", ("n",)),
     "source_icc_profile": ("u", ("n",)),
 }
+# Fields a file written before they were added lacks, and what that means.
+_OPTIONAL = {"source_bits": 8}
 # Bytes a decomposition may hold per image pixel: four float32 maps of 3, 1, 3, 3 channels
-# and an 8-bit alpha.
-_BYTES_PER_PIXEL = (3 + 1 + 3 + 3) * 4 + 1
+# and a 16-bit alpha.
+_BYTES_PER_PIXEL = (3 + 1 + 3 + 3) * 4 + 2
 # Beyond the maps: loss history (a million steps), EXIF, ICC profile and text fields.
 _METADATA_BYTES = 64 * 1024 * 1024 + 4 * MAX_CONFIG_BYTES
 
@@ -210,7 +215,7 @@ def _read_headers(path: Path, handle: BinaryIO) -> dict[str, tuple[np.dtype, tup
                 )
             headers[key] = dtype, shape
             declared += size
-    missing = [key for key in _FIELDS if key not in headers]
+    missing = [key for key in _FIELDS if key not in headers and key not in _OPTIONAL]
     if missing:
         raise _fail(path, f"not an rrdnet decomposition (no '{missing[0]}')")
     _check_headers(path, headers, declared)
@@ -222,7 +227,7 @@ def _check_headers(path: Path, headers: dict, declared: int) -> None:
     height, width = input_shape[2:] if len(input_shape) == 4 else (0, 0)
     sides: dict[object, int] = {"H": height, "W": width}
     # The input first: its sides are what every other field is measured against.
-    for key in ["input"] + [key for key in _FIELDS if key != "input"]:
+    for key in ["input"] + [key for key in _FIELDS if key != "input" and key in headers]:
         kinds, wanted = _FIELDS[key]
         dtype, shape = headers[key]
         if wanted == "A":
@@ -269,6 +274,12 @@ def _checked_values(path: Path, arrays) -> dict:
     gamma = float(_scalar(arrays, "gamma"))
     if not (math.isfinite(gamma) and gamma > 0):
         raise _fail(path, f"'gamma' must be a positive number, got {gamma}")
+    bits = int(_scalar(arrays, "source_bits")) if "source_bits" in arrays else _OPTIONAL["source_bits"]
+    if bits not in (8, 16):
+        raise _fail(path, f"'source_bits' must be 8 or 16, got {bits}")
+    alpha = arrays["source_alpha"]
+    if alpha.size and alpha.dtype != (np.uint16 if bits == 16 else np.uint8):
+        raise _fail(path, f"'source_alpha' has dtype {alpha.dtype}, expected {bits}-bit unsigned integers")
     target = float(_scalar(arrays, "target_brightness"))
     if not (math.isnan(target) or 0 <= target <= 1):
         raise _fail(path, f"'target_brightness' must be NaN (none) or in [0, 1], got {target}")
@@ -280,7 +291,8 @@ def _checked_values(path: Path, arrays) -> dict:
         source_name=str(_scalar(arrays, "source_name")),
         source_format=str(_scalar(arrays, "source_format")),
         grayscale=bool(_scalar(arrays, "source_grayscale")),
-        alpha=arrays["source_alpha"].astype(np.uint8),
+        bits=bits,
+        alpha=alpha,
         exif=arrays["source_exif"].astype(np.uint8).tobytes(),
         icc_profile=arrays["source_icc_profile"].astype(np.uint8).tobytes(),
     )
@@ -313,6 +325,7 @@ def load(path: str | Path) -> Decomposition:
         format=values["source_format"],
         grayscale=values["grayscale"],
         alpha=alpha if alpha.size else None,
+        bits=values["bits"],
         exif=values["exif"] or None,
         icc_profile=values["icc_profile"] or None,
     )

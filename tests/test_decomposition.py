@@ -1,5 +1,6 @@
 import os
 
+import imagecodecs
 import numpy as np
 import pytest
 import torch
@@ -118,6 +119,29 @@ def test_wrong_version_is_refused(tmp_path, saved):
 
 
 # ---------------------------------------------------------------------- untrusted decompositions
+
+
+def test_a_16_bit_source_is_relit_at_16_bits_with_its_alpha(tmp_path):
+    rng = np.random.default_rng(0)
+    rgba = (rng.random((30, 34, 4)) * [9000, 8000, 7000, 65535]).astype(np.uint16)
+    (tmp_path / "deep.png").write_bytes(imagecodecs.png_encode(rgba))
+    first = run("enhance", tmp_path / "deep.png", "-o", tmp_path / "a", "--save-decomposition", "-q", *PAPER_FAST)
+    assert first.exit_code == 0, first.output
+    relit = run("relight", tmp_path / "a" / "decompositions" / "deep.npz", "--gamma", "0.4", "-o", tmp_path / "r.png")
+    assert relit.exit_code == 0, relit.output
+    assert (tmp_path / "r.png").read_bytes() == (tmp_path / "a" / "deep.png").read_bytes()
+    written = imagecodecs.png_decode((tmp_path / "r.png").read_bytes())
+    assert written.dtype == np.uint16 and np.array_equal(written[:, :, 3], rgba[:, :, 3])
+
+
+def test_a_file_from_before_source_bits_reads_as_8_bit(tmp_path, saved):
+    with np.load(saved[1]) as arrays:
+        values = {key: arrays[key] for key in arrays.files if key != "source_bits"}
+    np.savez(tmp_path / "older.npz", **values)
+    assert decomposition.load(tmp_path / "older.npz").source.bits == 8
+    wide_alpha = rewritten(tmp_path, saved[1], source_alpha=np.zeros((36, 44), np.uint16))
+    with pytest.raises(InputError, match="'source_alpha' has dtype uint16, expected 8-bit unsigned integers"):
+        decomposition.load(wide_alpha)
 
 
 def rewritten(tmp_path, path, **changes):
