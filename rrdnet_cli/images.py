@@ -269,6 +269,11 @@ def decode_image(data: bytes, name: str) -> LoadedImage:
                 width, height = opened.size
                 if limit is not None and width * height > limit:
                     raise Image.DecompressionBombError()
+                if opened.format == "JPEG" and _jpeg_too_small(data, width, height):
+                    raise InputError(
+                        f"{name}: cannot decode image ({len(data)} bytes cannot hold the {width}x{height} "
+                        "pixels its header claims: the file is damaged)"
+                    )
                 return _decode(opened, data, name)
     except InputError:
         raise
@@ -289,6 +294,31 @@ def decode_image(data: bytes, name: str) -> LoadedImage:
         if "truncat" in detail.lower():
             detail = "the file is truncated"
         raise InputError(f"{name}: cannot decode image ({detail})") from None
+
+
+# Start-of-frame markers of the Huffman-coded JPEG processes (baseline, extended, progressive,
+# lossless); the arithmetic-coded ones (C9-CB, CD-CF) can spend less than a bit on a block.
+_HUFFMAN_FRAMES = frozenset({0xC0, 0xC1, 0xC2, 0xC3})
+
+
+def _jpeg_too_small(data: bytes, width: int, height: int) -> bool:
+    """Whether a Huffman-coded JPEG holds fewer bytes than its header's size needs.
+
+    Each 8x8 block of a component costs at least one bit (its DC code), and a component covers at
+    least a sixteenth of the full-size blocks (subsampled at most 4x each way), so a file of 1 KB
+    cannot hold 9000x9000 pixels; decoders fill what is missing with grey, and the run would enhance
+    81 megapixels of nothing. Only the markers before the first scan are read.
+    """
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xDA:  # start of scan: no frame header before it
+            return False
+        if marker in _HUFFMAN_FRAMES or (0xC5 <= marker <= 0xCF and marker not in (0xC8, 0xCC)):
+            blocks = -(-width // 8) * -(-height // 8)
+            return marker in _HUFFMAN_FRAMES and len(data) * 8 * 16 < blocks
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return False
 
 
 def _unidentified(data: bytes) -> str:

@@ -654,3 +654,17 @@ def test_decoded_pixels_are_the_samples_over_their_maximum(tmp_path):
     assert gray.grayscale and gray.bits == 16
     expected_gray = torch.from_numpy(gray16.astype(np.float32) / 65535)[None, None].expand(1, 3, 9, 7)
     assert gray.pixels.is_contiguous() and torch.equal(gray.pixels, expected_gray)
+
+
+def test_a_jpeg_too_small_for_the_size_its_header_claims_is_refused():
+    small = io.BytesIO()
+    Image.fromarray(dark_array(48, 48)).save(small, "JPEG")
+    data = bytearray(small.getvalue())
+    frame = data.find(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = (9000).to_bytes(2, "big") * 2  # height, width
+    with pytest.raises(InputError, match=r"bytes cannot hold the 9000x9000 pixels its header claims"):
+        decode_image(bytes(data), "lie.jpg")
+    # The flattest real photo a camera could give (black, heavily compressed, progressive) passes.
+    black = io.BytesIO()
+    Image.new("RGB", (2000, 1500)).save(black, "JPEG", quality=1, progressive=True)
+    assert decode_image(black.getvalue(), "black.jpg").pixels.shape == (1, 3, 1500, 2000)
