@@ -304,6 +304,9 @@ def run_job(job: Job, config: Config, options: OutputOptions, on_step: Optional[
     except (RRDNetError, torch.cuda.OutOfMemoryError, MemoryError) as error:
         message = naming(job.name, str(error) if isinstance(error, RRDNetError) else "out of memory")
         return FileResult(job.source, None, Status.FAILED, time.perf_counter() - started, message)
+    except Exception as error:  # an unforeseen bug, maybe one photo's: it fails that file, not the batch
+        message = naming(job.name, f"internal error: {type(error).__name__}: {error}")
+        return FileResult(job.source, None, Status.FAILED, time.perf_counter() - started, message)
     return FileResult(
         job.source,
         destination,

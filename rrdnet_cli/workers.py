@@ -207,13 +207,7 @@ def _worker_main(
             if task is None:
                 _leave()
             job, config, options = task
-            try:
-                result = run_job(job, config, options)
-            except Exception as error:  # an unforeseen bug fails the file, not the batch
-                result = FileResult(
-                    job.source, None, Status.FAILED, 0.0, naming(job.name, f"{type(error).__name__}: {error}")
-                )
-            connection.send(result)
+            connection.send(run_job(job, config, options))
     except KeyboardInterrupt:
         # SIGTERM: the parent (or whoever sent it) knows it from the code. The temporaries are
         # gone already (removed on the way here), so the teardown is skipped as in _leave: on a

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rrdnet_cli import OutputError, UsageError, losses
+from rrdnet_cli import OutputError, UsageError, jobs, losses
 from rrdnet_cli.batch import BatchSummary, check_outputs, run_batch
 from rrdnet_cli.errors import Interrupted
+from rrdnet_cli.images import read_image
 from rrdnet_cli.inputs import collect_inputs
 from rrdnet_cli.jobs import FileResult, Job, OutputOptions, Status
 
@@ -216,3 +217,21 @@ def test_every_output_stays_inside_the_output_folder(tmp_path):
     for relative in ("../a.png", "/tmp/a.png", "x/../../a.png"):
         with pytest.raises(UsageError, match="outside the output folder"):
             check_outputs([Job(source, Path(relative))], OutputOptions(tmp_path / "out"))
+
+
+def test_an_unforeseen_error_fails_its_file_and_the_batch_goes_on(tmp_path, tiny_config, monkeypatch):
+    for name in ("a.png", "b.png"):
+        write_dark(tmp_path / "in" / name, seed=ord(name[0]))
+    real_enhance = jobs.enhance
+
+    def breaks_on_a(pixels, *args, **kwargs):
+        if pixels.mean() == read_image(tmp_path / "in" / "a.png").pixels.mean():
+            raise RuntimeError("a bug this photo finds")
+        return real_enhance(pixels, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "enhance", breaks_on_a)
+    summary = run_batch(collect_inputs([str(tmp_path / "in")]), tiny_config, OutputOptions(tmp_path / "out"))
+    assert (summary.done, summary.failed) == (1, 1)
+    (failed,) = [result for result in summary.results if result.status is Status.FAILED]
+    assert failed.error == f"{tmp_path / 'in' / 'a.png'}: internal error: RuntimeError: a bug this photo finds"
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["b.png"]
