@@ -210,7 +210,8 @@ def evaluate(pairs: Iterable[tuple[Path, Path, Optional[Path]]]) -> Report:
             reference = read_rgb(reference_path) if reference_path is not None else None
             scores = score_images(str(relative), result, reference)
         except RRDNetError as error:
-            message = str(error)
+            # Named once, by its path: the file's own errors name it so, score_images by its relative name.
+            message = str(error).removeprefix(f"{relative}: ")
             scores = Scores(
                 str(relative), error=message if str(result_path) in message else f"{result_path}: {message}"
             )
@@ -229,9 +230,14 @@ def check_report_path(
     target = images.real_path(report)
     inputs = {images.real_path(path) for _, result, reference in pairs for path in (result, reference) if path}
     inside = any(target.is_relative_to(images.real_path(folder)) for folder in folders)
-    if target in inputs or (inside and target.suffix.lower() in images.READ_SUFFIXES):
+    if target in inputs or (inside and target.exists() and target.suffix.lower() in images.READ_SUFFIXES):
         raise UsageError(
             f"{report}: the JSON report would overwrite an image being evaluated; give another --json path"
+        )
+    if inside and target.suffix.lower() in images.READ_SUFFIXES:
+        raise UsageError(
+            f"{report}: the JSON report would be an image file name inside a folder being evaluated; "
+            "give another --json path"
         )
 
 

@@ -105,7 +105,8 @@ def test_size_mismatch_and_unreadable_files_fail_alone(tmp_path):
     save(tmp_path / "r" / "c.png", np.zeros((8, 8, 3)))
     result = run("eval", tmp_path / "e", "--reference", tmp_path / "r")
     assert result.exit_code == 1
-    assert "a.png" in result.stderr and "c.png" in result.stderr
+    assert f"rrdnet: error: {tmp_path / 'e' / 'a.png'}: result is 8x8, reference 8x9" in result.stderr.splitlines()
+    assert "c.png" in result.stderr
     assert "b.png" in result.stdout and "mean (1 files)" in result.stdout
 
 
@@ -124,6 +125,13 @@ def test_json_report_never_replaces_an_image(tmp_path, target):
     assert result.exit_code == 2 and "would overwrite an image" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert {path: path.read_bytes() for path in tmp_path.rglob("*.png")} == before
+
+
+def test_a_json_report_named_like_an_image_is_refused_as_such(tmp_path):
+    save(tmp_path / "e" / "a.png", np.zeros((8, 8, 3)))
+    result = run("eval", tmp_path / "e", "--json", tmp_path / "e" / "new.png")
+    assert result.exit_code == 2 and "would be an image file name inside a folder being evaluated" in result.stderr
+    assert not (tmp_path / "e" / "new.png").exists()
 
 
 def test_json_report_is_written_whole_beside_the_images(tmp_path):
