@@ -180,7 +180,7 @@ class OneLineErrors(click.Group):
             _error(error.format_message())
             code = error.exit_code
         except (ConfigError, UsageError) as error:
-            _error(str(error))
+            _error(_named_as_typed(str(error)))
             code = EXIT_USAGE
         except RRDNetError as error:
             _error(str(error))
@@ -244,6 +244,19 @@ def _hold_closed_stderr() -> None:
         if devnull != 2:
             os.dup2(devnull, 2)
             os.close(devnull)
+
+
+def _named_as_typed(message: str) -> str:
+    """A config error about a command-line value (``option: key 'learning_rate': ...``) naming
+    the option as the user typed it (``--lr: ...``)."""
+    match = re.fullmatch(r"option: key '(\w+)': (.*)", message, re.DOTALL)
+    if match is None:
+        return message
+    for command in main.commands.values():
+        for parameter in command.params:
+            if parameter.name == match[1] and parameter.opts:
+                return f"{parameter.opts[0]}: {match[2]}"
+    return message
 
 
 def _exit_code(failed: int) -> int:

@@ -153,6 +153,19 @@ def test_denoise_option_takes_auto_off_or_a_strength(tmp_path):
         assert run("config", "show", "--denoise", wrong).exit_code == 2, wrong
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["config", "show", "--lr", "2"], "rrdnet: error: --lr: must be at most 1.0, got 2.0"),
+        (["config", "show", "--seed", "-1"], "rrdnet: error: --seed: must be at least 0, got -1"),
+        (["config", "show", "--tile", "3"], "rrdnet: error: --tile: must be 0 (no tiling) or at least"),
+    ],
+)
+def test_a_bad_option_value_is_named_as_typed(args, message):
+    result = run(*args)
+    assert result.exit_code == 2 and single_line_error(result).startswith(message)
+
+
 def test_help_spells_the_keywords_as_they_are_typed():
     assert "--gamma G|auto" in run("enhance", "--help").output
     assert "--denoise auto|off|STRENGTH" in run("relight", "--help").output
