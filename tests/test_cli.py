@@ -556,7 +556,7 @@ def test_tile_and_precision_options_override_the_config_file(tmp_path):
     "args, needle",
     [
         (["--tile", "-1"], "Invalid value for '--tile': -1 is not in the range x>=0"),
-        (["--tile", "8"], "key 'tile_size': must be 0 (no tiling) or at least 16, got 8"),
+        (["--tile", "8"], "--tile: must be 0 (no tiling) or at least 16, got 8"),
         (["--tile", "big"], "Invalid value for '--tile'"),
         (["--precision", "fp16"], "Invalid value for '--precision': 'fp16' is not one of 'auto', 'fp32', 'bf16'"),
     ],
@@ -599,7 +599,7 @@ def test_completion_offers_options_and_their_choices():
         (["--threads", "9" * 23], "--threads '99999999999999999999999': at most 1000000"),
         (["--jobs", "9" * 5000], "at most 1000000"),
         (["--iterations", "9" * 5000], "... (5000 characters)' is not a whole number"),
-        (["--iterations", str(10**12)], "key 'iterations': must be at most 100000, got 1000000000000"),
+        (["--iterations", str(10**12)], "--iterations: must be at most 100000, got 1000000000000"),
     ],
 )
 def test_out_of_range_numbers_are_one_line_usage_errors(tmp_path, args, needle):
