@@ -393,17 +393,26 @@ def _resolve(name_or_path: str) -> Path:
     return path
 
 
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+
+
 class _StrictLoader(yaml.SafeLoader):
     """YAML's safe subset without anchors and aliases: a config never needs them, and nested
-    aliases let a few hundred bytes expand to gigabytes (a "billion laughs"). A key given twice is
-    refused (YAML would keep the last one without a word), and ``1e-3`` is a number, as in YAML 1.2
-    and Python (YAML 1.1 wants a dot: ``1.0e-3``)."""
+    aliases let a few hundred bytes expand to gigabytes (a "billion laughs"). A key given twice, or
+    one that is a list or mapping, is refused (YAML would keep the last one without a word).
+    Numbers are read as YAML 1.2 and Python read them: ``1e-3`` and ``.5e3`` are numbers (YAML 1.1
+    wants a dot before the exponent), ``017`` is seventeen (not octal 15), ``1:20`` is text (not 80
+    in base 60), ``0o17`` and ``0x1F`` are octal and hexadecimal."""
 
     def construct_yaml_int(self, node):
+        text = str(self.construct_scalar(node))
+        sign = -1 if text.startswith("-") else 1
+        digits = text.lstrip("+-")
+        base = {"0o": 8, "0x": 16}.get(digits[:2], 10)
         try:
-            return super().construct_yaml_int(node)
+            return sign * int(digits[2:] if base != 10 else digits, base)
         except ValueError:  # Python's limit on the digits of an int read from text
-            return LongInteger(sum(character.isdigit() for character in str(node.value)))
+            return LongInteger(sum(character.isdigit() for character in text))
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -417,17 +426,32 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.YAMLError(f"a key must be a name, not a list or mapping (line {line})")
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.YAMLError(f"key {shown(key)} is given twice (line {key_node.start_mark.line + 1})")
+                raise yaml.YAMLError(f"key {shown(key)} is given twice (line {line})")
             seen.add(key)
         return super().construct_mapping(node, deep)
 
 
-_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+# YAML 1.2's core schema for numbers in place of YAML 1.1's (the other implicit types stay).
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 _StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+    _INT_TAG, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
 )
+_StrictLoader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+_StrictLoader.add_constructor(_INT_TAG, _StrictLoader.construct_yaml_int)
 
 
 def parse_yaml(text: str) -> Any:

@@ -186,6 +186,32 @@ def test_a_key_given_twice_is_refused(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    "text, value",
+    [("iterations: 017", 17), ("iterations: 0o17", 15), ("iterations: 0x1F", 31), ("learning_rate: .5e-2", 0.005)],
+)
+def test_numbers_read_as_yaml_1_2_and_python_read_them(tmp_path, text, value):
+    path = tmp_path / "numbers.yaml"
+    path.write_text(text + "\n")
+    key = text.split(":")[0]
+    assert getattr(load_config(path), key) == value
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("iterations: 1:20\n", "'iterations': expected an integer, got '1:20'"),  # not 80, base 60
+        ("? [gamma, seed]\n: 1\n", "invalid YAML: a key must be a name, not a list or mapping \\(line 1\\)"),
+        ("? {gamma: 1}\n: 1\n", "invalid YAML: a key must be a name, not a list or mapping"),
+    ],
+)
+def test_yaml_that_reads_as_something_else_is_refused(tmp_path, text, needle):
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(path)
+
+
 def test_numbers_in_exponent_form_need_no_dot(tmp_path):
     path = tmp_path / "exponents.yaml"
     path.write_text("learning_rate: 5e-3\niterations: 2E2\ngamma: '1e-1'\n")
