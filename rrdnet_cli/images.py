@@ -269,7 +269,7 @@ def decode_image(data: bytes, name: str) -> LoadedImage:
                 width, height = opened.size
                 if limit is not None and width * height > limit:
                     raise Image.DecompressionBombError()
-                if opened.format == "JPEG" and _jpeg_too_small(data, width, height):
+                if opened.format in ("JPEG", "MPO") and _jpeg_too_small(data, width, height):
                     raise InputError(
                         f"{name}: cannot decode image ({len(data)} bytes cannot hold the {width}x{height} "
                         "pixels its header claims: the file is damaged)"
@@ -311,6 +311,9 @@ def _jpeg_too_small(data: bytes, width: int, height: int) -> bool:
     """
     position = 2
     while position + 4 <= len(data) and data[position] == 0xFF:
+        if data[position + 1] == 0xFF:  # a fill byte: markers may be padded with any number of them
+            position += 1
+            continue
         marker = data[position + 1]
         if marker == 0xDA:  # start of scan: no frame header before it
             return False

@@ -656,12 +656,19 @@ def test_decoded_pixels_are_the_samples_over_their_maximum(tmp_path):
     assert gray.pixels.is_contiguous() and torch.equal(gray.pixels, expected_gray)
 
 
-def test_a_jpeg_too_small_for_the_size_its_header_claims_is_refused():
+@pytest.mark.parametrize("kind", ["JPEG", "padded", "MPO"])
+def test_a_jpeg_too_small_for_the_size_its_header_claims_is_refused(kind):
     small = io.BytesIO()
-    Image.fromarray(dark_array(48, 48)).save(small, "JPEG")
+    picture = Image.fromarray(dark_array(48, 48))
+    if kind == "MPO":  # a camera's multi-picture JPEG: the first picture is what is read
+        picture.save(small, "MPO", save_all=True, append_images=[picture])
+    else:
+        picture.save(small, "JPEG")
     data = bytearray(small.getvalue())
     frame = data.find(b"\xff\xc0")
     data[frame + 5 : frame + 9] = (9000).to_bytes(2, "big") * 2  # height, width
+    if kind == "padded":  # fill bytes before a marker are allowed, and must not hide the frame
+        data[frame:frame] = b"\xff\xff"
     with pytest.raises(InputError, match=r"bytes cannot hold the 9000x9000 pixels its header claims"):
         decode_image(bytes(data), "lie.jpg")
     # The flattest real photo a camera could give (black, heavily compressed, progressive) passes.
