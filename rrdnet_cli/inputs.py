@@ -222,16 +222,23 @@ def _literal_start(pattern: str) -> Path:
     return Path(*parts) if parts else Path(".")
 
 
-def _kind(text: str, where: str = "") -> Optional[str]:
-    """``"folder"``, ``"file"`` (anything else that exists) or None (nothing there) for an input;
-    a name the system refuses (too long, a NUL, a loop of links) is a usage error naming it."""
+def _shortened(text: str) -> str:
+    # A name can be thousands of characters long (the point of a "too long" error): shown cut.
+    return text if len(text) <= 200 else f"{text[:200]}..."
+
+
+def _kind(text: str) -> str:
+    """``"folder"``, ``"file"`` (anything else that exists), ``"missing"`` (nothing there), or why
+    the system cannot look at it (a name too long, a loop of links, a folder it may not enter); a
+    name no path can have (a NUL) is a usage error."""
     try:
         return "folder" if stat.S_ISDIR(os.stat(text).st_mode) else "file"
     except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (OSError, ValueError) as error:
-        reason = error.strerror if isinstance(error, OSError) else str(error)
-        raise UsageError(f"{text[:200]!r}{where}: cannot use this input ({reason})") from None
+        return "missing"
+    except OSError as error:
+        return f"cannot use this input ({error.strerror or error})"
+    except ValueError as error:
+        raise UsageError(f"{text[:200]!r}: cannot use this input ({error})") from None
 
 
 def collect_inputs(
@@ -261,21 +268,22 @@ def collect_inputs(
             collected.add_stdin(stdin)
         elif (kind := _kind(text)) == "folder":
             collected.add_folder(path)
-        elif kind is not None:
+        elif kind == "file":
             collected.add(path, Path(path.name))
-        elif _GLOB_CHARACTERS & set(text):
+        elif kind == "missing" and _GLOB_CHARACTERS & set(text):
             collected.add_pattern(text)
         else:
-            collected.fail(path, f"{text}: no such file or folder")
+            collected.fail(path, f"{_shortened(text)}: {'no such file or folder' if kind == 'missing' else kind}")
     for position, text in enumerate(listed, start=1):
         number = getattr(text, "line", position)
         path = Path(text)
-        if (kind := _kind(text, f" (path list, line {number})")) == "folder":
+        if (kind := _kind(text)) == "folder":
             collected.add_folder(path)
-        elif kind is not None:
+        elif kind == "file":
             collected.add(path, _listed_relative(path))
         else:
-            collected.fail(path, f"{text}: no such file or folder (path list, line {number})")
+            problem = "no such file or folder" if kind == "missing" else kind
+            collected.fail(path, f"{_shortened(text)}: {problem} (path list, line {number})")
     if not collected.jobs:
         raise UsageError("no inputs given")
     if on_duplicate is not None:

@@ -81,20 +81,26 @@ def test_closed_stdin_and_input_inside_the_output_folder_say_so(tmp_path):
         collect_inputs([str(tmp_path / "shots")], exclude=tmp_path / "shots")
 
 
-@pytest.mark.parametrize(
-    "name, reason, listed_reason",
-    [
-        ("x" * 300 + ".png", "File name too long", "line 1[)]: cannot use this input [(]File name too long"),
-        # A NUL cannot be in any path: the list is no path list, refused whole as it is read.
-        ("a\0b.png", "embedded null", "not a path list [(]a NUL byte on line 1"),
-    ],
-)
-def test_inputs_the_system_refuses_to_name_are_usage_errors(tmp_path, name, reason, listed_reason):
-    with pytest.raises(UsageError, match=reason):
-        collect_inputs([str(tmp_path / name)])
-    (tmp_path / "list.txt").write_bytes(os.fsencode(str(tmp_path / name)) + b"\n")
-    with pytest.raises(UsageError, match=listed_reason):
-        collect_inputs([], listed=read_path_list(str(tmp_path / "list.txt")))
+def test_a_name_no_path_can_have_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="embedded null"):
+        collect_inputs([str(tmp_path / "a\0b.png")])
+    # In a path list, the list is no path list: refused whole as it is read.
+    (tmp_path / "list.txt").write_bytes(os.fsencode(str(tmp_path / "a\0b.png")) + b"\n")
+    with pytest.raises(UsageError, match="not a path list [(]a NUL byte on line 1"):
+        read_path_list(str(tmp_path / "list.txt"))
+
+
+def test_inputs_the_system_cannot_look_at_fail_alone(tmp_path):
+    write_dark(tmp_path / "a.png")
+    (tmp_path / "loop1.png").symlink_to("loop2.png")
+    (tmp_path / "loop2.png").symlink_to("loop1.png")
+    too_long = str(tmp_path / ("x" * 300 + ".png"))
+    jobs = collect_inputs([too_long, str(tmp_path / "a.png")], listed=[str(tmp_path / "loop1.png")])
+    assert [job.error for job in jobs][1] is None
+    assert jobs[0].error == f"{too_long[:200]}...: cannot use this input (File name too long)"
+    assert jobs[2].error == f"{tmp_path / 'loop1.png'}: cannot use this input (Too many levels of symbolic links)" + (
+        " (path list, line 1)"
+    )
 
 
 # ---------------------------------------------------------------------------------- path lists
