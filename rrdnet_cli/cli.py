@@ -23,7 +23,7 @@ import click
 
 from . import __version__, settings
 from .config import DEFAULT_PRESET, load_config, preset_names
-from .errors import ConfigError, Interrupted, OutputError, RRDNetError, UsageError
+from .errors import ConfigError, Interrupted, OutputError, RRDNetError, UsageError, printable
 
 # Everything above is light: help, the version and option errors never import torch, NumPy or
 # Pillow (tests/test_processes.py). A command imports the modules it uses when it runs
@@ -45,27 +45,27 @@ _NOT_INSTALLED = object()
 _collector_held = False
 
 
-# Control characters as escapes: a file name may hold a newline, and every message is one line.
-_ESCAPED = {code: f"\\x{code:02x}" for code in (*range(32), 127)} | {
-    ord("\n"): "\\n",
-    ord("\r"): "\\r",
-    ord("\t"): "\\t",
-}
-
-
 def _say(line: str) -> None:
     """One line on stderr for people. A progress bar on screen is tqdm's, and tqdm.write keeps it
     intact; with tqdm not imported there is none, and it is not imported just to print a line.
     With stderr closed (``2>&-``) nothing is said: tqdm would write to stdout instead."""
     if sys.stderr is None:
         return
-    line = line.translate(_ESCAPED)
+    line = printable(line)
     if "tqdm" in sys.modules:
         from tqdm import tqdm
 
         tqdm.write(line, file=sys.stderr)
     else:
         click.echo(line, err=True)
+
+
+def _print(text: str, newline: bool = True) -> None:
+    """What a command prints for programs, on stdout: a closed stdout fails the command (exit 1)
+    instead of dropping it without a word."""
+    if sys.stdout is None:
+        raise OutputError("stdout: cannot write (stdout is closed)")
+    click.echo(text, nl=newline)
 
 
 def _error(message: str) -> None:
@@ -697,7 +697,7 @@ def config_group() -> None:
 @config_options
 def config_show(config_name, **overrides):
     """Print the effective config as YAML (save it to reproduce a run)."""
-    click.echo(load_config(config_name, **overrides).to_yaml(), nl=False)
+    _print(load_config(config_name, **overrides).to_yaml(), newline=False)
 
 
 @main.command()
@@ -727,10 +727,10 @@ def relight(decomposition_file, output, gamma, brightness, denoise, quiet):
         gamma=gamma,
         brightness=brightness,
         denoise=denoise,
-        on_note=lambda note: click.echo(f"rrdnet: note: {note}", err=True),
+        on_note=lambda note: _say(f"rrdnet: note: {note}"),
     )
     if not quiet:
-        click.echo(f"rrdnet: {decomposition_file} -> {output} ({enhancement.light.describe()})", err=True)
+        _say(f"rrdnet: {decomposition_file} -> {output} ({enhancement.light.describe()})")
 
 
 @main.command()
@@ -843,9 +843,9 @@ def eval_command(ctx, enhanced_dir, reference_dir, json_file):
     for note in notes:
         click.echo(f"rrdnet: note: {note}; NIQE left out for the smaller files", err=True)
     if json_file is not None and str(json_file) == "-":
-        click.echo(report.to_json())
+        _print(report.to_json())
     else:
-        click.echo(format_table(report))
         if json_file is not None:
             report.write_json(json_file)
+        _print(format_table(report))
     ctx.exit(_exit_code(len(report.failed)))

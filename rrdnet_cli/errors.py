@@ -62,3 +62,17 @@ def os_failure(kind: type[ErrorKind], name: object, what: str, error: OSError) -
 def cannot_write(path: object, error: OSError) -> OutputError:
     """``OutputError("PATH: cannot write (reason)")``."""
     return os_failure(OutputError, path, "cannot write", error)
+
+
+# Control characters as escapes (a newline as \n): a file name may hold any of them, and every
+# message, like every row of a table, is one line.
+_ESCAPED = {code: f"\\x{code:02x}" for code in (*range(32), 127)} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters shown as escapes, so that it prints as one line."""
+    return text.translate(_ESCAPED)

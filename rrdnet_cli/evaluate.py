@@ -21,7 +21,7 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from . import images
-from .errors import InputError, RRDNetError, UsageError, cannot_write
+from .errors import InputError, RRDNetError, UsageError, cannot_write, printable
 from .niqe import MIN_SIDE as NIQE_MIN_SIDE
 from .niqe import niqe
 
@@ -267,12 +267,11 @@ def format_table(report: Report) -> str:
     columns = (columns if report.with_reference else []) + [("niqe", "NIQE", 3), ("brightness", "bright", 3)]
     good = [row for row in report.rows if not row.error]
     label = f"mean ({len(good)} files)"
-    width = max([len(row.name) for row in good] + [len(label), len("file")])
+    names = [printable(row.name) for row in good]  # a name may hold a newline: one row still
+    width = max([len(name) for name in names] + [len(label), len("file")])
     lines = ["  ".join([f"{'file':<{width}}"] + [f"{title:>8}" for _, title, _ in columns])]
-    for row in good:
-        lines.append(
-            "  ".join([f"{row.name:<{width}}"] + [f"{_cell(getattr(row, key), d):>8}" for key, _, d in columns])
-        )
+    for name, row in zip(names, good, strict=True):
+        lines.append("  ".join([f"{name:<{width}}"] + [f"{_cell(getattr(row, key), d):>8}" for key, _, d in columns]))
     means = report.means()
     lines.append("  ".join([f"{label:<{width}}"] + [f"{_cell(means[key], d):>8}" for key, _, d in columns]))
     return "\n".join(lines)

@@ -134,6 +134,13 @@ def test_a_16_bit_source_is_relit_at_16_bits_with_its_alpha(tmp_path):
     assert written.dtype == np.uint16 and np.array_equal(written[:, :, 3], rgba[:, :, 3])
 
 
+def test_relight_says_a_name_with_a_newline_on_one_line(tmp_path, saved):
+    result = run("relight", saved[1], "--gamma", "0.5", "-o", tmp_path / "re\nlit.png")
+    assert result.exit_code == 0 and (tmp_path / "re\nlit.png").is_file()
+    (line,) = result.stderr.splitlines()
+    assert "re\\nlit.png" in line
+
+
 def test_a_file_from_before_source_bits_reads_as_8_bit(tmp_path, saved):
     with np.load(saved[1]) as arrays:
         values = {key: arrays[key] for key in arrays.files if key != "source_bits"}

@@ -110,6 +110,14 @@ def test_size_mismatch_and_unreadable_files_fail_alone(tmp_path):
     assert "b.png" in result.stdout and "mean (1 files)" in result.stdout
 
 
+def test_a_name_with_a_newline_is_one_row_of_the_table(tmp_path):
+    save(tmp_path / "e" / "odd\nname.png", np.zeros((8, 8, 3)))
+    result = run("eval", tmp_path / "e")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and lines[1].startswith("odd\\nname.png ")
+
+
 def test_missing_folder_is_a_usage_error(tmp_path):
     result = run("eval", tmp_path / "nope")
     assert result.exit_code == 2 and "nope" in result.stderr

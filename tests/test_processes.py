@@ -184,6 +184,17 @@ def test_closed_standard_streams_are_one_line_errors(tmp_path, redirect, code, m
     assert error_lines(completed.stderr.decode()) == [message]
 
 
+@pytest.mark.parametrize("command", [["config", "show"], ["eval", "shots"], ["eval", "shots", "--json", "-"]])
+def test_a_closed_stdout_fails_what_prints_for_programs(tmp_path, command):
+    write_dark(tmp_path / "shots" / "a.png", 32, 32)
+    shell = shlex.join(cli_command(*command)) + " >&-"
+    completed = subprocess.run(
+        shell, shell=True, env=cli_environment(), cwd=tmp_path, stderr=subprocess.PIPE, timeout=PROCESS_LIMIT
+    )
+    assert completed.returncode == 1
+    assert error_lines(completed.stderr.decode()) == ["rrdnet: error: stdout: cannot write (stdout is closed)"]
+
+
 def test_a_closed_stderr_silences_the_run_but_spoils_nothing(tmp_path):
     write_dark(tmp_path / "a.png", 32, 32)
     command = shlex.join(cli_command("enhance", "a.png", "missing.png", "-o", "out", *PAPER_FAST)) + " 2>&-"
