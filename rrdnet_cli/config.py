@@ -74,7 +74,7 @@ class Config:
     """Everything that decides an enhancement's numbers (plus where it runs)."""
 
     iterations: int = _option(1000, "Adam steps on the full image", minimum=0, maximum=MAX_ITERATIONS)
-    # Above 1 a fit only diverges, and near float32's limit the rate itself overflows.
+    # Fits diverge well below 1 already, and near float32's limit the rate itself overflows.
     learning_rate: float = _option(1e-3, "Adam learning rate", minimum=0.0, exclusive=True, maximum=1.0)
     illumination_weight: float = _option(1.0, "weight of the illumination loss", minimum=0.0)
     reflectance_weight: float = _option(1.0, "weight of the reflectance loss", minimum=0.0)

@@ -242,11 +242,20 @@ def _death_message(process: multiprocessing.process.BaseProcess) -> str:
     return f"the worker process died ({how}); nothing was saved"
 
 
-def remove_temporaries(job: Job, options: OutputOptions) -> None:
-    """Delete the ``.part`` files a killed worker may have left for ``job``'s outputs."""
-    for path in [output_path(job, options), *extra_paths(job, options).values()]:
+def remove_unfinished(job: Job, options: OutputOptions, since: float) -> None:
+    """Delete what a worker killed in the middle of ``job`` may have left: its ``.part`` files, and
+    the maps, decomposition and sheet it wrote (modified ``since`` it was given the job) before the
+    image, which is written last and whole. A worker that is not killed removes them itself."""
+    extras = extra_paths(job, options).values()
+    for path in [output_path(job, options), *extras]:
         for temporary in images.temporaries_of(path):
             temporary.unlink(missing_ok=True)
+    for path in extras:
+        try:
+            if path.stat().st_mtime >= since:
+                path.unlink()
+        except OSError:
+            pass  # not there, or a file system gone: nothing of ours to remove
 
 
 def join_or_kill(process: Any, grace: float) -> None:
@@ -282,9 +291,11 @@ class _Worker:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child.close()
         self.job: Optional[Job] = None
+        # When the job was given (wall-clock, as file times are): what is newer, it wrote.
+        self.given_at = 0.0
 
     def give(self, job: Job, config: Config, options: OutputOptions) -> None:
-        self.job = job
+        self.job, self.given_at = job, time.time()
         try:
             self.connection.send((job, config, options))
         except OSError:
@@ -353,7 +364,7 @@ def run_in_workers(
                 if result is None:  # the worker died: fail its file, clean up after it, replace it
                     worker.stop(idle=True)
                     worker.connection.close()
-                    remove_temporaries(job, options)
+                    remove_unfinished(job, options, worker.given_at)
                     result = FileResult(
                         job.source, None, Status.FAILED, 0.0, naming(job.name, _death_message(worker.process))
                     )
@@ -371,17 +382,17 @@ def run_in_workers(
 def _stop_all(pool: list[_Worker], options: OutputOptions, record) -> None:
     """End every worker. ``record`` (when interrupted) gets the results that arrived meanwhile;
     the files the others held leave no temporary behind."""
-    busy = [(worker, worker.job) for worker in pool if worker.job is not None]
+    busy = [(worker, worker.job, worker.given_at) for worker in pool if worker.job is not None]
     for worker in pool:  # all at once: each exits (or cleans up) while the others do
         worker.ask_to_stop(idle=worker.job is None)
     for worker in pool:
         worker.wait()
-    for worker, job in busy:
+    for worker, job, given_at in busy:
         result = _receive(worker) if record is not None else None
         if result is not None:
             record(result)
         else:
-            remove_temporaries(job, options)
+            remove_unfinished(job, options, given_at)
     for worker in pool:
         worker.connection.close()
 

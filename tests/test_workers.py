@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,8 @@ import pytest
 from rrdnet_cli import images, workers
 from rrdnet_cli.batch import run_batch
 from rrdnet_cli.inputs import collect_inputs
-from rrdnet_cli.jobs import Job, OutputOptions, Status
-from rrdnet_cli.workers import Plan, available_cores, plan, plan_batch
+from rrdnet_cli.jobs import Job, OutputOptions, Status, extra_paths
+from rrdnet_cli.workers import Plan, available_cores, plan, plan_batch, remove_unfinished
 
 from helpers import write_dark
 
@@ -198,3 +199,23 @@ def test_a_worker_whose_parent_is_gone_stops_itself():
     )
     result = subprocess.run([sys.executable, "-c", script], timeout=60)
     assert result.returncode == 43
+
+
+def test_what_a_killed_worker_wrote_for_its_file_is_removed(tmp_path):
+    options = OutputOptions(tmp_path / "out", save_maps=True, save_decomposition=True)
+    old, new = Job(tmp_path / "old.png", Path("old.png")), Job(tmp_path / "new.png", Path("new.png"))
+    for job in (old, new):
+        for path in extra_paths(job, options).values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"written")
+    given_at = time.time() + 10  # the old job's files were all written before the job was given
+    for path in extra_paths(old, options).values():
+        os.utime(path, (given_at - 60, given_at - 60))
+    for path in extra_paths(new, options).values():
+        os.utime(path, (given_at + 1, given_at + 1))
+    part = tmp_path / "out" / ".new.png.abcd1234.part"
+    part.write_bytes(b"half")
+    for job in (old, new):
+        remove_unfinished(job, options, given_at)
+    left = sorted(str(path.relative_to(tmp_path / "out")) for path in (tmp_path / "out").rglob("*") if path.is_file())
+    assert left == sorted(str(path.relative_to(tmp_path / "out")) for path in extra_paths(old, options).values())
