@@ -398,8 +398,8 @@ _INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 
 class _StrictLoader(yaml.SafeLoader):
     """YAML's safe subset without anchors and aliases: a config never needs them, and nested
-    aliases let a few hundred bytes expand to gigabytes (a "billion laughs"). A key given twice, or
-    one that is a list or mapping, is refused (YAML would keep the last one without a word).
+    aliases let a few hundred bytes expand to gigabytes (a "billion laughs"). A key given twice (YAML
+    would keep the last one without a word), or one that is a list or mapping, is refused.
     Numbers are read as YAML 1.2 and Python read them: ``1e-3`` and ``.5e3`` are numbers (YAML 1.1
     wants a dot before the exponent), ``017`` is seventeen (not octal 15), ``1:20`` is text (not 80
     in base 60), ``0o17`` and ``0x1F`` are octal and hexadecimal."""
