@@ -106,8 +106,10 @@ def prepare_output_dir(options: OutputOptions) -> None:
     folder = options.output_dir
     try:
         mode = os.stat(folder).st_mode
-    except OSError:
-        mode = None  # nothing there yet (or unreachable: mkdir says why)
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None  # nothing there yet (or a file on the way: mkdir says so)
+    except OSError as error:  # a loop of links, a name too long: no folder can be made there
+        raise UsageError(f"{folder}: cannot use as the output folder ({error.strerror or error})") from None
     if mode is not None and not stat.S_ISDIR(mode):
         raise UsageError(f"{folder}: not a folder (it is {images.describe_file_type(mode)}); -o takes a folder")
     try:

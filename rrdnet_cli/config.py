@@ -10,6 +10,7 @@ import dataclasses
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -386,10 +387,16 @@ def _resolve(name_or_path: str) -> Path:
         hint = f"; for the file, write ./{name_or_path}" if Path(name_or_path).is_file() else ""
         raise ConfigError(f"{shown(name_or_path)}: no such preset (presets: {names}){hint}")
     path = Path(name_or_path)
-    if path.is_dir():
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(f"{name_or_path}: config file not found") from None
+    except OSError as error:  # a loop of links, a name too long, a folder it may not enter
+        raise ConfigError(f"{name_or_path}: cannot read config ({error.strerror or error})") from None
+    if stat.S_ISDIR(mode):
         raise ConfigError(f"{name_or_path}: is a folder, not a config file")
-    if not path.is_file():
-        raise ConfigError(f"{name_or_path}: config file not found")
+    if not stat.S_ISREG(mode):  # a FIFO would block the read, a device never end it
+        raise ConfigError(f"{name_or_path}: not a regular file, not a config file")
     return path
 
 

@@ -353,6 +353,14 @@ def test_a_loop_of_links_in_a_folder_fails_alone(tmp_path):
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
 
 
+def test_a_loop_of_links_as_the_output_folder_is_a_usage_error(tmp_path):
+    source = write_dark(tmp_path / "a.png")
+    (tmp_path / "out").symlink_to("out")
+    result = run("enhance", source, "-o", tmp_path / "out", *DEFAULT_FAST)
+    assert result.exit_code == 2
+    assert single_line_error(result).endswith(": cannot use as the output folder (Too many levels of symbolic links)")
+
+
 def test_folder_without_images_fails(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "notes.txt").write_text("no images here")

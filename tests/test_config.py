@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from rrdnet_cli import Config, ConfigError, load_config
@@ -70,6 +72,18 @@ def test_missing_file_and_unknown_preset(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="no such preset"):
         load_config("no-such-preset")
+
+
+def test_a_config_path_that_is_no_file_says_what_it_is(tmp_path):
+    (tmp_path / "loop.yaml").symlink_to("loop.yaml")
+    with pytest.raises(ConfigError, match="loop.yaml: cannot read config \\(Too many levels of symbolic links\\)"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(ConfigError, match="is a folder, not a config file"):
+        load_config(tmp_path / "folder.yaml")
+    os.mkfifo(tmp_path / "pipe.yaml")  # no writer: reading it would block
+    with pytest.raises(ConfigError, match="pipe.yaml: not a regular file"):
+        load_config(tmp_path / "pipe.yaml")
 
 
 def test_yaml_round_trip(tmp_path):
