@@ -382,17 +382,17 @@ def run_in_workers(
 def _stop_all(pool: list[_Worker], options: OutputOptions, record) -> None:
     """End every worker. ``record`` (when interrupted) gets the results that arrived meanwhile;
     the files the others held leave no temporary behind."""
-    busy = [(worker, worker.job, worker.given_at) for worker in pool if worker.job is not None]
+    busy = [(worker, worker.job) for worker in pool if worker.job is not None]
     for worker in pool:  # all at once: each exits (or cleans up) while the others do
         worker.ask_to_stop(idle=worker.job is None)
     for worker in pool:
         worker.wait()
-    for worker, job, given_at in busy:
+    for worker, job in busy:
         result = _receive(worker) if record is not None else None
         if result is not None:
             record(result)
         else:
-            remove_unfinished(job, options, given_at)
+            remove_unfinished(job, options, worker.given_at)
     for worker in pool:
         worker.connection.close()
 
